@@ -1,0 +1,3 @@
+"""Metrics engine (pure numpy): placeholder until the metrics issue lands."""
+
+EVALUATOR_VERSION = "0"

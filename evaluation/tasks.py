@@ -1,0 +1,24 @@
+"""Thin Celery tasks: take ids, call one service. Heavy imports happen inside the services."""
+
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+
+
+@shared_task(name="evaluation.health_check")
+def health_check(token: str = "") -> dict:
+    """Round-trip check: returns the worker's host name, echoes the token and touches the DB."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        (db_ok,) = cursor.fetchone()
+    return {
+        "ok": True,
+        "token": token,
+        "hostname": socket.gethostname(),
+        "db": db_ok == 1,
+        "db_vendor": connection.vendor,
+    }

@@ -1,0 +1,259 @@
+"""The system of record: datasets, categories, suites, methods, submissions, runs, results.
+
+Every ``Result`` says how it was obtained (``Provenance``): reproduced by our own workers from
+registered code, or an uploaded bundle scored against our ground truth. There is no third kind.
+Writes go through ``leaderboard.services``; reads through ``leaderboard.selectors``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Dataset(TimeStampedModel):
+    """A dataset family: ``mvtec``, ``visa``, ``synthetic``, or a user's own folder dataset."""
+
+    key = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    url = models.URLField(blank=True)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Category(TimeStampedModel):
+    """One category of a dataset; ``key`` is ``<dataset>/<category>`` (e.g. ``mvtec/bottle``)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="categories")
+    key = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
+    # Published ids of the test images, in the order bundles must follow (never labels/masks).
+    test_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["dataset__order", "key"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Suite(TimeStampedModel):
+    """A named set of categories scored together, e.g. ``vadi`` = MVTec AD (15) + VisA (12)."""
+
+    key = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    categories = models.ManyToManyField(Category, related_name="suites")
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Method(TimeStampedModel):
+    """An anomaly-detection method: a registered algorithm or an external method with uploads."""
+
+    key = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    family = models.CharField(max_length=80, blank=True)
+    description = models.TextField(blank=True)
+    paper_title = models.CharField(max_length=300, blank=True)
+    paper_url = models.URLField(blank=True)
+    code_url = models.URLField(blank=True)
+    # Registry key in ``algorithms`` when our workers can reproduce it; blank otherwise.
+    algorithm_key = models.CharField(max_length=80, blank=True)
+    is_baseline = models.BooleanField(default=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="methods"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    VALIDATING = "validating", "Validating"
+    RUNNING = "running", "Running"
+    SCORING = "scoring", "Scoring"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public"
+    PRIVATE = "private", "Private"
+
+
+class ReviewStatus(models.TextChoices):
+    NONE = "none", "Not needed"
+    FLAGGED = "flagged", "Flagged for review"
+    APPROVED = "approved", "Approved by an admin"
+    REJECTED = "rejected", "Rejected by an admin"
+
+
+class Job(TimeStampedModel):
+    """Fields shared by every long job that a worker claims, runs and reports on."""
+
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0)  # 0..1
+    progress_message = models.CharField(max_length=300, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (JobStatus.DONE, JobStatus.FAILED)
+
+
+def _submission_upload_to(instance: Submission, filename: str) -> str:
+    return f"submissions/{instance.owner_id}/{instance.uuid}.zip"
+
+
+class Submission(Job):
+    """An uploaded bundle of anomaly maps, scored server-side (provenance ``server_scored``)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
+    method = models.ForeignKey(Method, on_delete=models.PROTECT, related_name="submissions")
+    suite = models.ForeignKey(Suite, on_delete=models.PROTECT, related_name="submissions")
+    archive = models.FileField(upload_to=_submission_upload_to, max_length=300)
+    archive_size = models.BigIntegerField(default=0)
+    archive_sha256 = models.CharField(max_length=64, blank=True)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
+    review_status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.NONE)
+    review_note = models.TextField(blank=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Submission {self.pk} ({self.method}, {self.status})"
+
+
+class BenchmarkRun(Job):
+    """An admin-triggered re-benchmark of one method on a set of categories (``reproduced``)."""
+
+    method = models.ForeignKey(Method, on_delete=models.PROTECT, related_name="benchmark_runs")
+    suite = models.ForeignKey(Suite, null=True, blank=True, on_delete=models.PROTECT, related_name="benchmark_runs")
+    categories = models.ManyToManyField(Category, related_name="benchmark_runs", blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="benchmark_runs"
+    )
+    config = models.JSONField(default=dict, blank=True)  # algorithm params, budgets, seed
+    commit = models.CharField(max_length=64, blank=True)
+    environment = models.JSONField(default=dict, blank=True)  # library versions, hardware
+    is_published = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.method}, {self.status})"
+
+
+class BenchmarkJob(Job):
+    """One (run, category) unit of a re-benchmark, executed by one Celery task."""
+
+    run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="jobs")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="benchmark_jobs")
+    timings = models.JSONField(default=dict, blank=True)  # train_seconds, per-image times, epochs
+    output = models.JSONField(default=dict, blank=True)  # the runner's results JSON for this category
+
+    class Meta:
+        ordering = ["run", "category__key"]
+        constraints = [models.UniqueConstraint(fields=["run", "category"], name="benchmarkjob_unique_run_category")]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} ({self.category}, {self.status})"
+
+
+class Provenance(models.TextChoices):
+    REPRODUCED = "reproduced", "Reproduced"
+    SERVER_SCORED = "server_scored", "Server-scored"
+
+
+class Result(TimeStampedModel):
+    """One metric value for method x category x map variant, with where it came from."""
+
+    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="results")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="results")
+    metric = models.CharField(max_length=40)  # key in evaluation.metrics' registry
+    variant = models.CharField(max_length=80, default="default")  # the anomaly-map variant scored
+    is_primary_variant = models.BooleanField(default=True)
+    value = models.FloatField()
+    provenance = models.CharField(max_length=20, choices=Provenance.choices)
+    evaluator_version = models.CharField(max_length=40)
+    benchmark_run = models.ForeignKey(
+        BenchmarkRun, null=True, blank=True, on_delete=models.CASCADE, related_name="results"
+    )
+    submission = models.ForeignKey(Submission, null=True, blank=True, on_delete=models.CASCADE, related_name="results")
+    # Only current results feed tables; superseded ones stay for history.
+    is_current = models.BooleanField(default=False, db_index=True)
+    extra = models.JSONField(default=dict, blank=True)  # e.g. timings of the run that produced it
+
+    class Meta:
+        ordering = ["method", "category", "metric"]
+        indexes = [models.Index(fields=["metric", "is_current", "provenance"], name="result_board_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(value__gte=0.0) & Q(value__lte=1.0), name="result_value_in_unit_interval"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(provenance="reproduced", benchmark_run__isnull=False, submission__isnull=True)
+                    | Q(provenance="server_scored", submission__isnull=False, benchmark_run__isnull=True)
+                ),
+                name="result_provenance_matches_source",
+            ),
+            models.UniqueConstraint(
+                fields=["benchmark_run", "category", "metric", "variant", "evaluator_version"],
+                condition=Q(benchmark_run__isnull=False),
+                name="result_unique_per_run",
+            ),
+            models.UniqueConstraint(
+                fields=["submission", "category", "metric", "variant", "evaluator_version"],
+                condition=Q(submission__isnull=False),
+                name="result_unique_per_submission",
+            ),
+            models.UniqueConstraint(
+                fields=["method", "category", "metric", "variant", "provenance", "evaluator_version"],
+                condition=Q(is_current=True),
+                name="result_one_current",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.category} {self.metric}={self.value:.4f}"
