@@ -1,4 +1,4 @@
-"""Thin Celery tasks: take ids, call one service. Heavy imports happen inside the services."""
+"""Health check task: proves that a broker, a worker and the database are connected."""
 
 from __future__ import annotations
 

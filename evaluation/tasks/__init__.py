@@ -1,0 +1,8 @@
+"""Celery tasks of the evaluation app (Celery's autodiscovery imports this package).
+
+One module per area; each task takes ids and calls one service.
+"""
+
+from .health import health_check
+
+__all__ = ["health_check"]
