@@ -13,7 +13,7 @@ RUN apt-get update \
 WORKDIR /app
 # Requirements first, so the dependency layer is cached across source changes.
 COPY requirements.txt .
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
+RUN pip install -r requirements.txt
 
 COPY . .
 RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
