@@ -29,7 +29,10 @@ __all__ = [
 ]
 
 #: Modules whose import registers the built-in algorithms (one line per algorithm).
-BUILTIN_MODULES: tuple[str, ...] = ("algorithms.random_baseline",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "algorithms.random_baseline",
+    "algorithms.patchcore",
+)
 
 
 class UnknownAlgorithmError(KeyError):
@@ -56,6 +59,10 @@ class AlgorithmInfo:
     #: True when training is a single pass (memory-bank methods): the runner uses one epoch.
     one_shot: bool = False
     is_baseline: bool = False
+    #: Epochs of the publication's schedule (1 for one-shot methods).
+    default_epochs: int = 1
+    #: Epochs the conformance test trains the ``tiny`` configuration for.
+    tiny_epochs: int = 1
 
 
 _REGISTRY: dict[str, tuple[type[AnomalyDetector], AlgorithmInfo]] = {}

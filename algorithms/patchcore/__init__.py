@@ -1,0 +1,5 @@
+"""PatchCore (Roth et al., CVPR 2022): a coreset memory bank of locally aware patch features."""
+
+from .model import PatchCore
+
+__all__ = ["PatchCore"]
