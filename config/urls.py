@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("api/v1/staff/", include("leaderboard.api_urls_staff")),
     path("api/v1/", include("leaderboard.api_urls")),
     path("", include("leaderboard.urls")),
 ]

@@ -1,8 +1,18 @@
 """Django admin: browse everything; writes that matter go through services (see actions)."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 
 from . import models
+from .services.benchmark_runs import (
+    BenchmarkRequestError,
+    benchmark_config_names,
+    benchmark_run_repeat,
+    benchmark_runs_create,
+)
 
 
 @admin.register(models.Dataset)
@@ -44,11 +54,63 @@ class BenchmarkJobInline(admin.TabularInline):
     can_delete = False
 
 
+class RebenchmarkForm(forms.Form):
+    """What the "Add benchmark run" page asks for: methods x (suites and/or categories) and a config."""
+
+    methods = forms.ModelMultipleChoiceField(queryset=models.Method.objects.exclude(algorithm_key=""))
+    suites = forms.ModelMultipleChoiceField(queryset=models.Suite.objects.all(), required=False)
+    categories = forms.ModelMultipleChoiceField(queryset=models.Category.objects.all(), required=False)
+    config = forms.ChoiceField(choices=lambda: [(name, name) for name in benchmark_config_names()])
+    device = forms.ChoiceField(choices=[("auto", "auto (CUDA when the worker has it)"), ("cpu", "cpu")])
+
+
 @admin.register(models.BenchmarkRun)
 class BenchmarkRunAdmin(admin.ModelAdmin):
     list_display = ("id", "method", "suite", "status", "progress", "is_published", "created_at")
     list_filter = ("status", "is_published")
     inlines = [BenchmarkJobInline]
+    actions = ["repeat_runs"]
+    readonly_fields = ("method", "suite", "categories", "requested_by", "config", "commit", "environment",
+                       "status", "progress", "progress_message", "error_message", "attempts", "is_published",
+                       "started_at", "finished_at", "heartbeat_at", "celery_task_id")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Start a re-benchmark (one run per method, one Celery job per category) instead of a raw row."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RebenchmarkForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                runs = benchmark_runs_create(
+                    methods=list(data["methods"]),
+                    suites=[s.key for s in data["suites"]],
+                    categories=[c.key for c in data["categories"]],
+                    config=data["config"],
+                    device=data["device"],
+                    requested_by=request.user,
+                    allow_config_paths=False,
+                )
+            except BenchmarkRequestError as exc:
+                form.add_error(None, str(exc))
+            else:
+                started = ", ".join(str(r.pk) for r in runs)
+                self.message_user(request, f"Started {len(runs)} re-benchmark run(s): {started}.")
+                return redirect("admin:leaderboard_benchmarkrun_changelist")
+        context = {**self.admin_site.each_context(request), "title": "Start a re-benchmark", "form": form,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/leaderboard/benchmarkrun/rebenchmark.html", context)
+
+    @admin.action(description="Re-run the selected runs (same method, categories and config)")
+    def repeat_runs(self, request, queryset):
+        started = []
+        for run in queryset.select_related("method"):
+            try:
+                started.append(benchmark_run_repeat(run=run, requested_by=request.user))
+            except BenchmarkRequestError as exc:
+                self.message_user(request, f"Run {run.pk}: {exc}", level=messages.ERROR)
+        if started:
+            self.message_user(request, f"Started run(s) {', '.join(str(r.pk) for r in started)}.")
 
 
 @admin.register(models.Result)

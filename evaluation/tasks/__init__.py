@@ -3,6 +3,7 @@
 One module per area; each task takes ids and calls one service.
 """
 
+from .benchmarks import run_benchmark_job, sweep_stale_jobs
 from .health import health_check
 
-__all__ = ["health_check"]
+__all__ = ["health_check", "run_benchmark_job", "sweep_stale_jobs"]

@@ -1,10 +1,106 @@
-"""Prepare the demo site (placeholder until the scoring issue wires the real demo path)."""
+"""Prepare the demo leaderboard: catalog, methods, the synthetic suite and real reproduced numbers.
 
-from django.core.management.base import BaseCommand
+    manage.py setup_demo [--config synthetic_cpu] [--force]
+
+Idempotent: the synthetic suite is generated only when missing, and a method that already has a
+complete published run of the same config on the suite is not run again (``--force`` redoes it).
+The re-benchmark goes through the same path as an admin's (``benchmark_runs_create`` -> Celery
+tasks -> ``results_publish``): eagerly in this process when no broker is configured, on the
+workers otherwise (this command then waits for them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from leaderboard.management.commands.rebenchmark import runs_summary, runs_wait
+from leaderboard.services import catalog_sync, method_sync_from_registry
+from leaderboard.services.benchmark_runs import (
+    BenchmarkRequestError,
+    benchmark_config_load,
+    benchmark_runs_create,
+)
+
+MARKER = ".vadi-suite.json"
 
 
 class Command(BaseCommand):
-    help = "Prepare the demo leaderboard."
+    help = "Prepare the demo: sync the catalog and methods, generate the synthetic suite, benchmark every algorithm."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--config", default="synthetic_cpu", help="config name or path (default synthetic_cpu)")
+        parser.add_argument("--force", action="store_true", help="re-run even when a complete published run exists")
+        parser.add_argument(
+            "--methods", default="", help="method keys, comma-separated (default: every one the config has)"
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed of the generated suite")
+        parser.add_argument("--image-size", type=int, default=128)
+        parser.add_argument("--n-train", type=int, default=40)
+        parser.add_argument("--n-test-good", type=int, default=12)
+        parser.add_argument("--n-test-defect", type=int, default=18)
+        parser.add_argument("--device", default="cpu", help="cpu (default), auto or cuda:N")
+
+    def _log(self, message: str) -> None:
+        self.stdout.write(f"[setup_demo {time.monotonic() - self._t0:6.1f}s] {message}")
+        self.stdout.flush()
+
+    def _ensure_suite(self, options) -> None:
+        from algorithms.data import SYNTHETIC_CATEGORIES, generate_suite
+
+        root = Path(settings.DATASET_ROOTS["synthetic"])
+        sizes = {
+            "seed": options["seed"],
+            "image_size": options["image_size"],
+            "n_train": options["n_train"],
+            "n_test_good": options["n_test_good"],
+            "n_test_defect": options["n_test_defect"],
+        }
+        present = all(
+            (root / name / "train").is_dir() and (root / name / "test").is_dir() for name in SYNTHETIC_CATEGORIES
+        )
+        if present:
+            self._log(f"synthetic suite present in {root}")
+            return
+        self._log(f"generating the synthetic suite ({len(SYNTHETIC_CATEGORIES)} categories) in {root}: {sizes}")
+        root.mkdir(parents=True, exist_ok=True)
+        generate_suite(root, **sizes)
+        (root / MARKER).write_text(json.dumps(sizes, indent=2))
 
     def handle(self, *args, **options):
-        self.stdout.write("Demo data: nothing to prepare yet.")
+        self._t0 = time.monotonic()
+        try:
+            config = benchmark_config_load(options["config"])
+        except BenchmarkRequestError as exc:
+            raise CommandError(str(exc)) from exc
+        self._ensure_suite(options)
+        catalog_sync()
+        methods = method_sync_from_registry()
+        self._log(f"catalog and {len(methods)} methods synced")
+
+        configured = {entry["algorithm"] for entry in config.models}
+        wanted = [k.strip() for k in options["methods"].split(",") if k.strip()]
+        chosen = [m for m in methods if (m.key in wanted if wanted else m.algorithm_key in configured)]
+        skipped = sorted(m.key for m in methods if m.algorithm_key not in configured)
+        if skipped and not wanted:
+            self._log(f"config {config.name!r} has no entry for {', '.join(skipped)}: not benchmarked")
+        if not chosen:
+            raise CommandError(f"no method to benchmark with config {config.name!r}")
+        try:
+            runs = benchmark_runs_create(
+                methods=chosen,
+                suites=["synthetic"],
+                config=config,
+                device=options["device"],
+                skip_complete=not options["force"],
+            )
+        except BenchmarkRequestError as exc:
+            raise CommandError(str(exc)) from exc
+        self._log(f"runs: {', '.join(f'{r.pk} ({r.method.key})' for r in runs)}")
+        runs = runs_wait(runs, write=self._log)
+        runs_summary(runs, write=self._log)
+        self._log(f"done in {time.monotonic() - self._t0:.1f} s; the leaderboard shows the synthetic suite")

@@ -1,0 +1,97 @@
+"""Staff-only REST API: start re-benchmarks and follow their progress (token or session auth, admins only)."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..models import BenchmarkRun
+from ..services.benchmark_runs import BenchmarkRequestError, benchmark_config_names, benchmark_runs_create
+
+
+class BenchmarkRunCreateSerializer(serializers.Serializer):
+    methods = serializers.ListField(child=serializers.CharField(max_length=80), allow_empty=False, max_length=50)
+    suites = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    config = serializers.CharField(
+        required=False, default="paper", help_text="a config name in algorithms/configs/, e.g. synthetic_cpu or paper"
+    )
+    device = serializers.RegexField(r"^(auto|cpu|cuda(:\d+)?)$", required=False, default="auto")
+
+    def validate_config(self, value: str) -> str:
+        names = benchmark_config_names()
+        if value not in names:
+            raise serializers.ValidationError(f"unknown config {value!r}; available: {', '.join(names) or 'none'}")
+        return value
+
+
+class BenchmarkJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    category = serializers.CharField(source="category.key")
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    progress_message = serializers.CharField()
+    error_message = serializers.CharField()
+    attempts = serializers.IntegerField()
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    timings = serializers.JSONField()
+
+
+class BenchmarkRunOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    method = serializers.CharField(source="method.key")
+    suite = serializers.CharField(source="suite.key", allow_null=True, default=None)
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    progress_message = serializers.CharField()
+    error_message = serializers.CharField()
+    is_published = serializers.BooleanField()
+    config = serializers.JSONField()
+    commit = serializers.CharField()
+    environment = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    jobs = BenchmarkJobOutputSerializer(many=True)
+
+
+def _runs():
+    return BenchmarkRun.objects.select_related("method", "suite").prefetch_related("jobs__category")
+
+
+class BenchmarkRunListCreateApi(APIView):
+    """``GET``: the latest re-benchmark runs; ``POST``: start one run per method on the chosen categories."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=BenchmarkRunOutputSerializer(many=True))
+    def get(self, request):
+        runs = _runs().order_by("-created_at")[:100]
+        return Response(BenchmarkRunOutputSerializer(runs, many=True).data)
+
+    @extend_schema(request=BenchmarkRunCreateSerializer, responses={201: BenchmarkRunOutputSerializer(many=True)})
+    def post(self, request):
+        payload = BenchmarkRunCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            runs = benchmark_runs_create(
+                **payload.validated_data, requested_by=request.user, allow_config_paths=False
+            )
+        except BenchmarkRequestError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        fresh = _runs().filter(pk__in=[r.pk for r in runs]).order_by("pk")
+        return Response(BenchmarkRunOutputSerializer(fresh, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class BenchmarkRunDetailApi(APIView):
+    """One run with its per-category jobs: status, progress, heartbeat, errors."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=BenchmarkRunOutputSerializer)
+    def get(self, request, run_id: int):
+        return Response(BenchmarkRunOutputSerializer(get_object_or_404(_runs(), pk=run_id)).data)
