@@ -64,6 +64,15 @@ DATASET_ROOTS = {
 # Where benchmark workers keep run outputs (results JSON, checkpoints).
 VADI_RUNS_ROOT = Path(env("VADI_RUNS_ROOT", default=str(VAR_DIR / "runs")))
 
+# SUBMISSIONS (uploaded bundles; see docs/bundle-format.md). Sized for MVTec AD + VisA at 256^2.
+# ------------------------------------------------------------------------------
+VADI_BUNDLE_MAX_BYTES = env.int("VADI_BUNDLE_MAX_BYTES", default=1 << 30)
+VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES = env.int("VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES", default=2 << 30)
+VADI_BUNDLE_MAX_MEMBERS = env.int("VADI_BUNDLE_MAX_MEMBERS", default=512)
+VADI_BUNDLE_MAX_COMPRESSION_RATIO = env.float("VADI_BUNDLE_MAX_COMPRESSION_RATIO", default=200.0)
+VADI_SUBMISSIONS_PER_DAY = env.int("VADI_SUBMISSIONS_PER_DAY", default=5)
+VADI_SUBMISSIONS_CONCURRENT = env.int("VADI_SUBMISSIONS_CONCURRENT", default=2)
+
 # DATABASES
 # ------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
@@ -173,6 +182,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ("django_filters.rest_framework.DjangoFilterBackend",),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "leaderboard.apis.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "VisionAD Leaderboard API",

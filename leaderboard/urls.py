@@ -1,3 +1,5 @@
+"""Public pages. Keys of categories contain a slash, hence the ``path`` converters."""
+
 from django.urls import path
 
 from .views import pages
@@ -6,4 +8,14 @@ app_name = "leaderboard"
 
 urlpatterns = [
     path("", pages.home, name="home"),
+    path("datasets/<slug:key>/", pages.dataset_detail, name="dataset-detail"),
+    path("suites/<slug:suite>/categories/", pages.breakdown, name="breakdown"),
+    path("suites/<slug:suite>/evidence/<slug:method>/<slug:metric>/", pages.evidence, name="evidence"),
+    path("categories/<path:key>/", pages.category_detail, name="category-detail"),
+    path("methods/", pages.method_list, name="method-list"),
+    path("methods/<slug:key>/", pages.method_detail, name="method-detail"),
+    path("submissions/<int:pk>/", pages.submission_detail, name="submission-detail"),
+    path("submissions/<int:pk>/status.json", pages.submission_status, name="submission-status"),
+    path("runs/<int:pk>/", pages.run_detail, name="run-detail"),
+    path("runs/<int:pk>/status.json", pages.run_status, name="run-status"),
 ]

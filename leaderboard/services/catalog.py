@@ -1,0 +1,144 @@
+"""Catalog writes: datasets, categories and suites from ``algorithms.data``; methods from the registry.
+
+``algorithms.data`` is torch-free and safe to import here. ``method_sync_from_registry`` imports
+the algorithm registry (and so the algorithm modules): call it from management commands or
+workers, never from a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from ..models import Category, Dataset, Method, Suite
+from .results import leaderboard_cache_invalidate
+
+logger = logging.getLogger(__name__)
+
+#: Display metadata for the dataset families we know; unknown ones get a title-cased key.
+DATASET_INFO: dict[str, dict] = {
+    "mvtec": {
+        "name": "MVTec AD",
+        "order": 1,
+        "url": "https://www.mvtec.com/company/research/datasets/mvtec-ad",
+        "description": "15 categories of industrial objects and textures (Bergmann et al., CVPR 2019).",
+    },
+    "visa": {
+        "name": "VisA",
+        "order": 2,
+        "url": "https://github.com/amazon-science/spot-diff",
+        "description": "12 categories of complex objects, several per image (Zou et al., ECCV 2022).",
+    },
+    "synthetic": {
+        "name": "Synthetic",
+        "order": 3,
+        "url": "",
+        "description": "Generated textures with exact defect masks; used by the demo and the tests.",
+    },
+    "folder": {"name": "Folder", "order": 9, "url": "", "description": "A dataset in the generic folder layout."},
+}
+
+#: Display metadata for the suites; the order puts VADI first.
+SUITE_INFO: dict[str, dict] = {
+    "vadi": {
+        "name": "VADI (MVTec AD + VisA)",
+        "order": 0,
+        "description": "The 27 categories of MVTec AD (15) and VisA (12), every category weighted equally.",
+    },
+    "mvtec": {"name": "MVTec AD", "order": 1, "description": "The 15 categories of MVTec AD."},
+    "visa": {"name": "VisA", "order": 2, "description": "The 12 categories of VisA."},
+    "synthetic": {
+        "name": "Synthetic",
+        "order": 3,
+        "description": "Generated categories with exact masks (the demo suite).",
+    },
+}
+
+
+def _dataset_of(key: str) -> str:
+    dataset, sep, name = key.partition("/")
+    if not sep or not dataset or not name:
+        raise ValueError(f"category key {key!r} is not of the form '<dataset>/<category>'")
+    return dataset
+
+
+def _root_exists(roots: Mapping[str, object], dataset: str) -> bool:
+    root = roots.get(dataset)
+    return bool(root) and Path(str(root)).is_dir()
+
+
+@transaction.atomic
+def catalog_sync(*, suites: Iterable[str] | None = None, roots: Mapping[str, object] | None = None) -> None:
+    """Create or update the Dataset, Category and Suite rows of ``suites`` (default: all of them).
+
+    Test-image ids are read from disk only for datasets whose root directory exists; a dataset
+    that is absent (MVTec AD and VisA usually are on a development machine) keeps the ids it had.
+    A root that exists but is malformed raises ``DatasetError`` naming the problem.
+    """
+    from algorithms import data
+
+    known = data.SUITES
+    suite_keys = list(known) if suites is None else list(suites)
+    unknown = [key for key in suite_keys if key not in known]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {', '.join(map(repr, unknown))}; expected some of: {', '.join(known)}")
+    roots = dict(settings.DATASET_ROOTS if roots is None else roots)
+
+    categories: dict[str, Category] = {}
+    datasets: dict[str, Dataset] = {}
+    for suite_key in suite_keys:
+        keys = data.list_categories(suite_key)
+        for key in keys:
+            if key in categories:
+                continue
+            dataset_key = _dataset_of(key)
+            if dataset_key not in datasets:
+                info = DATASET_INFO.get(dataset_key, {"name": dataset_key.title(), "order": 8})
+                datasets[dataset_key], _ = Dataset.objects.update_or_create(
+                    key=dataset_key,
+                    defaults={
+                        "name": info["name"],
+                        "order": info["order"],
+                        "url": info.get("url", ""),
+                        "description": info.get("description", ""),
+                    },
+                )
+            defaults = {"dataset": datasets[dataset_key], "name": key.partition("/")[2]}
+            if _root_exists(roots, dataset_key):
+                defaults["test_ids"] = list(data.load_category(key, roots=roots).test_ids)
+            categories[key], _ = Category.objects.update_or_create(key=key, defaults=defaults)
+        info = SUITE_INFO.get(suite_key, {"name": suite_key.title(), "order": 8, "description": ""})
+        suite, _ = Suite.objects.update_or_create(
+            key=suite_key,
+            defaults={"name": info["name"], "order": info["order"], "description": info["description"]},
+        )
+        suite.categories.set([categories[key] for key in keys])
+    leaderboard_cache_invalidate()
+
+
+@transaction.atomic
+def method_sync_from_registry() -> list[Method]:
+    """Create or update one Method per registered algorithm (key = registry name); returns them."""
+    from algorithms import get_algorithm_info, list_algorithms
+
+    methods = []
+    for name in list_algorithms():
+        info = get_algorithm_info(name)
+        method = Method.objects.filter(key=name).first() or Method(key=name)
+        method.name = info.display_name or name
+        method.family = info.family
+        method.description = info.description
+        method.paper_title = info.paper_title
+        method.paper_url = info.paper_url
+        method.code_url = info.code_url
+        method.algorithm_key = name
+        method.is_baseline = info.is_baseline
+        method.full_clean()
+        method.save()
+        methods.append(method)
+    leaderboard_cache_invalidate()
+    return methods

@@ -1,0 +1,63 @@
+"""Template helpers: number formatting, query-string links, dictionary look-ups."""
+
+from __future__ import annotations
+
+from django import template
+from django.http import QueryDict
+
+register = template.Library()
+
+
+@register.filter
+def fmt(value, digits: int = 3) -> str:
+    """A metric value with ``digits`` decimals; an en dash for a missing value."""
+    if value is None or value == "":
+        return "–"
+    return f"{float(value):.{int(digits)}f}"
+
+
+@register.filter
+def pct(value) -> str:
+    if value is None:
+        return "–"
+    return f"{100.0 * float(value):.0f}%"
+
+
+@register.filter
+def get(mapping, key):
+    """``mapping[key]`` or ``None`` (for dicts keyed by metric or id)."""
+    if mapping is None:
+        return None
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None
+
+
+@register.simple_tag
+def query(params: QueryDict | None, **changes) -> str:
+    """The current query string with ``changes`` applied (``None``/empty removes a key); starts with ``?``."""
+    q = params.copy() if params is not None else QueryDict(mutable=True)
+    q._mutable = True
+    for key, value in changes.items():
+        if value is None or value == "":
+            q.pop(key, None)
+        else:
+            q[key] = value
+    encoded = q.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def seconds(value) -> str:
+    """A duration in seconds, readable: 0.012 s, 3.4 s, 2 min 5 s, 1 h 3 min."""
+    if value is None or value == "":
+        return "–"
+    s = float(value)
+    if s < 10:
+        return f"{s:.3g} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{int(s // 3600)} h {int((s % 3600) // 60)} min"
