@@ -1,3 +1,33 @@
-"""Metrics engine (pure numpy): placeholder until the metrics issue lands."""
+"""Metrics engine: pure functions on numpy arrays (numpy, scipy, OpenCV, shapely; no Django, no torch).
 
-EVALUATOR_VERSION = "0"
+Inputs are ``masks`` (N, H, W) binary ground truth, ``maps`` (N, H, W) float anomaly maps
+(higher means more anomalous), ``labels`` (N,) and ``scores`` (N,). No metric ever flips a
+direction. Bad input raises ``ValueError`` naming the problem; nothing returns NaN.
+Every stored result names :data:`EVALUATOR_VERSION`, which pins these definitions and the
+evaluation resolution :data:`EVAL_SIZE`.
+"""
+
+from ._combined import evaluate
+from ._protocol import EVAL_SIZE, EVALUATOR_VERSION, to_protocol
+from ._registry import METRICS, MetricSpec, get_metric, list_metrics
+from .aupro import aupro
+from .classification import image_auroc, pixel_auroc
+from .localisation import AnomalyLocalisation, LocalisationReport, localisation_report, proportion_localised
+
+__all__ = [
+    "EVALUATOR_VERSION",
+    "EVAL_SIZE",
+    "METRICS",
+    "AnomalyLocalisation",
+    "LocalisationReport",
+    "MetricSpec",
+    "aupro",
+    "evaluate",
+    "get_metric",
+    "image_auroc",
+    "list_metrics",
+    "localisation_report",
+    "pixel_auroc",
+    "proportion_localised",
+    "to_protocol",
+]
