@@ -1,0 +1,69 @@
+"""The CPU demo: every registered algorithm plus the random baseline on the synthetic suite.
+
+Random-initialised backbones (``pretrained=False``: no downloads), small images, small epoch
+counts and training budgets, so that all algorithms on the 9 synthetic categories train and
+evaluate in about 8 minutes on 2 CPU cores (measured figures in ``benchmarks/RESULTS.md``)::
+
+    python -m algorithms run --config algorithms/configs/synthetic_cpu.py --device cpu --out var/runs/demo
+
+Algorithms registered later, without an entry in ``SMALL`` below, run with their registry
+``tiny`` hyperparameters for ``tiny_epochs`` epochs under a 20 s budget.
+"""
+
+from algorithms.configs.defaults import model_defaults
+from algorithms.registry import get_algorithm_info, list_algorithms
+
+#: Per-algorithm CPU settings: hyperparameter overrides, epochs, budget (s), batch size.
+SMALL = {
+    "patchcore": {
+        "params": {
+            "input_size": 128,
+            "backbone": "resnet18",
+            "pretrained": False,
+            "pretrain_embed_dim": 512,
+            "target_embed_dim": 512,
+            "coreset_ratio": 0.1,
+        },
+        "epochs": 1,
+        "train_time_limit_s": 60,
+        "batch_size": 16,
+    },
+    "reverse_distillation": {
+        "params": {"input_size": 128, "pretrained": False},
+        "epochs": 10,
+        "train_time_limit_s": 12,
+        "batch_size": 8,
+    },
+    "fastflow": {
+        "params": {"input_size": 128, "pretrained": False},
+        "epochs": 10,
+        "train_time_limit_s": 12,
+        "batch_size": 8,
+    },
+    "efficient_ad": {
+        "params": {"input_size": 128, "pretrained": False},
+        "epochs": 10,
+        "train_time_limit_s": 12,
+        "batch_size": 8,
+    },
+    "random": {"params": {"input_size": 128}, "epochs": 1, "train_time_limit_s": 10, "batch_size": 16},
+}
+
+
+def _small_entry(name: str) -> dict:
+    info = get_algorithm_info(name)
+    entry = model_defaults(name)
+    if name in SMALL:
+        small = SMALL[name]
+        params = dict(info.tiny)  # small backbone, pretrained=False; then the demo's choices
+        params.update(small["params"])
+        entry.update(small, params=params)
+    else:
+        entry.update(params=dict(info.tiny), epochs=info.tiny_epochs, train_time_limit_s=20, batch_size=8)
+    return entry
+
+
+models = [_small_entry(name) for name in list_algorithms(include_baselines=False)]
+models.append(_small_entry("random"))
+categories = ["synthetic"]
+seed = 0
