@@ -52,7 +52,8 @@ def _as_float_array(value: Any, *, dtype: np.dtype | None, what: str) -> np.ndar
         target = _DTYPES["float32"]
     if not np.isfinite(array).all():
         raise BundleWriteError(f"{what} contains NaN or infinite values")
-    out = np.ascontiguousarray(array, dtype=target)
+    with np.errstate(over="ignore"):  # an overflow shows as inf, reported just below
+        out = np.ascontiguousarray(array, dtype=target)
     if not np.isfinite(out).all():
         raise BundleWriteError(f"{what} overflows {target.name} (values beyond {np.finfo(target).max:g})")
     return out

@@ -80,6 +80,10 @@ _ALLOWED_COMPRESSION = {
     zipfile.ZIP_BZIP2: "bzip2",
     zipfile.ZIP_LZMA: "lzma",
 }
+#: What ``zipfile`` raises on a damaged archive (unsupported "versions" are garbage too).
+_CORRUPT_ZIP_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, struct.error, ValueError, NotImplementedError,
+)  # fmt: skip
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # the 30 fixed bytes of a zip local file header
 _CATEGORY_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$", re.IGNORECASE)
 _MIB = 1 << 20
@@ -332,7 +336,7 @@ class BundleReader:
         try:
             self._zip = zipfile.ZipFile(self._file, "r")
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, struct.error, ValueError) as exc:
+        except _CORRUPT_ZIP_ERRORS as exc:
             raise BundleError(f"corrupt or truncated zip archive ({exc})") from exc
         if len(infos) > limits.max_members:
             raise BundleError(f"the archive has {len(infos):,} members; the limit is {limits.max_members:,}")
