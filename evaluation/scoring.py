@@ -37,6 +37,20 @@ class GroundTruthLike(Protocol):
     masks: np.ndarray
 
 
+#: Floating-point slack tolerated around [0, 1] (sums of many areas can land at 1 + 1e-14).
+UNIT_TOLERANCE = 1e-9
+
+
+def _unit(value: float) -> float:
+    """``value`` as a float, with rounding excursions just outside [0, 1] clipped back in."""
+    number = float(value)
+    if -UNIT_TOLERANCE <= number < 0.0:
+        return 0.0
+    if 1.0 < number <= 1.0 + UNIT_TOLERANCE:
+        return 1.0
+    return number
+
+
 def maps_to_protocol(
     masks: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, n_images: int
 ) -> np.ndarray:
@@ -81,7 +95,7 @@ def score_arrays(*, ground_truth: GroundTruthLike, scores: np.ndarray, maps: np.
     from .metrics import evaluate, to_protocol
 
     masks, protocol_maps = to_protocol(ground_truth.masks, maps)
-    return {key: float(value) for key, value in evaluate(masks, protocol_maps, ground_truth.labels, scores).items()}
+    return {key: _unit(value) for key, value in evaluate(masks, protocol_maps, ground_truth.labels, scores).items()}
 
 
 def score_bundle(
@@ -107,7 +121,7 @@ def score_bundle(
             masks, _ = to_protocol(masks, np.zeros(masks.shape, dtype=np.float32))
         scores = reader.read_scores(key)
         maps = maps_to_protocol(masks, reader.iter_map_batches(key), n_images=len(scores))
-        results[key] = {name: float(value) for name, value in evaluate(masks, maps, gt.labels, scores).items()}
+        results[key] = {name: _unit(value) for name, value in evaluate(masks, maps, gt.labels, scores).items()}
         if progress is not None:
             progress(done, len(keys), key)
     return results
@@ -124,27 +138,31 @@ def suspicion_check(
     results: Mapping[str, Mapping[str, float]],
     *,
     pixel_auroc_above: float = 0.999,
+    aupro_above: float = 0.999,
     pl_at_least: float = 1.0,
     fraction: float = 0.5,
 ) -> SuspicionReport:
-    """Flag results whose maps look like the ground truth masks themselves.
+    """Flag results whose maps look like the ground-truth masks themselves.
 
     A category looks like ground truth when its pixel AUROC exceeds ``pixel_auroc_above`` and
-    its PL reaches ``pl_at_least``. The submission is flagged when more than ``fraction`` of
-    its categories do. No published method comes close on MVTec AD or VisA (paper, Table 2),
-    so this catches uploaded masks without troubling honest submissions.
+    either its AUPRO exceeds ``aupro_above`` or its PL reaches ``pl_at_least``. (Masks uploaded
+    as maps give pixel AUROC = AUPRO = 1; PL can stay below 1 for irregular defects, since it
+    compares bounding boxes.) The submission is flagged when more than ``fraction`` of its
+    categories look like that. No published method comes close on MVTec AD or VisA, so this
+    holds uploaded masks for an admin without troubling honest submissions.
     """
     if not results:
         return SuspicionReport(False)
     hits = sorted(
         key
         for key, values in results.items()
-        if values.get("pixel_auroc", 0.0) > pixel_auroc_above and values.get("pl", 0.0) >= pl_at_least
+        if values.get("pixel_auroc", 0.0) > pixel_auroc_above
+        and (values.get("aupro", 0.0) > aupro_above or values.get("pl", 0.0) >= pl_at_least)
     )
     if len(hits) > fraction * len(results):
         reason = (
-            f"{len(hits)} of {len(results)} categories have pixel AUROC > {pixel_auroc_above} and PL >= "
-            f"{pl_at_least}: the maps match the ground truth too well; held for review"
+            f"{len(hits)} of {len(results)} categories have pixel AUROC > {pixel_auroc_above} and AUPRO > "
+            f"{aupro_above} or PL >= {pl_at_least}: the maps match the ground truth too well"
         )
         return SuspicionReport(True, hits, reason)
     return SuspicionReport(False, hits)

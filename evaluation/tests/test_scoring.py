@@ -1,0 +1,114 @@
+"""Scoring a validated bundle gives exactly ``evaluation.metrics.evaluate`` on the same arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from evaluation.bundles import BundleLimits, BundleReader
+from evaluation.metrics import EVAL_SIZE, evaluate, to_protocol
+from evaluation.scoring import maps_to_protocol, score_arrays, score_bundle, suspicion_check
+from evaluation.tests.bundle_corpus import Spec, write_valid
+
+
+@dataclass
+class GT:
+    ids: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+
+
+def _ground_truth(n: int, seed: int) -> GT:
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(n, dtype=np.uint8)
+    labels[n // 2 :] = 1
+    masks = np.zeros((n, EVAL_SIZE, EVAL_SIZE), dtype=np.uint8)
+    for i in np.flatnonzero(labels):
+        for _ in range(int(rng.integers(1, 3))):
+            y, x = rng.integers(10, EVAL_SIZE - 60, size=2)
+            h, w = rng.integers(8, 50, size=2)
+            masks[i, y : y + h, x : x + w] = 1
+    ids = np.array([f"test/{'bad' if labels[i] else 'good'}/{i:03d}.png" for i in range(n)])
+    return GT(ids, labels, masks)
+
+
+def _prediction(gt: GT, size: tuple[int, int], dtype, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy detector: maps correlate with the masks, scores with the labels."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    maps = np.stack(
+        [cv2.resize(m.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for m in gt.masks]
+    )
+    maps = (0.6 * maps + rng.random(maps.shape)).astype(dtype)
+    scores = (gt.labels * 0.5 + rng.random(len(gt.labels))).astype(np.float32)
+    return scores, maps
+
+
+SIZES = [((64, 64), np.float16), ((100, 80), np.float32), ((256, 256), np.float16), ((320, 300), np.float32)]
+
+
+@pytest.mark.parametrize(("size", "dtype"), SIZES, ids=[f"{s[0]}x{s[1]}-{np.dtype(d).name}" for s, d in SIZES])
+def test_score_bundle_equals_evaluate_on_the_same_arrays(tmp_path, size, dtype):
+    gts = {"synthetic/aa": _ground_truth(12, seed=1), "synthetic/bb": _ground_truth(9, seed=2)}
+    spec = Spec(suite="synthetic", ids={key: gt.ids.tolist() for key, gt in gts.items()}, map_size=size)
+    categories, expected = {}, {}
+    rng = np.random.default_rng(3)
+    for n, (key, gt) in enumerate(gts.items()):
+        scores, maps = _prediction(gt, size, dtype, seed=n)
+        masks256, maps256 = to_protocol(gt.masks, maps)
+        expected[key] = evaluate(masks256, maps256, gt.labels, scores)
+        order = rng.permutation(len(gt.ids))  # the bundle lists rows in its own order
+        categories[key] = {"ids": gt.ids[order].tolist(), "scores": scores[order], "maps": maps[order]}
+    path = write_valid(tmp_path / "b.zip", spec, categories)
+    # small chunks: maps stream in several batches and are resized batch by batch
+    with BundleReader(path, limits=BundleLimits(chunk_bytes=5 * size[0] * size[1] * 4)) as reader:
+        reader.validate(suite="synthetic", expected_ids={key: gt.ids.tolist() for key, gt in gts.items()})
+        calls = []
+        got = score_bundle(reader, gts, progress=lambda done, total, key: calls.append((done, total, key)))
+    assert got == {k: {m: min(1.0, v) for m, v in values.items()} for k, values in expected.items()}  # exact
+    assert calls == [(1, 2, "synthetic/aa"), (2, 2, "synthetic/bb")]
+    for key, gt in gts.items():
+        scores = categories[key]["scores"][np.argsort([list(gt.ids).index(i) for i in categories[key]["ids"]])]
+        assert got[key]["image_auroc"] == pytest.approx(roc_auc_score(gt.labels, scores), abs=1e-12)
+        assert set(got[key]) == {"image_auroc", "pixel_auroc", "aupro", "pl"}
+
+
+def test_score_arrays_matches_evaluate():
+    gt = _ground_truth(10, seed=5)
+    scores, maps = _prediction(gt, (128, 128), np.float32, seed=0)
+    masks256, maps256 = to_protocol(gt.masks, maps)
+    assert score_arrays(ground_truth=gt, scores=scores, maps=maps) == evaluate(masks256, maps256, gt.labels, scores)
+    pixel = roc_auc_score(masks256.ravel(), maps256.ravel())
+    assert score_arrays(ground_truth=gt, scores=scores, maps=maps)["pixel_auroc"] == pytest.approx(pixel, abs=1e-9)
+
+
+def test_maps_to_protocol_requires_each_position_once():
+    gt = _ground_truth(4, seed=0)
+    maps = np.zeros((2, 64, 64), np.float32)
+    with pytest.raises(ValueError, match="given twice"):
+        maps_to_protocol(gt.masks, [(np.array([0, 1]), maps), (np.array([1, 2]), maps)], n_images=4)
+    with pytest.raises(ValueError, match="for 2 of 4 images"):
+        maps_to_protocol(gt.masks, [(np.array([0, 1]), maps)], n_images=4)
+
+
+def test_suspicion_check_flags_maps_that_are_the_masks():
+    gts = {f"synthetic/c{i}": _ground_truth(10, seed=i) for i in range(4)}
+    honest, copied = {}, {}
+    for i, (key, gt) in enumerate(gts.items()):
+        scores, maps = _prediction(gt, (64, 64), np.float32, seed=i)
+        honest[key] = score_arrays(ground_truth=gt, scores=scores, maps=maps)
+        labels, masks = gt.labels.astype(np.float32), gt.masks.astype(np.float32)
+        copied[key] = score_arrays(ground_truth=gt, scores=labels, maps=masks)
+        assert copied[key]["aupro"] == 1.0  # clipped back from 1 + 1e-14 rounding
+    assert not suspicion_check(honest).flagged
+    report = suspicion_check(copied)
+    assert report.flagged and report.categories == sorted(gts)
+    assert "match the ground truth too well" in report.reason
+    # exactly half is not "most"
+    half = {**copied, **{k: honest[k] for k in list(gts)[:2]}}
+    assert not suspicion_check(half).flagged
+    assert not suspicion_check({}).flagged
