@@ -66,18 +66,21 @@ def _dataset_of(key: str) -> str:
     return dataset
 
 
-def _root_exists(roots: Mapping[str, object], dataset: str) -> bool:
+def _on_disk(roots: Mapping[str, object], key: str) -> bool:
+    """Whether the category's folder exists under its dataset root (``<root>/<category>``)."""
+    dataset, _, name = key.partition("/")
     root = roots.get(dataset)
-    return bool(root) and Path(str(root)).is_dir()
+    return bool(root) and (Path(str(root)) / name).is_dir()
 
 
 @transaction.atomic
 def catalog_sync(*, suites: Iterable[str] | None = None, roots: Mapping[str, object] | None = None) -> None:
     """Create or update the Dataset, Category and Suite rows of ``suites`` (default: all of them).
 
-    Test-image ids are read from disk only for datasets whose root directory exists; a dataset
-    that is absent (MVTec AD and VisA usually are on a development machine) keeps the ids it had.
-    A root that exists but is malformed raises ``DatasetError`` naming the problem.
+    Test-image ids are read from disk only for categories whose folder exists under their
+    dataset root; a dataset or category that is absent (MVTec AD and VisA usually are on a
+    development machine) keeps the ids it had. A category folder that exists but is malformed
+    raises ``DatasetError`` (a ``ValueError``) naming the problem, and nothing is written.
     """
     from algorithms import data
 
@@ -108,7 +111,7 @@ def catalog_sync(*, suites: Iterable[str] | None = None, roots: Mapping[str, obj
                     },
                 )
             defaults = {"dataset": datasets[dataset_key], "name": key.partition("/")[2]}
-            if _root_exists(roots, dataset_key):
+            if _on_disk(roots, key):
                 defaults["test_ids"] = list(data.load_category(key, roots=roots).test_ids)
             categories[key], _ = Category.objects.update_or_create(key=key, defaults=defaults)
         info = SUITE_INFO.get(suite_key, {"name": suite_key.title(), "order": 8, "description": ""})

@@ -8,7 +8,14 @@ from django.core.cache import cache
 from leaderboard.models import Provenance
 from leaderboard.services.results import result_record, results_publish
 
-from .factories import BenchmarkRunFactory, CategoryFactory, DatasetFactory, MethodFactory, SubmissionFactory, SuiteFactory
+from .factories import (
+    BenchmarkRunFactory,
+    CategoryFactory,
+    DatasetFactory,
+    MethodFactory,
+    SubmissionFactory,
+    SuiteFactory,
+)
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "pl")
 

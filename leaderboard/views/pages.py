@@ -7,6 +7,7 @@ Views parse the query string, call one selector, and render. Any table can be do
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import wraps
 
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
@@ -44,6 +45,19 @@ def _param(request, name: str, *, choices=None) -> str | None:
 
 def _bad_request(request, message: str, status: int = 400):
     return render(request, "leaderboard/error.html", {"message": message, "status": status}, status=status)
+
+
+def answers_bad_requests(view):
+    """Turn a bad query parameter raised anywhere in ``view`` into a 400 page naming it."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except (BadRequest, UnknownMetricError) as exc:
+            return _bad_request(request, str(exc))
+
+    return wrapper
 
 
 def _download(request, *, name: str, as_csv, as_json):
@@ -99,6 +113,7 @@ def _evidence_query(board: Board) -> str:
 
 
 @require_GET
+@answers_bad_requests
 def home(request):
     """The VADI leaderboard (``?suite=`` selects another suite; ``?sort=`` a metric to rank by)."""
     try:
@@ -142,6 +157,7 @@ def home(request):
 
 
 @require_GET
+@answers_bad_requests
 def dataset_detail(request, key: str):
     """One dataset: its leaderboard (the suite of the same name, else VADI restricted to it)."""
     try:
@@ -173,6 +189,7 @@ def dataset_detail(request, key: str):
 
 
 @require_GET
+@answers_bad_requests
 def breakdown(request, suite: str):
     """Per-category table (rows = categories, columns = methods) of one metric, with a heatmap."""
     try:
@@ -208,6 +225,7 @@ def breakdown(request, suite: str):
 
 
 @require_GET
+@answers_bad_requests
 def evidence(request, suite: str, method: str, metric: str):
     """The per-category values behind one mean on the leaderboard, with their sources."""
     try:
@@ -281,6 +299,7 @@ def _timings(method: Method) -> list[dict]:
 
 
 @require_GET
+@answers_bad_requests
 def method_detail(request, key: str):
     """A method: description, links, every visible result with provenance, timings, history."""
     try:

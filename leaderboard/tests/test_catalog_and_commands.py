@@ -1,0 +1,92 @@
+"""catalog_sync (from algorithms.data), method_sync_from_registry, the seed_results command, charts."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from algorithms.data import SUITES, list_categories
+from leaderboard import charts
+from leaderboard.models import Category, Method, Result, Suite
+from leaderboard.selectors.leaderboard import category_breakdown, suite_leaderboard
+from leaderboard.services.catalog import catalog_sync, method_sync_from_registry
+
+from .conftest import METRICS, publish_run
+from .factories import MethodFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_catalog_sync_without_datasets_on_disk(tmp_path):
+    missing = {"mvtec": tmp_path / "no-mvtec", "visa": tmp_path / "no-visa", "synthetic": tmp_path / "no-syn"}
+    catalog_sync(roots=missing)
+    assert set(Suite.objects.values_list("key", flat=True)) == set(SUITES)
+    vadi = Suite.objects.get(key="vadi")
+    assert vadi.categories.count() == 27 == len(list_categories("vadi"))
+    assert Suite.objects.get(key="mvtec").categories.count() == 15
+    assert Category.objects.get(key="mvtec/bottle").dataset.name == "MVTec AD"
+    assert all(c.test_ids == [] for c in Category.objects.all())
+    catalog_sync(roots=missing)  # idempotent
+    assert Category.objects.filter(key="visa/pcb1").count() == 1
+
+
+def test_catalog_sync_reads_test_ids_where_a_root_exists(tmp_path):
+    from algorithms.data.synthetic import generate_suite
+
+    root = tmp_path / "synthetic"
+    name = list_categories("synthetic")[0]
+    generate_suite(root, categories=[name], image_size=32, n_train=2, n_test_good=2, n_test_defect=2, workers=1)
+    catalog_sync(suites=["synthetic"], roots={"synthetic": root})
+    category = Category.objects.get(key=name)
+    assert len(category.test_ids) == 4 and all(i.startswith("test/") for i in category.test_ids)
+
+
+def test_catalog_sync_rejects_unknown_suite():
+    with pytest.raises(ValueError, match="unknown suite"):
+        catalog_sync(suites=["nope"])
+    assert not Suite.objects.exists()
+    with pytest.raises(CommandError, match="unknown suite"):
+        call_command("sync_catalog", "--suite", "nope")
+
+
+def test_method_sync_from_registry():
+    from algorithms import list_algorithms
+
+    methods = method_sync_from_registry()
+    assert {m.key for m in methods} == set(list_algorithms())
+    assert all(m.algorithm_key == m.key for m in Method.objects.all())
+    method_sync_from_registry()
+    assert Method.objects.count() == len(list_algorithms())
+
+
+def test_seed_results_command(tmp_path):
+    catalog_sync(suites=["synthetic"], roots={"synthetic": tmp_path / "absent"})
+    call_command("seed_results", "--methods", "3", "--suite", "synthetic")
+    n_cat = Suite.objects.get(key="synthetic").categories.count()
+    assert Result.objects.filter(is_current=True).count() == 3 * n_cat * len(METRICS)
+    board = suite_leaderboard(suite_key="synthetic")
+    assert len(board.rows) == 3
+    call_command("seed_results", "--methods", "2", "--suite", "synthetic", "--clear")
+    assert Method.objects.count() == 2
+    with pytest.raises(CommandError, match="no suite 'vadi'"):
+        call_command("seed_results", "--methods", "1")
+
+
+def test_bar_and_heatmap_figures(catalog):
+    cats = catalog["categories"]["mvtec"] + catalog["categories"]["visa"]
+    for i in range(12):
+        publish_run(MethodFactory(name=f"M{i:02d}"), cats, {m: [0.5 + 0.01 * i] * 5 for m in METRICS})
+    board = suite_leaderboard(suite_key="vadi")
+    fig = charts.suite_bar_figure(board)
+    assert fig["layout"]["barmode"] == "group"
+    assert len(fig["data"]) == 10 and fig["data"][0]["name"] == "M11"  # rank order, top 10
+    assert fig["data"][0]["x"] == ["I-AUC", "P-AUC", "AUPRO", "PL"] or len(fig["data"][0]["x"]) == 4
+    assert fig["data"][0]["y"] == [pytest.approx(0.61)] * 4
+    assert fig["data"][0]["error_y"]["array"] == [0.0] * 4
+    with pytest.raises(ValueError, match="max_methods"):
+        charts.suite_bar_figure(board, max_methods=0)
+    heat = charts.breakdown_heatmap_figure(category_breakdown(suite_key="vadi", metric="pl"))
+    trace = heat["data"][0]
+    assert trace["type"] == "heatmap" and len(trace["z"]) == 12 and len(trace["z"][0]) == 5
+    assert trace["x"][0] == "bottle" and trace["zmin"] == 0.0 and trace["zmax"] == 1.0
