@@ -109,6 +109,7 @@ def _blob(
     rng: np.random.Generator, size: int, cy: float, cx: float, radius: float, roughness: float = 0.25
 ) -> np.ndarray:
     """An irregular filled blob (hard edge) as a bool mask."""
+    radius = max(float(radius), 1.5)  # at least a few pixels, also on small images
     amps = rng.uniform(0.0, roughness, 3) / np.array([1.0, 1.5, 2.0])
     phases = rng.uniform(0.0, 2 * np.pi, 3)
     extent = radius * (1.0 + amps.sum()) + 1.0
@@ -435,7 +436,9 @@ def _pcb_layout(size: int) -> dict:
                     colours[y0 + round(k * h) : y0 + round(k * h) + band, x0 : x0 + w] = (120, 40, 30)
         components.append((comp, colours))
         label = np.zeros((n, n), np.uint8)
-        cv2.putText(label, name, (x0, y0 - round(5 * unit)), cv2.FONT_HERSHEY_PLAIN, 0.8 * unit, 1, 1, cv2.LINE_8)
+        cv2.putText(
+            label, name, (x0, y0 - round(5 * unit)), cv2.FONT_HERSHEY_PLAIN, max(0.6, 0.8 * unit), 1, 1, cv2.LINE_8
+        )
         silk_labels.append(label.astype(bool) & ~comp)
     base = board  # bare board: copper traces and pads
     no_parts = base.copy()
@@ -589,7 +592,7 @@ def _defect_extra(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, 
         edge = aux["fg"] & ~cv2.erode(aux["fg"].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         cy, cx = _pick_point(rng, s, edge)
         radius = (rng.uniform(2, 3) if subtle else rng.uniform(3, 7) * _size_scale(rng, subtle)) * unit
-        region = _blob(rng, s, cy, cx, radius, roughness=0.5) & ~aux["fg"]
+        region = _blob(rng, s, cy, cx, max(radius, 3.0), roughness=0.5) & ~aux["fg"]
     else:  # pcb: a stray solder blob
         cy, cx = _pick_point(rng, s, None)
         radius = (rng.uniform(1.5, 2.5) if subtle else rng.uniform(2.5, 6) * _size_scale(rng, subtle)) * unit
@@ -607,7 +610,9 @@ def _defect_misprint(img: np.ndarray, aux: dict, rng: np.random.Generator, s: in
             canvas = np.zeros((s, s), np.uint8)
             y, x = rng.uniform(0.1, 0.9, 2) * s
             text = ("R", "7", "X", "C9")[int(rng.integers(4))]
-            cv2.putText(canvas, text, (round(x), round(y)), cv2.FONT_HERSHEY_PLAIN, 0.8 * unit, 1, 1, cv2.LINE_8)
+            cv2.putText(
+                canvas, text, (round(x), round(y)), cv2.FONT_HERSHEY_PLAIN, max(0.6, 0.8 * unit), 1, 1, cv2.LINE_8
+            )
             _blend(img, canvas.astype(bool), (235, 235, 225), 0.35 if subtle else 1.0)
         return
     printed = aux["print"]  # pill: part of the imprint missing, faded or smudged
