@@ -54,6 +54,8 @@ def _finite_float(array: np.ndarray, name: str) -> np.ndarray:
     kind = array.dtype.kind
     if kind in "iu":
         array = array.astype(np.float64)
+    elif array.dtype == np.float16:
+        array = array.astype(np.float32)  # exact; numpy's float16 sort misorders some values
     elif kind != "f":
         raise ValueError(f"{name} must hold real numbers (float16/32/64 or integers), got dtype {array.dtype}")
     if not np.isfinite(array).all():
@@ -70,7 +72,7 @@ def check_masks(masks: object, *, name: str = "masks") -> np.ndarray:
 
 
 def check_maps(maps: object, *, name: str = "maps") -> np.ndarray:
-    """Validate anomaly maps of shape (N, H, W); return a finite floating array (ints become float64)."""
+    """Validate anomaly maps (N, H, W); return finite float32/64 (float16 widens to float32, ints to float64)."""
     array = _as_array(maps, name)
     _check_ndim(array, 3, name, "(N, H, W)")
     return _finite_float(array, name)

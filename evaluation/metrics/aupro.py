@@ -9,6 +9,8 @@ from ._validate import check_fraction, check_maps, check_masks, check_same_shape
 
 __all__ = ["aupro"]
 
+_CHUNK = 1 << 18  # normal pixels integrated per block, to bound memory
+
 
 def _region_pixels(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Values of the anomalous pixels and their PRO weights (1 / size of their region).
@@ -64,31 +66,29 @@ def _aupro_from_sorted(negatives: np.ndarray, pos_values: np.ndarray, pos_weight
     The segment crossing ``fpr_limit`` is interpolated linearly, as anomalib does.
     """
     n_neg = negatives.size
-    # Enough of the top negatives to pass the limit, extended to the whole tie group at the cut.
-    take = min(n_neg, int(np.ceil(fpr_limit * n_neg)) + 1)
-    start = int(np.searchsorted(negatives, negatives[n_neg - take], side="left"))
-    top = negatives[start:][::-1]
-    last_of_group = np.flatnonzero(np.append(top[1:] != top[:-1], True))
-    values = top[last_of_group]
-    fpr_after = (last_of_group + 1) / n_neg
-    fpr_before = np.concatenate(([0.0], fpr_after[:-1]))
-    keep = fpr_before < fpr_limit
-    values, fpr_before, fpr_after = values[keep], fpr_before[keep], fpr_after[keep]
-
     cumulative = np.concatenate(([0.0], np.cumsum(pos_weights)))
     total = cumulative[-1]
-    pro_above = (total - cumulative[np.searchsorted(pos_values, values, side="right")]) / n_regions
-    pro_at_or_above = (total - cumulative[np.searchsorted(pos_values, values, side="left")]) / n_regions
-
-    # Clip the last segment at the limit by linear interpolation.
-    fpr_end = fpr_after.copy()
-    pro_end = pro_at_or_above.copy()
-    if fpr_after[-1] > fpr_limit:
-        f1, f2 = fpr_before[-1], fpr_after[-1]
-        p1, p2 = pro_above[-1], pro_at_or_above[-1]
-        fpr_end[-1] = fpr_limit
-        pro_end[-1] = p1 + (p2 - p1) * (fpr_limit - f1) / (f2 - f1)
-    area = float(np.sum((fpr_end - fpr_before) * (pro_above + pro_end)) / 2.0)
+    area = 0.0
+    upper = n_neg  # negatives[upper:] (the highest values) are already integrated
+    while upper > 0 and (n_neg - upper) / n_neg < fpr_limit:
+        lower = int(np.searchsorted(negatives, negatives[max(0, upper - _CHUNK)], side="left"))
+        block = negatives[lower:upper]  # whole tie groups, ascending
+        starts = np.flatnonzero(np.concatenate(([True], block[1:] != block[:-1])))
+        ends = np.append(starts[1:], block.size)
+        values = block[starts]
+        fpr_after = (n_neg - lower - starts) / n_neg  # FPR once the group's value is reached
+        fpr_before = (n_neg - lower - ends) / n_neg
+        keep = fpr_before < fpr_limit
+        values, fpr_before, fpr_after = values[keep], fpr_before[keep], fpr_after[keep]
+        pro_above = (total - cumulative[np.searchsorted(pos_values, values, side="right")]) / n_regions
+        pro_end = (total - cumulative[np.searchsorted(pos_values, values, side="left")]) / n_regions
+        cut = fpr_after > fpr_limit  # at most one segment crosses the limit: interpolate on it
+        if cut.any():
+            f1, f2, p1 = fpr_before[cut], fpr_after[cut], pro_above[cut]
+            pro_end[cut] = p1 + (pro_end[cut] - p1) * (fpr_limit - f1) / (f2 - f1)
+            fpr_after[cut] = fpr_limit
+        area += float(np.sum((fpr_after - fpr_before) * (pro_above + pro_end))) / 2.0
+        upper = lower
     return area / fpr_limit
 
 
