@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/staff/", include("leaderboard.api_urls_staff")),
+    path("api/v1/", include("leaderboard.api_urls_submit")),
     path("api/v1/", include("leaderboard.api_urls")),
+    path("submit/", include("leaderboard.urls_submit")),
     path("", include("leaderboard.urls")),
 ]

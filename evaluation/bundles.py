@@ -108,7 +108,10 @@ class BundleLimits:
     max_bytes: int = 1 << 30  # the archive file itself
     max_uncompressed_bytes: int = 2 << 30  # sum over members, declared and actually read
     max_members: int = 512
-    max_compression_ratio: float = 200.0  # per member, uncompressed / compressed
+    # Per member, uncompressed / compressed. Deflate cannot exceed ~1032:1, so the default admits any
+    # deflated member (binary or constant maps compress that well) and refuses the far higher ratios
+    # of bzip2/lzma bombs; the uncompressed budget bounds the total work either way.
+    max_compression_ratio: float = 1100.0
     ratio_min_bytes: int = _MIB  # members smaller than this are not ratio-checked
     min_map_side: int = 64
     max_map_side: int = 1024

@@ -44,6 +44,31 @@ class SubmissionAdmin(admin.ModelAdmin):
     list_display = ("id", "method", "owner", "suite", "status", "review_status", "created_at")
     list_filter = ("status", "review_status", "visibility")
     readonly_fields = ("uuid", "archive_size", "archive_sha256", "started_at", "finished_at", "heartbeat_at")
+    actions = ("approve_submissions", "reject_submissions")
+
+    def _review(self, request, queryset, *, approve: bool) -> None:
+        from django.contrib import messages
+        from django.core.exceptions import ValidationError
+
+        from .services.submissions import submission_review
+
+        done = 0
+        for submission in queryset:
+            try:
+                submission_review(submission=submission, approve=approve, reviewer=request.user)
+                done += 1
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), level=messages.WARNING)
+        verb = "approved (public results published)" if approve else "rejected (results withdrawn)"
+        self.message_user(request, f"{done} submission(s) {verb}.")
+
+    @admin.action(description="Approve: publish the scores of the selected submissions", permissions=["change"])
+    def approve_submissions(self, request, queryset):
+        self._review(request, queryset, approve=True)
+
+    @admin.action(description="Reject: keep the selected submissions off the leaderboard", permissions=["change"])
+    def reject_submissions(self, request, queryset):
+        self._review(request, queryset, approve=False)
 
 
 class BenchmarkJobInline(admin.TabularInline):

@@ -163,10 +163,18 @@ def _crc_mismatch(path: Path, spec: Spec) -> Path:
     return path
 
 
-def _zip_bomb(path: Path, spec: Spec) -> Path:
-    members = members_of(spec)
-    bomb = np.zeros((len(spec.ids[_first(spec)]), 1024, 1024), dtype=np.float16)  # 2 MiB per image of zeros
-    return write_zip(path, _replace(members, f"{_first(spec)}/maps.npy", npy_bytes(bomb)))
+def _zip_bomb(path: Path, spec: Spec, *, compression: int = zipfile.ZIP_BZIP2) -> Path:
+    """maps.npy of zeros at 1024 x 1024: bzip2 packs 2 MiB per image into a few dozen bytes."""
+    key = _first(spec)
+    bomb = np.zeros((len(spec.ids[key]), 1024, 1024), dtype=np.float16)
+    members = [(n, d) for n, d in members_of(spec) if n != f"{key}/maps.npy"]
+    info = zipfile.ZipInfo(f"{key}/maps.npy", date_time=(2024, 1, 1, 0, 0, 0))
+    info.compress_type = compression
+    return write_zip(path, [*members, (info, npy_bytes(bomb))])
+
+
+def _deflate_bomb(path: Path, spec: Spec) -> Path:
+    return _zip_bomb(path, spec, compression=zipfile.ZIP_DEFLATED)
 
 
 def _overlapping_entries(path: Path, spec: Spec) -> Path:
@@ -275,7 +283,13 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
     BadBundle("truncated_zip", r"corrupt or truncated zip archive", _truncated_zip),
     BadBundle("corrupt_zip", r"corrupt|truncated|bad local header|central directory", _corrupt_central_directory),
     BadBundle("crc_mismatch", r"maps\.npy: corrupt or truncated data .*CRC", _crc_mismatch),
-    BadBundle("zip_bomb", r"maps\.npy: compression ratio .* exceeds the limit", _zip_bomb),
+    BadBundle("zip_bomb", r"maps\.npy: compression ratio .* exceeds the limit of 1,100:1", _zip_bomb),
+    BadBundle(
+        "deflate_bomb_with_tight_ratio",
+        r"maps\.npy: compression ratio 1,0\d\d:1 exceeds the limit of 100:1",
+        _deflate_bomb,
+        {"max_compression_ratio": 100},
+    ),
     BadBundle("overlapping_entries", r"overlaps member", _overlapping_entries),
     BadBundle("lying_header_sizes", r"maps\.npy: (corrupt|truncated|.*promises)", _lying_sizes),
     BadBundle("archive_too_large", r"the archive is .*; the limit is", write_valid, {"max_bytes": 4096}),
@@ -429,7 +443,10 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
     BadBundle(
         "maps_too_large",
         r"maps\.npy: maps are 1100 x 64; each side must be between 64 and 1024",
-        _member_data("maps.npy", lambda s, e: npy_bytes(np.zeros((len(e["ids"]), 1100, 64), np.float16) + 0.5)),
+        _member_data(
+            "maps.npy",
+            lambda s, e: npy_bytes(np.random.default_rng(0).random((len(e["ids"]), 1100, 64)).astype(np.float16)),
+        ),
     ),
 )
 

@@ -1,0 +1,268 @@
+"""Score one uploaded bundle: claim it, validate it completely, score it, record the results.
+
+``submission_score`` is what the Celery task ``evaluation.score_submission`` runs:
+
+1. claim the submission (a conditional update; a finished one or one held by another task is
+   left alone, so a duplicate or redelivered task does nothing);
+2. validate the whole archive against the suite's categories and their test ids (no extraction,
+   byte budgets, ``.npy`` headers before data, every category) -- nothing is written before
+   this passes; a bad bundle fails with the reader's message naming the member;
+3. score each category against the ground truth on disk (``algorithms.data``), reporting
+   progress and heartbeats;
+4. in one transaction, record every value with ``result_record`` (update-or-create: a retried
+   job writes each value once) and finish the submission: published, private, or held for
+   review when its maps match the ground truth too well.
+
+Transient errors (database, I/O) propagate so that the task retries them; every other error
+fails the submission with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from evaluation.bundles import BundleError, BundleLimits, BundleReader
+from leaderboard.models import Category, JobStatus, Provenance, Submission
+from leaderboard.services.results import result_record
+from leaderboard.services.submissions import (
+    JobLostError,
+    heartbeat_timeout_s,
+    submission_claim,
+    submission_mark_done,
+    submission_mark_failed,
+    submission_progress,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Errors worth retrying: the database or the file system hiccuped, not the bundle.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError)
+#: ``OSError`` subclasses that are permanent (the stored archive is gone or unreadable).
+PERMANENT_OS_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, PermissionError)
+#: Share of the progress bar given to validation (the rest is scoring).
+VALIDATION_SHARE = 0.3
+
+
+class GroundTruthUnavailable(RuntimeError):
+    """The server cannot load a category's ground truth (a deployment problem, not the bundle's)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, PERMANENT_OS_ERRORS)
+
+
+def bundle_limits() -> BundleLimits:
+    """The archive limits from settings (``VADI_BUNDLE_*``); unset ones keep the defaults."""
+    return BundleLimits.from_mapping(
+        {
+            "max_bytes": getattr(settings, "VADI_BUNDLE_MAX_BYTES", None),
+            "max_uncompressed_bytes": getattr(settings, "VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES", None),
+            "max_members": getattr(settings, "VADI_BUNDLE_MAX_MEMBERS", None),
+            "max_compression_ratio": getattr(settings, "VADI_BUNDLE_MAX_COMPRESSION_RATIO", None),
+        }
+    )
+
+
+def _dataset_category(key: str):
+    from algorithms.data import load_category
+
+    try:
+        return load_category(key, roots=dict(settings.DATASET_ROOTS))
+    except ValueError as exc:  # DatasetError
+        raise GroundTruthUnavailable(f"the ground truth of {key} is not available on this server: {exc}") from exc
+
+
+class _GroundTruths(Mapping):
+    """Category key -> ground truth at the evaluation size, loaded when first asked for."""
+
+    def __init__(self, categories: Mapping[str, object], size: int) -> None:
+        self._categories = categories
+        self._size = size
+
+    def __getitem__(self, key: str):
+        return self._categories[key].ground_truth(size=self._size)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._categories)
+
+    def __len__(self) -> int:
+        return len(self._categories)
+
+
+class _Heartbeat(threading.Thread):
+    """Touches ``heartbeat_at`` while a long step (one category's metrics) runs silently."""
+
+    def __init__(self, submission_id: int, task_id: str, interval_s: float) -> None:
+        super().__init__(name=f"heartbeat-submission-{submission_id}", daemon=True)
+        self.submission_id, self.task_id, self.interval_s = submission_id, task_id, interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval_s):
+                try:
+                    Submission.objects.filter(
+                        pk=self.submission_id,
+                        celery_task_id=self.task_id,
+                        status__in=(JobStatus.VALIDATING, JobStatus.SCORING),
+                    ).update(heartbeat_at=timezone.now())
+                except Exception:  # a missed beat is not fatal
+                    logger.warning("heartbeat of submission %s failed", self.submission_id, exc_info=True)
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def _use_heartbeat_thread() -> bool:
+    default = not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
+    return bool(getattr(settings, "VADI_HEARTBEAT_THREAD", default))
+
+
+def _check_method(manifest_method: str, submission: Submission) -> None:
+    method = submission.method
+    if manifest_method.casefold() in (method.name.casefold(), method.key.casefold()):
+        return
+    if slugify(manifest_method) == method.key:
+        return
+    raise BundleError(
+        f"method {manifest_method!r} does not match the submission's method {method.name!r}", member="manifest.json"
+    )
+
+
+def _expected_ids(submission: Submission) -> tuple[dict[str, list[str]], dict[str, object], dict[str, Category]]:
+    rows = {category.key: category for category in submission.suite.categories.order_by("key")}
+    if not rows:
+        raise GroundTruthUnavailable(f"suite {submission.suite.key!r} has no categories on this server")
+    datasets, expected = {}, {}
+    for key, category in rows.items():
+        datasets[key] = _dataset_category(key)
+        ids = [str(image_id) for image_id in datasets[key].test_ids]
+        published = list(category.test_ids or [])
+        if published and sorted(published) != sorted(ids):
+            raise GroundTruthUnavailable(
+                f"the published test ids of {key} differ from the dataset on disk; an admin must re-sync the catalog"
+            )
+        expected[key] = ids
+    return expected, datasets, rows
+
+
+def _score(submission: Submission, task_id: str) -> str:
+    from evaluation.metrics import EVAL_SIZE, EVALUATOR_VERSION
+    from evaluation.scoring import score_bundle, suspicion_check
+
+    expected, datasets, categories = _expected_ids(submission)
+    total = len(expected)
+
+    def validated(done: int, total: int, key: str) -> None:
+        submission_progress(
+            submission_id=submission.pk,
+            task_id=task_id,
+            progress=VALIDATION_SHARE * done / total,
+            message=f"validated {done}/{total} categories ({key})",
+        )
+
+    def scored(done: int, total: int, key: str) -> None:
+        submission_progress(
+            submission_id=submission.pk,
+            task_id=task_id,
+            progress=VALIDATION_SHARE + (1 - VALIDATION_SHARE) * done / total,
+            message=f"scored {done}/{total} categories ({key})",
+        )
+
+    with submission.archive.open("rb") as handle, BundleReader(handle, limits=bundle_limits()) as reader:
+        summary = reader.validate(suite=submission.suite.key, expected_ids=expected, progress=validated)
+        _check_method(summary.manifest.method, submission)
+        submission_progress(
+            submission_id=submission.pk,
+            task_id=task_id,
+            status=JobStatus.SCORING,
+            progress=VALIDATION_SHARE,
+            message=f"bundle valid; scoring {total} categories",
+        )
+        results = score_bundle(reader, _GroundTruths(datasets, EVAL_SIZE), progress=scored)
+        layouts = summary.categories
+
+    report = suspicion_check(results)
+    with transaction.atomic():
+        for key, values in results.items():
+            layout = layouts[key]
+            for metric, value in values.items():
+                result_record(
+                    method=submission.method,
+                    category=categories[key],
+                    metric=metric,
+                    value=value,
+                    provenance=Provenance.SERVER_SCORED,
+                    evaluator_version=EVALUATOR_VERSION,
+                    submission=submission,
+                    extra={
+                        "map_size": list(layout.map_size),
+                        "maps_dtype": layout.maps_dtype.name,
+                        "n_images": layout.n_images,
+                        "archive_sha256": submission.archive_sha256,
+                    },
+                )
+        submission_mark_done(
+            submission_id=submission.pk,
+            task_id=task_id,
+            flagged_reason=report.reason if report.flagged else "",
+            summary=f"scored {total} categories with {EVALUATOR_VERSION}",
+        )
+    return "flagged" if report.flagged else "done"
+
+
+def submission_score(*, submission_id: int, task_id: str) -> str:
+    """Validate and score submission ``submission_id`` for task ``task_id``; returns the outcome.
+
+    Outcomes: ``"done"``, ``"flagged"`` (scored, held for review), ``"failed"``, ``"skipped"``
+    (finished already or claimed by another task) and ``"lost"`` (taken away mid-way).
+    Transient errors are raised for the task to retry; anything else fails the submission.
+    """
+    submission = submission_claim(submission_id=submission_id, task_id=task_id)
+    if submission is None:
+        logger.info("submission %s: nothing to do for task %s", submission_id, task_id)
+        return "skipped"
+    heartbeat = None
+    if _use_heartbeat_thread():
+        heartbeat = _Heartbeat(submission_id, task_id, interval_s=max(1.0, min(15.0, heartbeat_timeout_s() / 4)))
+        heartbeat.start()
+    try:
+        return _score(submission, task_id)
+    except BundleError as exc:
+        submission_mark_failed(submission_id=submission_id, message=str(exc), invalid_bundle=True, task_id=task_id)
+        return "failed"
+    except JobLostError:
+        logger.warning("submission %s was taken from task %s; stopping", submission_id, task_id)
+        return "lost"
+    except SoftTimeLimitExceeded:
+        limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
+        submission_mark_failed(
+            submission_id=submission_id,
+            message=f"Server error: scoring exceeded the time limit ({limit} s); it does not count against your quota",
+            task_id=task_id,
+        )
+        return "failed"
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        logger.exception("submission %s: scoring failed", submission_id)
+        submission_mark_failed(
+            submission_id=submission_id,
+            message=f"Server error while scoring ({type(exc).__name__}: {exc}); it does not count against your quota",
+            task_id=task_id,
+        )
+        return "failed"
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()

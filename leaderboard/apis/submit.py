@@ -1,0 +1,118 @@
+"""Upload API: ``POST /api/v1/submissions/`` (multipart; token or session authentication).
+
+``GET`` on the same URL lists submissions (the public API's ``SubmissionListApi``, inherited);
+status is read from ``/api/v1/submissions/<id>/`` or the page ``/submissions/<id>/``.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import Throttled
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
+from rest_framework.response import Response
+
+from ..models import Visibility
+from ..services.submissions import QuotaExceeded, submission_create
+from .public import SubmissionListApi
+from .serializers import SubmissionOutputSerializer
+
+BUNDLE_FORMAT = """
+Upload one **bundle**: a zip archive holding
+
+* `manifest.json`: `{"format_version": 1, "method": "<name>", "suite": "<suite key>",
+  "categories": ["mvtec/bottle", ...]}`, listing exactly the suite's categories;
+* per category, `<dataset>/<category>/ids.txt` (one test-image id per line, the ids published at
+  `/api/v1/categories/<key>/test-ids`, each exactly once, any order),
+  `scores.npy` (N,) and `maps.npy` (N, H, W): float16 or float32 little-endian `.npy` files, no pickles,
+  finite values, 64 <= H, W <= 1024 (maps are resized bilinearly to 256 x 256 for scoring).
+
+Nothing else may be in the archive (no nested archives, no other files). Limits on the archive's size,
+its uncompressed size, its member count and the compression ratio apply. The bundle is validated
+completely on a worker before anything is scored; a problem fails the submission with a message naming
+the member. Write bundles with `algorithms.bundle.write_bundle` or
+`python -m algorithms bundle --predictions RUN_DIR --method NAME --suite SUITE --out bundle.zip`.
+Full description: `docs/bundle-format.md`.
+
+Quotas: `VADI_SUBMISSIONS_PER_DAY` per 24 hours (failures caused by a server error do not count) and
+`VADI_SUBMISSIONS_CONCURRENT` waiting or in scoring; over quota answers 429.
+"""
+
+
+class SubmissionCreatedSerializer(SubmissionOutputSerializer):
+    status_url = serializers.SerializerMethodField(help_text="The submission's status page.")
+    api_url = serializers.SerializerMethodField(help_text="The submission's JSON status in this API.")
+
+    class Meta(SubmissionOutputSerializer.Meta):
+        fields = [*SubmissionOutputSerializer.Meta.fields, "archive_size", "archive_sha256", "status_url", "api_url"]
+
+    def get_status_url(self, obj) -> str:
+        return self.context["request"].build_absolute_uri(reverse("leaderboard:submission-detail", args=[obj.pk]))
+
+    def get_api_url(self, obj) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api-submission-detail", args=[obj.pk]))
+
+
+class SubmissionListCreateApi(SubmissionListApi):
+    """List submissions (anyone) or upload a bundle for scoring (signed-in users)."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        method = serializers.CharField(max_length=120, help_text="Method name; a new name creates it, owned by you.")
+        suite = serializers.SlugField(help_text="Suite key: vadi, mvtec, visa or synthetic.")
+        archive = serializers.FileField(help_text="The bundle zip.")
+        visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+    def get_permissions(self):
+        if self.request.method in SAFE_METHODS:
+            return [AllowAny()]
+        return [IsAuthenticated()]
+
+    @extend_schema(
+        operation_id="submissions_create",
+        summary="Upload a bundle of anomaly maps for server-side scoring",
+        description=BUNDLE_FORMAT,
+        request={"multipart/form-data": InputSerializer},
+        responses={
+            201: SubmissionCreatedSerializer,
+            400: OpenApiResponse(description="A field is invalid (the message names it)."),
+            401: OpenApiResponse(description="No or invalid credentials (use `Authorization: Token <key>`)."),
+            429: OpenApiResponse(description="Over the daily or concurrent submission quota."),
+        },
+        examples=[
+            OpenApiExample(
+                "curl",
+                description='curl -H "Authorization: Token <key>" -F method="My method" -F suite=mvtec '
+                "-F archive=@bundle.zip https://<host>/api/v1/submissions/",
+                value={"method": "My method", "suite": "mvtec", "visibility": "public"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            submission = submission_create(
+                owner=request.user,
+                method_name=data["method"],
+                suite_key=data["suite"],
+                archive=data["archive"],
+                visibility=data["visibility"],
+                description=data.get("description", ""),
+            )
+        except QuotaExceeded as exc:
+            raise Throttled(detail=" ".join(exc.messages)) from exc
+        except DjangoValidationError as exc:
+            detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+            raise serializers.ValidationError(detail) from exc
+        body = SubmissionCreatedSerializer(submission, context={"request": request}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["api_url"]})

@@ -1,0 +1,117 @@
+"""Upload pages: the submission form (signed-in users), sign in/out, the user's API token.
+
+The status page of a submission is the site's (``leaderboard:submission-detail``); the form
+redirects there. Uploads stream to a temporary file (``TemporaryFileUploadHandler``) and are
+copied to storage in chunks by ``submission_create``.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+from rest_framework.authtoken.models import Token
+
+from ..models import Method, Submission, Suite, Visibility
+from ..services.submissions import (
+    ACTIVE_STATUSES,
+    QuotaExceeded,
+    submission_create,
+    submissions_concurrent,
+    submissions_per_day,
+)
+
+LOGIN_URL = reverse_lazy("submissions:login")
+
+
+class SubmissionForm(forms.Form):
+    method = forms.CharField(
+        max_length=120,
+        help_text="Your method's name; a new name creates the method, owned by you.",
+        widget=forms.TextInput(attrs={"list": "my-methods", "autocomplete": "off"}),
+    )
+    suite = forms.ChoiceField(help_text="The categories your bundle covers.")
+    archive = forms.FileField(label="Bundle (.zip)", help_text="See the bundle format below.")
+    visibility = forms.ChoiceField(
+        choices=Visibility.choices,
+        initial=Visibility.PUBLIC,
+        help_text="Private scores are shown to you only and never enter the leaderboard.",
+    )
+    description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["suite"].choices = [(suite.key, suite.name) for suite in Suite.objects.order_by("order", "key")]
+
+
+@login_required(login_url=LOGIN_URL)
+@require_http_methods(["GET", "POST"])
+def submission_new(request):
+    form = SubmissionForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            submission = submission_create(
+                owner=request.user,
+                method_name=data["method"],
+                suite_key=data["suite"],
+                archive=data["archive"],
+                visibility=data["visibility"],
+                description=data["description"],
+            )
+        except QuotaExceeded as exc:
+            form.add_error(None, " ".join(exc.messages))
+            status = 429
+        except ValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                form.add_error(None, exc.messages)
+            status = 400
+        else:
+            messages.success(request, f"Submission {submission.pk} received; it is queued for scoring.")
+            return redirect(reverse("leaderboard:submission-detail", args=[submission.pk]))
+    else:
+        status = 400 if request.method == "POST" else 200
+    mine = Submission.objects.filter(owner=request.user).select_related("method", "suite")
+    recent = list(mine.order_by("-created_at")[:20])
+    context = {
+        "form": form,
+        "recent": recent,
+        "my_methods": Method.objects.filter(owner=request.user).order_by("name"),
+        "token": Token.objects.filter(user=request.user).first(),
+        "per_day": submissions_per_day(),
+        "concurrent": submissions_concurrent(),
+        "active": mine.filter(status__in=ACTIVE_STATUSES).count(),
+        "max_mib": getattr(settings, "VADI_BUNDLE_MAX_BYTES", 1 << 30) // (1 << 20),
+    }
+    return render(request, "submissions/submit.html", context, status=status)
+
+
+@login_required(login_url=LOGIN_URL)
+@require_POST
+def api_token_rotate(request):
+    """Create (or replace) the signed-in user's API token for ``Authorization: Token <key>``."""
+    Token.objects.filter(user=request.user).delete()
+    Token.objects.create(user=request.user)
+    messages.success(request, "A new API token was created; the previous one no longer works.")
+    return redirect("submissions:new")
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "submissions/login.html"
+    redirect_authenticated_user = True
+
+    def get_default_redirect_url(self):
+        return reverse("submissions:new")
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = reverse_lazy("leaderboard:home")
