@@ -7,7 +7,10 @@ definition), and whole batches are ImageNet-normalised in one vectorised step.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -46,6 +49,22 @@ def resize_image(image: np.ndarray, size: int) -> torch.Tensor:
     return resized[0]
 
 
+@lru_cache(maxsize=1)
+def _threads() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One decoding thread pool per process (re-created after a fork)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="vadi-decode"))
+    return _POOL[1]
+
+
 class _ResizedImages(Dataset):
     def __init__(self, paths: Sequence, size: int) -> None:
         self.paths = tuple(paths)
@@ -56,6 +75,13 @@ class _ResizedImages(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return resize_image(read_image(self.paths[index]), self.size)
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        # Batched fetch: OpenCV decoding and torch resizing release the GIL, so a few threads
+        # overlap them (in the main process or inside each worker process).
+        if len(indices) < 2 or _threads() < 2:
+            return [self[i] for i in indices]
+        return list(_pool().map(self.__getitem__, indices))
 
 
 class _NormalisingCollate:
@@ -98,7 +124,8 @@ def make_loader(
     seed : int, default 0
         Seed of the shuffling generator.
     num_workers : int, default 0
-        Decoding processes (0 decodes in the calling process).
+        Decoding processes (0 decodes in the calling process). Within a process, each batch is
+        decoded and resized by a small thread pool (up to 4 threads, one per available core).
 
     Returns
     -------
