@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -114,9 +114,13 @@ def method_for_user(*, owner, name: str) -> Method:
     method = Method.objects.filter(key=key).first()
     if method is None:
         method = Method(key=key, name=name, owner=owner, family="external")
-        method.full_clean()
-        method.save()
-        return method
+        method.full_clean(validate_unique=False)
+        try:
+            with transaction.atomic():
+                method.save()
+            return method
+        except IntegrityError:  # another user created the same key a moment ago
+            method = Method.objects.get(key=key)
     if method.owner_id != owner.pk and not owner.is_staff:
         raise ValidationError(
             {"method": f"the method {method.name!r} belongs to another user or the library; choose another name"}

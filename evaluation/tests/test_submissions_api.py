@@ -1,0 +1,184 @@
+"""Uploading through the API (token) and the web form (signed in); visibility; ground truth stays put."""
+
+# The shared fixtures are imported from test_submissions; pytest injects them by parameter name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import get_resolver, reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from evaluation.tests.bundle_corpus import write_valid
+from evaluation.tests.test_submissions import (  # noqa: F401  (fixtures)
+    SUITE_KEY,
+    expected_values,
+    honest_categories,
+    results_of,
+    spec_for,
+    tiny_data_root,
+    tiny_suite,
+    user,
+)
+from leaderboard.models import JobStatus, Result, Submission, Visibility
+
+API = "/api/v1/submissions/"
+
+
+@pytest.fixture
+def bundle(tiny_suite, tiny_data_root, tmp_path):
+    categories = honest_categories(tiny_data_root, seed=7)
+    path = write_valid(tmp_path / "bundle.zip", spec_for(tiny_data_root, method="Token net"), categories)
+    return path, categories
+
+
+def _upload(path, name="bundle.zip"):
+    return SimpleUploadedFile(name, path.read_bytes(), content_type="application/zip")
+
+
+def test_api_upload_with_token_is_scored(bundle, tiny_data_root, django_capture_on_commit_callbacks):
+    path, categories = bundle
+    owner = user()
+    token = Token.objects.create(user=owner)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            API, {"method": "Token net", "suite": SUITE_KEY, "archive": _upload(path)}, format="multipart"
+        )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == JobStatus.QUEUED and body["method"] == "token-net" and body["owner"] == "alice"
+    assert body["status_url"].endswith(reverse("leaderboard:submission-detail", args=[body["id"]]))
+    assert response["Location"] == body["api_url"]
+    submission = Submission.objects.get(pk=body["id"])
+    assert submission.status == JobStatus.DONE, submission.error_message
+    assert results_of(submission) == expected_values(tiny_data_root, categories)
+    status = client.get(body["api_url"]).json()
+    assert status["status"] == "done" and status["progress"] == 1.0
+
+
+def test_api_refuses_anonymous_and_bad_tokens(bundle):
+    path, _ = bundle
+    client = APIClient()
+    payload = {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)}
+    assert client.post(API, payload, format="multipart").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert client.post(API, {**payload, "archive": _upload(path)}, format="multipart").status_code == 401
+    assert not Submission.objects.exists()
+    # listing stays public
+    assert APIClient().get(API).status_code == 200
+
+
+def test_api_errors_name_the_field(bundle, tmp_path, settings):
+    path, _ = bundle
+    client = APIClient()
+    client.force_authenticate(user())
+    response = client.post(API, {"suite": SUITE_KEY, "archive": _upload(path)}, format="multipart")
+    assert response.status_code == 400 and "method: This field is required" in str(response.json())
+    response = client.post(API, {"method": "m", "suite": "nope", "archive": _upload(path)}, format="multipart")
+    assert response.status_code == 400 and "unknown suite 'nope'" in str(response.json())
+    not_zip = tmp_path / "x.zip"
+    not_zip.write_bytes(b"%PDF-1.4 not a zip")
+    response = client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(not_zip)}, format="multipart")
+    assert response.status_code == 400 and "must be a zip archive" in str(response.json())
+    settings.VADI_SUBMISSIONS_CONCURRENT = 1
+    assert client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)}).status_code == 201
+    response = client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)})
+    assert response.status_code == 429 and "waiting or being scored" in str(response.json())
+    assert Submission.objects.count() == 1
+
+
+def test_form_upload_when_signed_in(bundle, client, tiny_data_root, django_capture_on_commit_callbacks):
+    path, categories = bundle
+    form_url = reverse("submissions:new")
+    response = client.get(form_url)
+    assert response.status_code == 302 and reverse("submissions:login") in response["Location"]
+    user()
+    response = client.post(reverse("submissions:login"), {"username": "alice", "password": "pw-123456"})
+    assert response.status_code == 302 and response["Location"] == form_url
+    page = client.get(form_url)
+    assert page.status_code == 200 and b"Upload and score" in page.content and SUITE_KEY.encode() in page.content
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            form_url,
+            {"method": "Token net", "suite": SUITE_KEY, "visibility": "public", "archive": _upload(path)},
+        )
+    submission = Submission.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("leaderboard:submission-detail", args=[submission.pk])
+    submission.refresh_from_db()
+    assert submission.status == JobStatus.DONE
+    assert results_of(submission) == expected_values(tiny_data_root, categories)
+    # bad input re-renders the form with the message
+    response = client.post(form_url, {"method": "", "suite": SUITE_KEY, "visibility": "public"})
+    assert response.status_code == 400 and b"This field is required" in response.content
+    # a token for scripts
+    assert client.post(reverse("submissions:token")).status_code == 302
+    assert Token.objects.filter(user__username="alice").exists()
+
+
+def test_private_submissions_show_to_their_owner_only(bundle, django_capture_on_commit_callbacks):
+    path, _ = bundle
+    owner, other = user(), user("bob")
+    client = APIClient()
+    client.force_authenticate(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            API, {"method": "Token net", "suite": SUITE_KEY, "visibility": "private", "archive": _upload(path)}
+        )
+    pk = response.json()["id"]
+    submission = Submission.objects.get(pk=pk)
+    assert submission.visibility == Visibility.PRIVATE and submission.status == JobStatus.DONE
+    assert not Result.objects.filter(submission=submission, is_current=True).exists()
+    assert client.get(f"{API}{pk}/").status_code == 200
+    from django.test import Client
+
+    mine = Client()
+    mine.force_login(owner)
+    assert mine.get(reverse("leaderboard:submission-detail", args=[pk])).status_code == 200
+    stranger = APIClient()
+    stranger.force_authenticate(other)
+    assert stranger.get(f"{API}{pk}/").status_code == 404
+    assert pk not in [row["id"] for row in stranger.get(API).json()["results"]]
+    web = Client()
+    web.force_login(other)
+    assert web.get(reverse("leaderboard:submission-detail", args=[pk])).status_code == 404
+    assert Client().get(reverse("leaderboard:submission-status", args=[pk])).status_code == 404
+
+
+def _patterns(resolver, prefix=""):
+    for entry in resolver.url_patterns:
+        if hasattr(entry, "url_patterns"):
+            yield from _patterns(entry, prefix + str(entry.pattern))
+        else:
+            yield prefix + str(entry.pattern)
+
+
+def test_ground_truth_is_never_served(bundle, client, tiny_data_root):
+    # no route names ground truth, masks or labels, and none serves the dataset or media directories
+    routes = list(_patterns(get_resolver()))
+    public = [r for r in routes if not r.startswith("admin/")]
+    assert public and not [r for r in public if re.search(r"ground|mask|label|media|data/", r, re.I)]
+    # the published test ids carry no labels (nothing like 'good'/'defect' flags or masks)
+    key = "synthetic/woven"
+    response = client.get(f"/api/v1/categories/{key}/test-ids")
+    assert response.status_code == 200
+    text = response.content.decode()
+    for word in ("mask", "label", "ground"):
+        assert word not in text.lower()
+    # files of the dataset and uploaded archives are not reachable by URL
+    some_mask = next(tiny_data_root.rglob("ground_truth/*/*.png"))
+    relative = some_mask.relative_to(tiny_data_root).as_posix()
+    for url in (f"/media/{relative}", f"/static/{relative}", f"/data/synthetic/woven/{relative}",
+                f"/{relative}", "/media/submissions/"):  # fmt: skip
+        assert client.get(url).status_code == 404, url
+    # the API schema documents the upload and exposes no ground-truth fields
+    schema = client.get("/api/v1/schema/").content.decode()
+    assert "Upload a bundle of anomaly maps" in schema and "manifest.json" in schema
+    assert "ground_truth" not in schema and "masks" not in schema
+
