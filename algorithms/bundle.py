@@ -204,7 +204,10 @@ def _find_predictions(run_dir: Path) -> list[tuple[str, Path, dict]]:
                 )
             key = f"{rel[-2]}/{rel[-1]}"
         if key in found:
-            raise BundleWriteError(f"category {key!r} has two prediction files: {found[key][1]} and {npz}")
+            raise BundleWriteError(
+                f"category {key!r} has two prediction files: {found[key][1]} and {npz}; "
+                "point --predictions at one model's directory"
+            )
         found[key] = (key, npz, results)
     return list(found.values())
 

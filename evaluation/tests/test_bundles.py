@@ -218,3 +218,28 @@ def test_cli_checks_the_suite_against_the_dataset_registry(tmp_path):
         bundle_from_predictions(run, tmp_path / "b.zip", method="m", suite="synthetic")
     with pytest.raises(BundleWriteError, match="unknown suite 'nope'"):
         bundle_from_predictions(run, tmp_path / "b.zip", method="m", suite="nope")
+
+
+def test_runner_predictions_become_a_bundle_the_server_scores(tmp_path, monkeypatch):
+    """Any registered model's saved outputs (here the random baseline's) turn into a valid bundle."""
+    import algorithms.bundle as bundle_module
+    from algorithms.data import generate_suite, load_category
+    from algorithms.runner import run_category
+    from evaluation.scoring import score_bundle
+
+    monkeypatch.setattr(bundle_module, "_check_suite", lambda suite, keys: None)  # a one-category suite
+    roots = {"synthetic": tmp_path / "data"}
+    generate_suite(roots["synthetic"], seed=0, categories=["woven"], image_size=64, n_train=2, n_test_good=3,
+                   n_test_defect=3, workers=1)  # fmt: skip
+    out = tmp_path / "run" / "random" / "synthetic" / "woven"
+    result = run_category(algorithm="random", params={}, category="synthetic/woven", roots=roots, epochs=1,
+                          train_time_limit_s=60, out_dir=out, save_predictions=True)  # fmt: skip
+    assert result["status"] == "ok", result["error"]
+    bundle = tmp_path / "bundle.zip"
+    assert main(["--predictions", str(tmp_path / "run"), "--method", "Random", "--suite", "synthetic",
+                 "--out", str(bundle)]) == 0  # fmt: skip
+    category = load_category("synthetic/woven", roots=roots)
+    with BundleReader(bundle) as reader:
+        reader.validate(suite="synthetic", expected_ids={"synthetic/woven": list(category.test_ids)})
+        values = score_bundle(reader, {"synthetic/woven": category.ground_truth(size=256)})
+    assert set(values["synthetic/woven"]) == {"image_auroc", "pixel_auroc", "aupro", "pl"}
