@@ -182,3 +182,43 @@ def test_ground_truth_is_never_served(bundle, client, tiny_data_root):
     assert "Upload a bundle of anomaly maps" in schema and "manifest.json" in schema
     assert "ground_truth" not in schema and "masks" not in schema
 
+
+
+def test_admin_actions_approve_and_reject_flagged_submissions(tiny_suite, tiny_data_root, tmp_path, client):
+    import numpy as np
+
+    from evaluation.services.submissions import submission_score
+    from evaluation.tests.test_submissions import ground_truths, stored_submission
+    from leaderboard.models import ReviewStatus
+
+    categories = {
+        key: {"ids": list(gt.ids), "scores": gt.labels.astype(np.float32), "maps": gt.masks.astype(np.float32)}
+        for key, gt in ground_truths(tiny_data_root).items()
+    }
+    submission = stored_submission(user(), write_valid(tmp_path / "b.zip", spec_for(tiny_data_root), categories))
+    assert submission_score(submission_id=submission.pk, task_id="task-0") == "flagged"
+    client.force_login(user("root", is_staff=True, is_superuser=True))
+    changelist = reverse("admin:leaderboard_submission_changelist")
+    assert client.get(changelist).status_code == 200
+    response = client.post(changelist, {"action": "approve_submissions", "_selected_action": [submission.pk]})
+    assert response.status_code == 302
+    submission.refresh_from_db()
+    assert submission.review_status == ReviewStatus.APPROVED
+    assert Result.objects.filter(submission=submission, is_current=True).count() == 8
+    client.post(changelist, {"action": "reject_submissions", "_selected_action": [submission.pk]})
+    submission.refresh_from_db()
+    assert submission.review_status == ReviewStatus.REJECTED
+    assert not Result.objects.filter(submission=submission, is_current=True).exists()
+
+
+def test_a_missing_archive_fails_as_a_server_error_without_retrying(tiny_suite, tiny_data_root, tmp_path):
+    from evaluation.tasks.submissions import score_submission
+    from evaluation.tests.test_submissions import stored_submission
+
+    submission = stored_submission(user(), write_valid(tmp_path / "b.zip", spec_for(tiny_data_root)))
+    submission.archive.storage.delete(submission.archive.name)
+    outcome = score_submission.apply(args=[submission.pk], task_id="task-0").get()
+    assert outcome == "failed"
+    submission.refresh_from_db()
+    assert submission.status == JobStatus.FAILED and submission.attempts == 1
+    assert submission.error_message.startswith("Server error while scoring (FileNotFoundError")
