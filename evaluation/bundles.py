@@ -724,6 +724,11 @@ class BundleReader:
             raise RuntimeError("call validate() before reading arrays")
         return self._summary
 
+    def expected_ids(self, key: str) -> list[str]:
+        """The server's test ids of ``key``, in the order the arrays are returned (after ``validate``)."""
+        self.summary  # noqa: B018  (raises before validation)
+        return list(self._expected[key])
+
     def read_scores(self, key: str) -> np.ndarray:
         """The image scores of ``key`` in the expected (server) order, as stored (float16/float32)."""
         layout = self.summary.categories[key]

@@ -116,6 +116,8 @@ def score_bundle(
     keys = list(summary.categories)
     for done, key in enumerate(keys, start=1):
         gt = ground_truths[key]
+        if [str(image_id) for image_id in gt.ids] != reader.expected_ids(key):
+            raise ValueError(f"the ground truth of {key} is not in the order of the ids the bundle was checked against")
         masks = np.asarray(gt.masks)
         if masks.shape[1:] != (EVAL_SIZE, EVAL_SIZE):
             masks, _ = to_protocol(masks, np.zeros(masks.shape, dtype=np.float32))

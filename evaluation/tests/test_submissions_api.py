@@ -222,3 +222,23 @@ def test_a_missing_archive_fails_as_a_server_error_without_retrying(tiny_suite, 
     submission.refresh_from_db()
     assert submission.status == JobStatus.FAILED and submission.attempts == 1
     assert submission.error_message.startswith("Server error while scoring (FileNotFoundError")
+
+
+def test_oversized_uploads_are_cut_off_before_they_are_stored(bundle, client, settings):
+    path, _ = bundle
+    settings.VADI_BUNDLE_MAX_BYTES = 10_000  # the bundle is ~160 kB
+    api = APIClient()
+    api.force_authenticate(user())
+    response = api.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)}, format="multipart")
+    assert response.status_code == 413 and "larger than the limit of 10,000 bytes" in str(response.json())
+    client.force_login(user("bob"))
+    form = {"method": "m", "suite": SUITE_KEY, "visibility": "public"}
+    response = client.post(reverse("submissions:new"), {**form, "archive": _upload(path)})
+    assert response.status_code == 413 and b"larger than the limit of 10,000 bytes" in response.content
+    assert not Submission.objects.exists()
+    # the form still checks CSRF (the size limit is installed before the CSRF check reads the body)
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user("carol"))
+    assert strict.post(reverse("submissions:new"), {**form, "archive": _upload(path)}).status_code == 403

@@ -11,13 +11,14 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
 from ..models import Visibility
 from ..services.submissions import QuotaExceeded, submission_create
+from ..views.submit import BundleSizeLimitHandler
 from .public import SubmissionListApi
 from .serializers import SubmissionOutputSerializer
 
@@ -41,6 +42,12 @@ Full description: `docs/bundle-format.md`.
 Quotas: `VADI_SUBMISSIONS_PER_DAY` per 24 hours (failures caused by a server error do not count) and
 `VADI_SUBMISSIONS_CONCURRENT` waiting or in scoring; over quota answers 429.
 """
+
+
+class BundleTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "bundle_too_large"
+    default_detail = "the bundle is larger than the limit"
 
 
 class SubmissionCreatedSerializer(SubmissionOutputSerializer):
@@ -70,6 +77,14 @@ class SubmissionListCreateApi(SubmissionListApi):
         visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
 
+    def initialize_request(self, request, *args, **kwargs):
+        # Before anything reads the body: stop storing an upload that passes VADI_BUNDLE_MAX_BYTES.
+        self.size_limit = None
+        if request.method == "POST":
+            self.size_limit = BundleSizeLimitHandler(request)
+            request.upload_handlers.insert(0, self.size_limit)
+        return super().initialize_request(request, *args, **kwargs)
+
     def get_permissions(self):
         if self.request.method in SAFE_METHODS:
             return [AllowAny()]
@@ -84,6 +99,7 @@ class SubmissionListCreateApi(SubmissionListApi):
             201: SubmissionCreatedSerializer,
             400: OpenApiResponse(description="A field is invalid (the message names it)."),
             401: OpenApiResponse(description="No or invalid credentials (use `Authorization: Token <key>`)."),
+            413: OpenApiResponse(description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`."),
             429: OpenApiResponse(description="Over the daily or concurrent submission quota."),
         },
         examples=[
@@ -97,7 +113,10 @@ class SubmissionListCreateApi(SubmissionListApi):
         ],
     )
     def post(self, request):
-        payload = self.InputSerializer(data=request.data)
+        data = request.data
+        if self.size_limit is not None and self.size_limit.exceeded:
+            raise BundleTooLarge(self.size_limit.message)
+        payload = self.InputSerializer(data=data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         try:

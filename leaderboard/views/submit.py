@@ -13,8 +13,10 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
@@ -22,12 +24,41 @@ from ..models import Method, Submission, Suite, Visibility
 from ..services.submissions import (
     ACTIVE_STATUSES,
     QuotaExceeded,
+    bundle_max_bytes,
     submission_create,
     submissions_concurrent,
     submissions_per_day,
 )
 
 LOGIN_URL = reverse_lazy("submissions:login")
+
+
+class BundleSizeLimitHandler(FileUploadHandler):
+    """Stops storing an upload once it passes ``VADI_BUNDLE_MAX_BYTES``, so a huge body cannot fill the disk.
+
+    Put it first in ``request.upload_handlers`` before the body is read; afterwards ``exceeded``
+    says whether the upload was cut off (the file is then absent from ``request.FILES``).
+    """
+
+    def __init__(self, request=None) -> None:
+        super().__init__(request)
+        self.limit = bundle_max_bytes()
+        self.received = 0
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=False)  # discard the rest of the body, keep nothing
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+    @property
+    def message(self) -> str:
+        return f"the bundle is larger than the limit of {self.limit:,} bytes"
 
 
 class SubmissionForm(forms.Form):
@@ -50,11 +81,26 @@ class SubmissionForm(forms.Form):
         self.fields["suite"].choices = [(suite.key, suite.name) for suite in Suite.objects.order_by("order", "key")]
 
 
+@csrf_exempt  # CSRF is checked by _submission_new, after the size limit is installed
+def submission_new(request):
+    """The upload form. The size-limit handler must be in place before CSRF reads the body."""
+    limiter = BundleSizeLimitHandler(request)
+    request.upload_handlers.insert(0, limiter)
+    return _submission_new(request, limiter)
+
+
 @login_required(login_url=LOGIN_URL)
 @require_http_methods(["GET", "POST"])
-def submission_new(request):
+@csrf_protect
+def _submission_new(request, limiter: BundleSizeLimitHandler):
     form = SubmissionForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    status = 200
+    if limiter.exceeded:
+        form.is_valid()
+        form.errors.pop("archive", None)
+        form.add_error("archive", limiter.message)
+        status = 413
+    elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             submission = submission_create(
@@ -78,8 +124,8 @@ def submission_new(request):
         else:
             messages.success(request, f"Submission {submission.pk} received; it is queued for scoring.")
             return redirect(reverse("leaderboard:submission-detail", args=[submission.pk]))
-    else:
-        status = 400 if request.method == "POST" else 200
+    elif request.method == "POST":
+        status = 400
     mine = Submission.objects.filter(owner=request.user).select_related("method", "suite")
     recent = list(mine.order_by("-created_at")[:20])
     context = {
