@@ -14,6 +14,7 @@ from typing import Any
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from ..models import BenchmarkRun, Category, Method, Provenance, Result, Submission
 from ..selectors.metrics import UnknownMetricError, metric_get
@@ -141,7 +142,8 @@ def results_publish(*, benchmark_run: BenchmarkRun | None = None, submission: Su
     results, a current result of another source with the same method, category, metric,
     variant, provenance and evaluator version stops being current (it stays as history).
     Publishing the same source twice changes nothing. A published run is marked
-    ``is_published``. Cached tables are invalidated.
+    ``is_published``. Cached tables are invalidated. Returns the number of results that became
+    current.
     """
     if (benchmark_run is None) == (submission is None):
         raise ValueError("results_publish needs exactly one of benchmark_run= or submission=")
@@ -161,9 +163,10 @@ def results_publish(*, benchmark_run: BenchmarkRun | None = None, submission: Su
         .values_list("pk", "method_id", "category_id", "metric", "variant", "provenance", "evaluator_version")
         if pk not in own_ids and tuple(key) in keys
     ]
+    now = timezone.now()  # touch updated_at: other processes' caches key on it (selectors.leaderboard)
     if superseded:
-        Result.objects.filter(pk__in=superseded).update(is_current=False)
-    published = Result.objects.filter(pk__in=own_ids, is_current=False).update(is_current=True)
+        Result.objects.filter(pk__in=superseded).update(is_current=False, updated_at=now)
+    published = Result.objects.filter(pk__in=own_ids, is_current=False).update(is_current=True, updated_at=now)
     if benchmark_run is not None and not benchmark_run.is_published:
         benchmark_run.is_published = True
         benchmark_run.save(update_fields=["is_published", "updated_at"])

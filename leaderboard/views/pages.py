@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from functools import wraps
 
+from django.core.cache import cache
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -18,8 +19,10 @@ from ..apis import serializers as shapes
 from ..models import BenchmarkJob, BenchmarkRun, Category, Dataset, Method, Provenance, Result, Submission, Suite
 from ..selectors import catalog, jobs
 from ..selectors.leaderboard import (
+    CACHE_TIMEOUT_S,
     Board,
     SuiteNotFoundError,
+    cache_key,
     category_breakdown,
     method_metric_evidence,
     suite_leaderboard_cached,
@@ -45,6 +48,33 @@ def _param(request, name: str, *, choices=None) -> str | None:
 
 def _bad_request(request, message: str, status: int = 400):
     return render(request, "leaderboard/error.html", {"message": message, "status": status}, status=status)
+
+
+def cached_page(view):
+    """Serve a public page from the cache while no write has changed the tables.
+
+    The pages wrapped here show nothing user-specific, so one copy per URL (path + query string)
+    serves everyone; the key follows the same generation and data stamp as the selectors', so a
+    new result shows at once. Only successful answers are cached.
+    """
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        key = cache_key("page", path=request.path, query=request.GET.urlencode())
+        hit = cache.get(key)
+        if hit is not None:
+            content, headers = hit
+            response = HttpResponse(content)
+            for name, value in headers.items():
+                response[name] = value
+            return response
+        response = view(request, *args, **kwargs)
+        if response.status_code == 200 and not response.streaming:
+            headers = {k: v for k, v in response.items() if k in ("Content-Type", "Content-Disposition")}
+            cache.set(key, (response.content, headers), timeout=CACHE_TIMEOUT_S)
+        return response
+
+    return wrapper
 
 
 def answers_bad_requests(view):
@@ -113,6 +143,7 @@ def _evidence_query(board: Board) -> str:
 
 
 @require_GET
+@cached_page
 @answers_bad_requests
 def home(request):
     """The VADI leaderboard (``?suite=`` selects another suite; ``?sort=`` a metric to rank by)."""
@@ -157,6 +188,7 @@ def home(request):
 
 
 @require_GET
+@cached_page
 @answers_bad_requests
 def dataset_detail(request, key: str):
     """One dataset: its leaderboard (the suite of the same name, else VADI restricted to it)."""
@@ -189,6 +221,7 @@ def dataset_detail(request, key: str):
 
 
 @require_GET
+@cached_page
 @answers_bad_requests
 def breakdown(request, suite: str):
     """Per-category table (rows = categories, columns = methods) of one metric, with a heatmap."""
