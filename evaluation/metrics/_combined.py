@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._regions import label_regions
 from ._validate import check_fraction, check_labels, check_maps, check_masks, check_same_shape, check_scores
 from .aupro import _aupro_from_sorted, _check_aupro_inputs, _image_region_pixels
 from .classification import _auroc_from_sorted, image_auroc
-from .localisation import _comparable_thresholds, _image_boxes, _image_ious, _pl_score, _thresholds
+from .localisation import _pl_score, _pl_table
 
 __all__ = ["evaluate"]
 
@@ -60,26 +59,23 @@ def evaluate(masks: object, maps: object, labels: object, scores: object, *,
     i_auc = image_auroc(labels_b, scores_f)
 
     anomalous = np.flatnonzero(masks_b.reshape(masks_b.shape[0], -1).any(axis=1))
-    thresholds = _thresholds(maps_f[anomalous])
-    comparable = _comparable_thresholds(thresholds, maps_f.dtype)
-
     pos_values: list[np.ndarray] = []
     pos_weights: list[np.ndarray] = []
     n_regions = 0
-    iou_rows: list[np.ndarray] = []
-    for index in anomalous.tolist():
-        region_labels, count = label_regions(masks_b[index])
+
+    def region_pixels(index: int, region_labels: np.ndarray, count: int) -> None:
+        nonlocal n_regions
         values, weights, _ = _image_region_pixels(masks_b[index], maps_f[index], region_labels, count)
         pos_values.append(values)
         pos_weights.append(weights)
         n_regions += count
-        rects = _image_boxes(masks_b[index], region_labels, count)
-        iou_rows.append(_image_ious(maps_f[index], rects, comparable))
-    pl = _pl_score(np.concatenate(iou_rows).T, iou)[0]
+
+    pl = _pl_score(_pl_table(masks_b, maps_f, anomalous, visit=region_pixels).ious, iou)[0]
 
     values = np.concatenate(pos_values)
     weights = np.concatenate(pos_weights)
-    del pos_values, pos_weights
+    pos_values.clear()
+    pos_weights.clear()
     order = np.argsort(values, kind="stable")
     values = values[order]
     weights = weights[order]

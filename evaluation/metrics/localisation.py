@@ -8,6 +8,7 @@ comes from two cumulative histograms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,14 +32,96 @@ Rect = tuple[tuple[float, float], tuple[float, float], float]
 
 # --- thresholds -------------------------------------------------------------------------------
 
-def _thresholds(anomalous_maps: np.ndarray) -> np.ndarray:
-    """The package's thresholds: 25 percentiles (``linspace(0, 100, 27)[1:-1]``) of all pooled values.
+PERCENTILES = np.linspace(0, 100, N_THRESHOLDS + 2)[1:-1]
+_SAMPLE_STRIDE = 32
 
-    ``anomalous_maps`` is consumed (sorted in place); sorting first makes numpy's partition cheap.
+
+def _linear_percentile_plan(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranks and weights with which ``np.percentile(..., method="linear")`` picks :data:`PERCENTILES`.
+
+    Mirrors numpy's own steps (``_quantile`` / ``_get_indexes`` / ``_get_gamma``) so the result
+    is bit-identical: ``virtual = (count - 1) * q / 100``, neighbours ``floor(virtual)`` and
+    ``floor(virtual) + 1`` (both the last element when ``virtual >= count - 1``) and the weight
+    ``virtual - previous``. Returns ``(previous, next, gamma)`` with non-negative ranks.
     """
-    pooled = anomalous_maps.reshape(-1)
-    pooled.sort()
-    return np.percentile(pooled, np.linspace(0, 100, N_THRESHOLDS + 2)[1:-1], overwrite_input=True)
+    virtual = (count - 1) * np.true_divide(PERCENTILES, 100)
+    previous = np.floor(virtual)
+    following = previous + 1
+    last = virtual >= count - 1
+    previous[last] = -1
+    following[last] = -1
+    previous = previous.astype(np.intp)
+    following = following.astype(np.intp)
+    gamma = np.asarray(virtual - previous, dtype=virtual.dtype)
+    return previous % count, following % count, gamma
+
+
+def _lerp(below: np.ndarray, above: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """numpy's ``_lerp`` as ``np.percentile`` applies it (same operations, dtypes and branch)."""
+    step = above - below
+    result = np.add(below, step * gamma)
+    np.subtract(above, step * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe",
+                dtype=type(result.dtype))
+    return result
+
+
+def _adjacent_order_statistics(pool: np.ndarray, runs: list[tuple[int, int]],
+                               ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact values at 0-based ``ranks`` and ``ranks + 1`` (capped at the last) of all of ``pool``.
+
+    ``pool`` is made of sorted ``runs`` (``(start, stop)`` slices covering it). Sorting (or
+    ``np.partition``-ing, far slower for many ranks) the whole pool again is avoided: every
+    ``s``-th value of each run is sampled (``s = _SAMPLE_STRIDE``) and the sample sorted. A value
+    with ``A`` samples below it has at most ``s * A`` pool values below it, and one with ``B``
+    samples at or below it has at least ``s * B - (s - 1) * R`` pool values at or below it
+    (``R`` runs). So for rank ``k`` the sample values at ``k // s`` and at
+    ``ceil((k + 2 + (s - 1) * R) / s) - 1`` bracket ranks ``k`` and ``k + 1``; only the pool
+    values between them (about ``s * R``) are gathered, and both picked with ``np.partition``.
+    """
+    stride = _SAMPLE_STRIDE
+    runs = [(start, stop) for start, stop in runs if stop > start]
+    sample = np.concatenate([pool[start:stop:stride] for start, stop in runs])
+    sample.sort()
+    low = sample[ranks // stride]
+    high_index = -(-(ranks + 2 + (stride - 1) * len(runs)) // stride) - 1
+    unbounded = high_index >= sample.size
+    high = sample[np.minimum(high_index, sample.size - 1)]
+
+    below = np.zeros(ranks.size, dtype=np.intp)  # pool values strictly below ``low``
+    firsts = np.empty((ranks.size, len(runs)), dtype=np.intp)
+    lasts = np.empty((ranks.size, len(runs)), dtype=np.intp)
+    for r, (start, stop) in enumerate(runs):
+        run = pool[start:stop]
+        first = np.searchsorted(run, low, side="left")
+        below += first
+        firsts[:, r] = start + first
+        lasts[:, r] = np.where(unbounded, stop, start + np.searchsorted(run, high, side="right"))
+
+    at_rank = np.empty(ranks.size, dtype=pool.dtype)
+    after_rank = np.empty(ranks.size, dtype=pool.dtype)
+    for j in range(ranks.size):
+        lengths = lasts[j] - firsts[j]
+        ends = np.cumsum(lengths)
+        # positions firsts[j, r] .. lasts[j, r] - 1 of every run, as one index array
+        candidates = pool[np.arange(ends[-1]) + np.repeat(firsts[j] - (ends - lengths), lengths)]
+        within = int(ranks[j] - below[j])
+        following = min(within + 1, candidates.size - 1)
+        candidates.partition([within, following])
+        at_rank[j], after_rank[j] = candidates[within], candidates[following]
+    return at_rank, after_rank
+
+
+def _thresholds(pool: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
+    """The package's thresholds: ``np.percentile(pooled, linspace(0, 100, 27)[1:-1])``, bit for bit.
+
+    ``pool`` holds every map value of the anomalous images as sorted ``runs`` (see
+    :func:`_adjacent_order_statistics`); the percentiles are numpy's 'linear' method rebuilt
+    from the two order statistics around each one, so they equal numpy's own exactly.
+    """
+    previous, _, gamma = _linear_percentile_plan(pool.size)
+    # numpy's right neighbour is ``previous + 1``, or the last value again at the very end
+    below, above = _adjacent_order_statistics(pool, runs, previous)
+    return _lerp(below, above, gamma)
 
 
 def _comparable_thresholds(thresholds: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -160,57 +243,113 @@ def _image_boxes(mask: np.ndarray, labels: np.ndarray | None = None, count: int 
 def _nearest_centre(shape: tuple[int, int], rects: list[Rect]) -> np.ndarray:
     """Index of the nearest box centre for every pixel (first box on a tie, like ``argmin``).
 
-    Distances are ``sqrt((row - cy)**2 + (col - cx)**2)``, bit-for-bit what the package's
-    ``cdist`` computes.
+    The package compares ``sqrt((row - cy)**2 + (col - cx)**2)`` (``cdist``). Squared distances
+    formed the same way order pixels identically except where ``sqrt`` rounds two different
+    squares to one value (they are then within a relative ``2**-51``), a tie the package gives
+    to the earlier centre. So squares are compared, and only pixels within a relative
+    ``2**-48`` of switching are re-decided with ``sqrt``: bit-for-bit the package's choice,
+    without a square root per pixel and box.
     """
     rows = np.arange(shape[0], dtype=np.float64)[:, None]
     cols = np.arange(shape[1], dtype=np.float64)[None, :]
-    nearest = np.zeros(shape, dtype=np.intp)
-    best = None
-    for k, rect in enumerate(rects):
-        (cx, cy), _, _ = rect
-        distance = np.sqrt((rows - cy) ** 2 + (cols - cx) ** 2)
-        if best is None:
-            best = distance
-        else:
-            closer = distance < best
-            nearest[closer] = k
-            np.minimum(best, distance, out=best)
+    nearest = np.zeros(shape, dtype=np.min_scalar_type(len(rects) - 1))
+    best = np.empty(shape)  # smallest squared distance so far
+    squared = np.empty(shape)
+    scaled = np.empty(shape)
+    closer = np.empty(shape, dtype=bool)
+    borderline = np.empty(shape, dtype=bool)
+    for k, ((cx, cy), _, _) in enumerate(rects):
+        np.add((rows - cy) ** 2, (cols - cx) ** 2, out=best if k == 0 else squared)
+        if k == 0:
+            continue
+        np.less(squared, best, out=closer)
+        np.multiply(best, 1 - 2.0**-48, out=scaled)
+        np.greater_equal(squared, scaled, out=borderline)
+        np.logical_and(borderline, closer, out=borderline)
+        if borderline.any():
+            near_tie = np.nonzero(borderline)
+            closer[near_tie] = np.sqrt(squared[near_tie]) < np.sqrt(best[near_tie])
+        np.copyto(nearest, k, where=closer, casting="unsafe")
+        np.minimum(best, squared, out=best)
     return nearest
 
 
-def _count_above(values: np.ndarray, comparable: np.ndarray) -> np.ndarray:
-    """Number of ``values`` strictly above each threshold (``values`` are sorted in place)."""
-    values.sort()
-    return values.size - np.searchsorted(values, comparable, side="right")
+def _filled_box(rect: Rect, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The package's filled rotated box (``cv2.drawContours`` of ``np.intp(cv2.boxPoints)``), cropped.
+
+    Returns the window (the box's bounding rectangle clipped to the image) and a boolean mask
+    of the box's pixels inside it; drawing the shifted polygon into the window gives exactly the
+    pixels drawing it into the whole image would.
+    """
+    corners = np.intp(cv2.boxPoints(rect))
+    x0, y0 = np.maximum(corners.min(axis=0), 0).tolist()
+    x1 = min(int(corners[:, 0].max()) + 1, shape[1])
+    y1 = min(int(corners[:, 1].max()) + 1, shape[0])
+    canvas = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=np.uint8)
+    if canvas.size:
+        cv2.drawContours(canvas, [corners - np.intp([x0, y0])], 0, 1, -1)
+    return (slice(y0, y0 + canvas.shape[0]), slice(x0, x0 + canvas.shape[1])), canvas.view(bool)
 
 
-def _image_ious(amap: np.ndarray, rects: list[Rect], comparable: np.ndarray) -> np.ndarray:
-    """IoU of each box with the thresholded, Voronoi-filtered map at every threshold: (boxes, thresholds).
+@dataclass
+class _BoxValues:
+    """What one box needs to know of the map, before the thresholds are known (all sorted)."""
+
+    inside: np.ndarray          # map values in the filled box
+    nearest_inside: np.ndarray  # of those, the ones nearest to this box's centre
+    run: tuple[int, int]        # pool slice: every value nearest to this box's centre
+
+
+def _collect_image(amap: np.ndarray, rects: list[Rect], pool: np.ndarray, offset: int) -> tuple[list[_BoxValues], int]:
+    """Sort one image's map values for its boxes, writing the per-centre runs into ``pool``.
+
+    The pixels nearest to each centre (a partition of the image; the whole image for one box)
+    are written, sorted, to ``pool[offset:]``; the values in each box are sorted separately.
+    Returns the per-box values and the new offset.
+    """
+    single = len(rects) == 1
+    nearest = None if single else _nearest_centre(amap.shape, rects)
+    boxes: list[_BoxValues] = []
+    for k, rect in enumerate(rects):
+        if single:
+            stop = offset + amap.size
+            pool[offset:stop] = amap.reshape(-1)
+        else:
+            mine = amap[nearest == k]
+            stop = offset + mine.size
+            pool[offset:stop] = mine
+        pool[offset:stop].sort()
+        window, box = _filled_box(rect, amap.shape)
+        inside = amap[window][box]
+        inside.sort()
+        if single:
+            nearest_inside = inside
+        else:
+            nearest_inside = amap[window][box & (nearest[window] == k)]
+            nearest_inside.sort()
+        boxes.append(_BoxValues(inside, nearest_inside, (offset, stop)))
+        offset = stop
+    return boxes, offset
+
+
+def _count_above(sorted_values: np.ndarray, comparable: np.ndarray) -> np.ndarray:
+    """Number of ``sorted_values`` strictly above each threshold."""
+    return sorted_values.size - np.searchsorted(sorted_values, comparable, side="right")
+
+
+def _box_ious(box: _BoxValues, pool: np.ndarray, comparable: np.ndarray) -> np.ndarray:
+    """IoU of one box with the thresholded, Voronoi-filtered map at every threshold.
 
     For box k the prediction is ``(map > t) AND (pixels nearest centre k OR inside box k)``; the
     IoU is taken against the filled rotated box: ``|box & map > t| / (|box| + |outside & map > t|)``
-    with ``outside`` the pixels nearest centre k but not in the box.
+    with ``outside`` the pixels nearest centre k but not in the box, counted as all pixels
+    nearest centre k minus those inside the box.
     """
-    shape = amap.shape
-    nearest = _nearest_centre(shape, rects) if len(rects) > 1 else None
-    above_all = _count_above(amap.ravel().copy(), comparable) if nearest is None else None
-    ious = np.empty((len(rects), comparable.size))
-    canvas = np.empty(shape, dtype=np.uint8)
-    for k, rect in enumerate(rects):
-        canvas.fill(0)
-        cv2.drawContours(canvas, [np.intp(cv2.boxPoints(rect))], 0, 1, -1)
-        box = canvas.view(bool)
-        inside = amap[box]
-        area = inside.size
-        above_in = _count_above(inside, comparable)
-        if nearest is None:
-            above_out = above_all - above_in
-        else:
-            above_out = _count_above(amap[(nearest == k) & ~box], comparable)
-        union = area + above_out
-        ious[k] = np.divide(above_in, union, out=np.zeros(comparable.size), where=union > 0)
-    return ious
+    above_in = _count_above(box.inside, comparable)
+    above_near = _count_above(pool[box.run[0]:box.run[1]], comparable)
+    near_in = above_in if box.nearest_inside is box.inside else _count_above(box.nearest_inside, comparable)
+    union = box.inside.size + (above_near - near_in)
+    return np.divide(above_in, union, out=np.zeros(comparable.size), where=union > 0)
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -264,18 +403,35 @@ def _anomalous_indices(masks: np.ndarray) -> np.ndarray:
     return np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))
 
 
-def _pl_table(masks: np.ndarray, maps: np.ndarray, anomalous: np.ndarray,
-              labelled: dict[int, tuple[np.ndarray, int]] | None = None) -> _PLTable:
-    thresholds = _thresholds(maps[anomalous])
-    comparable = _comparable_thresholds(thresholds, maps.dtype)
-    rows: list[np.ndarray] = []
+def _pl_table(masks: np.ndarray, maps: np.ndarray, anomalous: np.ndarray, *,
+              visit: Callable[[int, np.ndarray, int], None] | None = None) -> _PLTable:
+    """IoU of every box at every threshold, in three passes.
+
+    1. Per anomalous image: label, box, and sort its map values per nearest centre into one
+       pool (plus each box's own values).
+    2. Thresholds: exact percentiles of the pool, read off its sorted runs.
+    3. Per box: counts above all 25 thresholds by binary search in the sorted values.
+
+    ``visit(index, labels, count)`` is called with each image's region labels, so that
+    :func:`evaluate` can reuse them.
+    """
+    pool = np.empty(anomalous.size * masks.shape[1] * masks.shape[2], dtype=maps.dtype)
+    offset = 0
+    box_values: list[_BoxValues] = []
     boxes: list[tuple[int, Rect]] = []
     for index in anomalous.tolist():
-        labels, count = labelled[index] if labelled and index in labelled else label_regions(masks[index])
+        labels, count = label_regions(masks[index])
+        if visit is not None:
+            visit(index, labels, count)
         rects = _image_boxes(masks[index], labels, count)
-        rows.append(_image_ious(maps[index], rects, comparable))
+        values, offset = _collect_image(maps[index], rects, pool, offset)
+        box_values.extend(values)
         boxes.extend((index, rect) for rect in rects)
-    return _PLTable(thresholds, np.concatenate(rows).T, boxes)
+    runs = [box.run for box in box_values]
+    thresholds = _thresholds(pool, runs)
+    comparable = _comparable_thresholds(thresholds, maps.dtype)
+    ious = np.stack([_box_ious(box, pool, comparable) for box in box_values], axis=1)
+    return _PLTable(thresholds, ious, boxes)
 
 
 def _prepare(masks: object, maps: object, iou_limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
