@@ -32,6 +32,9 @@ __all__ = [
 BUILTIN_MODULES: tuple[str, ...] = (
     "algorithms.random_baseline",
     "algorithms.patchcore",
+    "algorithms.reverse_distillation",
+    "algorithms.fastflow",
+    "algorithms.efficient_ad",
 )
 
 

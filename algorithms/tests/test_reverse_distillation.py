@@ -1,0 +1,158 @@
+"""Reverse Distillation: architecture against anomalib's RD4AD modules (oracle), loss, map, API."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from algorithms.base import AnomalyDetector
+from algorithms.components.blur import gaussian_blur
+from algorithms.registry import create_algorithm, get_algorithm_info
+from algorithms.reverse_distillation import ReverseDistillation
+from algorithms.reverse_distillation.model import OneClassBottleneck, ReverseDecoder, ReverseDistillationModel
+
+_ANOMALIB = Path(importlib.util.find_spec("anomalib").submodule_search_locations[0])  # not imported
+
+
+def _oracle(relative: str, name: str):
+    """Load one self-contained anomalib file (torch + torchvision only) without anomalib's package init."""
+    spec = importlib.util.spec_from_file_location(name, _ANOMALIB / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _images(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _copy_by_order(source: list[tuple[str, torch.Tensor]], target: torch.nn.Module) -> None:
+    own = list(target.state_dict().items())
+    assert [tuple(v.shape) for _, v in source] == [tuple(v.shape) for _, v in own]
+    target.load_state_dict({k: v.clone() for (k, _), (_, v) in zip(own, source)})
+
+
+@pytest.mark.parametrize(
+    ("backbone", "channels", "kind", "bottleneck_blocks", "decoder_blocks"),
+    [("resnet18", (64, 128, 256), "basic", 2, (2, 2, 2)), ("resnet50", (256, 512, 1024), "bottleneck", 3, (3, 4, 6))],
+)
+def test_bottleneck_and_decoder_equal_the_reference_modules(
+    backbone, channels, kind, bottleneck_blocks, decoder_blocks
+):
+    decoders = _oracle("models/components/backbone/resnet_decoder.py", "_rd_decoder_oracle")
+    bottlenecks = _oracle("models/image/reverse_distillation/components/bottleneck.py", "_rd_bottleneck_oracle")
+    torch.manual_seed(0)
+    ref_bn, ref_dec = bottlenecks.get_bottleneck_layer(backbone).eval(), decoders.get_decoder(backbone).eval()
+    bn = OneClassBottleneck(channels, blocks=bottleneck_blocks, kind=kind, width_factor=1).eval()
+    dec = ReverseDecoder(channels, blocks=decoder_blocks, kind=kind, width_factor=1).eval()
+    # The reference defines an unused conv4/bn4 and registers its blocks first; reorder to the forward order.
+    ref_state = ref_bn.state_dict()
+    order = ["conv1.", "bn1.", "conv2.", "bn2.", "conv3.", "bn3.", "bn_layer."]
+    source = [(k, v) for prefix in order for k, v in ref_state.items() if k.startswith(prefix)]
+    _copy_by_order(source, bn)
+    _copy_by_order(list(ref_dec.state_dict().items()), dec)
+    c1, c2, c3 = channels
+    features = [torch.randn(2, c1, 16, 16), torch.randn(2, c2, 8, 8), torch.randn(2, c3, 4, 4)]
+    with torch.no_grad():
+        embedding = bn(features)
+        torch.testing.assert_close(embedding, ref_bn(features))
+        assert embedding.shape == (2, 2 * c3, 2, 2)
+        ours, theirs = dec(embedding), ref_dec(embedding)
+    for a, b, f in zip(ours, theirs, features):
+        assert a.shape == f.shape
+        torch.testing.assert_close(a, b)
+
+
+def test_wide_layout_doubles_the_bottleneck_width():
+    model = ReverseDistillationModel(
+        backbone="resnet18",
+        layers=("layer1", "layer2", "layer3"),
+        pretrained=False,
+        weights_path=None,
+        block="bottleneck",
+        bottleneck_blocks=1,
+        decoder_blocks=(1, 1, 1),
+    )
+    # c3 = 256: the bottleneck block outputs 512 channels through 512 / 4 = 128 inner channels
+    assert model.bottleneck.embed[0].body[0].out_channels == 128
+    wide = OneClassBottleneck((64, 128, 256), blocks=1, kind="bottleneck", width_factor=2)
+    assert wide.embed[0].body[0].out_channels == 256
+    features, student = model(_images(2))
+    assert [f.shape for f in features] == [s.shape for s in student]
+
+
+def test_publication_defaults():
+    defaults = {k: v.default for k, v in inspect.signature(ReverseDistillation.__init__).parameters.items()}
+    assert defaults["backbone"] == "wide_resnet50_2" and defaults["input_size"] == 256
+    assert defaults["lr"] == 0.005 and tuple(defaults["betas"]) == (0.5, 0.999) and defaults["sigma"] == 4.0
+    assert get_algorithm_info("reverse_distillation").default_epochs == 200
+
+
+def test_loss_map_and_score_follow_the_definitions():
+    model = create_algorithm("reverse_distillation", tiny=True).eval()
+    x = _images(3)
+    with torch.no_grad():
+        teacher, student = model.model(x)
+        loss = model.model.loss(teacher, student)
+        expected_loss = sum(
+            (1 - F.cosine_similarity(t.reshape(3, -1), s.reshape(3, -1))).mean() for t, s in zip(teacher, student)
+        )
+        assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)
+        expected_map = torch.zeros(3, 64, 64)
+        for t, s in zip(teacher, student):
+            level = 1 - (t * s).sum(1) / (t.norm(dim=1) * s.norm(dim=1)).clamp_min(1e-8)
+            expected_map += F.interpolate(level[:, None], size=(64, 64), mode="bilinear", align_corners=True)[:, 0]
+        expected_map = gaussian_blur(expected_map, 4.0)
+    prediction = model.predict(x)
+    torch.testing.assert_close(torch.from_numpy(prediction.maps["anomaly_map"]), expected_map, atol=1e-5, rtol=1e-5)
+    assert prediction.scores.tolist() == pytest.approx(expected_map.amax(dim=(1, 2)).tolist(), rel=1e-5)
+
+
+def test_training_reduces_the_loss_and_only_trains_the_student():
+    model = create_algorithm("reverse_distillation", tiny=True)
+    encoder_before = {k: v.clone() for k, v in model.model.encoder.state_dict().items()}
+    loader = [_images(4, seed=1)]
+    first = model.fit_epoch(loader)["loss"]
+    last = model.fit_epoch(loader)["loss"]
+    last = model.fit_epoch(loader)["loss"]
+    assert math.isfinite(first) and last < first
+    for key, value in model.model.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key]), key
+
+
+def test_fit_predict_save_load_and_determinism(tmp_path):
+    loader = [_images(4, seed=10)]
+    test = _images(2, seed=12)
+    runs = []
+    for offset in range(2):
+        torch.manual_seed(99 + offset)  # the global state must not matter
+        model = create_algorithm("reverse_distillation", tiny=True, seed=3)
+        model.fit_epoch(loader)
+        runs.append(model)
+    a, b = runs[0].predict(test), runs[1].predict(test)
+    assert (a.scores == b.scores).all() and (a.maps["anomaly_map"] == b.maps["anomaly_map"]).all()
+    runs[0].save(tmp_path / "rd")
+    loaded = AnomalyDetector.load(tmp_path / "rd")
+    c = loaded.predict(test)
+    assert (c.scores == a.scores).all() and (c.maps["anomaly_map"] == a.maps["anomaly_map"]).all()
+    assert loaded.get_config() == runs[0].get_config()
+
+
+def test_bad_settings_and_inputs_are_rejected():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        create_algorithm("reverse_distillation", tiny=True, input_size=100)
+    with pytest.raises(ValueError, match="exactly 3 encoder levels"):
+        create_algorithm("reverse_distillation", tiny=True, layers=["layer1", "layer2"])
+    with pytest.raises(ValueError, match="block must be"):
+        create_algorithm("reverse_distillation", tiny=True, block="dense")
+    model = create_algorithm("reverse_distillation", tiny=True)
+    with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
+        model.predict(_images(1, size=96))
+    with pytest.raises(ValueError, match="no images"):
+        model.fit_epoch([])
