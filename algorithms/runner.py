@@ -384,6 +384,8 @@ def run_category(
         train_images, test_images = data.train_images(), data.test_images()
         test_ids = list(data.test_ids)
         train_loader = make_loader(train_images, size=size, batch_size=batch_size, shuffle=True, seed=seed)
+        # pre_eval (memory banks, normalisation statistics) sees the training set in a fixed order
+        pre_eval_loader = make_loader(train_images, size=size, batch_size=batch_size, shuffle=False)
         test_loader = make_loader(test_images, size=size, batch_size=batch_size, shuffle=False)
         n_train, n_test = len(train_images), len(test_images)
         if n_train == 0 or n_test == 0:
@@ -414,7 +416,7 @@ def run_category(
                 if not due:
                     continue
                 start = time.perf_counter()
-                model.pre_eval(train_loader)
+                model.pre_eval(pre_eval_loader)
                 pre_eval_s = time.perf_counter() - start
                 train_seconds += pre_eval_s
                 report(0.9 * epoch / max_epochs, f"epoch {epoch}: predicting {n_test} test images")
