@@ -71,7 +71,9 @@ def drive_wrk(url: str, *, duration: int, connections: int) -> dict:
         value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
-    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, flags=re.M))
+    lat = dict(re.findall(r"^\s*(50|75|90|99)%\s+([\d.]+(?:us|ms|s))\s*$", out, flags=re.M))
+    if not {"50", "90", "99"} <= set(lat):
+        raise RuntimeError(f"could not read wrk's latency distribution:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {

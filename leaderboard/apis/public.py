@@ -273,21 +273,21 @@ class BenchmarkRunListApi(PublicApi):
     class FilterSerializer(serializers.Serializer):
         method = serializers.SlugField(required=False)
 
-    @extend_schema(parameters=[FilterSerializer], responses=out.BenchmarkRunOutputSerializer(many=True))
+    @extend_schema(parameters=[FilterSerializer], responses=out.BenchmarkRunPublicOutputSerializer(many=True))
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         qs = jobs.benchmark_run_list(method_key=filters.validated_data.get("method"))
         return paginated_response(
-            serializer_class=out.BenchmarkRunOutputSerializer, queryset=qs, request=request, view=self
+            serializer_class=out.BenchmarkRunPublicOutputSerializer, queryset=qs, request=request, view=self
         )
 
 
 class BenchmarkRunDetailApi(PublicApi):
-    @extend_schema(responses=out.BenchmarkRunOutputSerializer)
+    @extend_schema(responses=out.BenchmarkRunPublicOutputSerializer)
     def get(self, request, pk: int):
         run = get_object_or_404(jobs.benchmark_run_list(), pk=pk)
-        return Response(out.BenchmarkRunOutputSerializer(run).data)
+        return Response(out.BenchmarkRunPublicOutputSerializer(run).data)
 
 
 __all__ = [

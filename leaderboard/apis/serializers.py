@@ -250,7 +250,7 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class BenchmarkRunOutputSerializer(serializers.ModelSerializer):
+class BenchmarkRunPublicOutputSerializer(serializers.ModelSerializer):
     method = serializers.SlugRelatedField(slug_field="key", read_only=True)
     suite = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
 

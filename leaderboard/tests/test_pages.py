@@ -81,6 +81,14 @@ def test_bad_parameters_get_a_clear_400(client, two_methods):
     assert client.get("/?suite=nope").status_code == 404
 
 
+def test_dataset_filter_on_home(client, catalog):
+    cats = vadi_cats(catalog)
+    publish_run(MethodFactory(key="m", name="M"), cats, {m: [0.9, 0.8, 0.7, 0.2, 0.4] for m in METRICS})
+    html = client.get("/?dataset=visa").content.decode()
+    assert "(visa categories)" in html and "0.300" in html
+    assert '<option value="visa" selected>VisA</option>' in html
+
+
 def test_csv_and_json_downloads(client, two_methods):
     response = client.get("/?format=csv")
     assert response["Content-Type"].startswith("text/csv")
@@ -140,7 +148,7 @@ def test_home_query_count_is_constant_whatever_the_number_of_methods(client, cat
     for _ in range(9):
         publish_run(MethodFactory(), vadi_cats(catalog), uniform(0.5, 5))
     with_12 = cold_queries(12)
-    assert with_3 == with_12 <= 9  # savepoints 2, data stamp 1 (page) + 1 (board), board 4, suite list 1
+    assert with_3 == with_12 <= 10  # savepoints 2, data stamp 1 (page) + 1 (board), board 4, 2 filter lists
     with CaptureQueriesContext(connection) as warm:  # cached board: suite list, data stamp (+ savepoints)
         client.get("/")
     assert len(warm.captured_queries) < with_12

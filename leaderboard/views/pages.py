@@ -128,6 +128,12 @@ def _board_context(request, board: Board, *, title: str, base_url: str, note: st
         "figure": charts.suite_bar_figure(board) if board.rows else None,
         "provenance_choices": Provenance.choices,
         "suites": list(Suite.objects.order_by("order", "key").values_list("key", "name")),
+        "datasets": list(
+            Dataset.objects.filter(categories__suites__key=board.suite_key)
+            .distinct()
+            .order_by("order", "key")
+            .values_list("key", "name")
+        ),
         "query": request.GET,
         "evidence_qs": _evidence_query(board),
     }
@@ -151,10 +157,11 @@ def home(request):
         filters = _filters(request)
         sort = _param(request, "sort")
         requested = _param(request, "suite")
+        dataset_key = _param(request, "dataset")
         suite_key = requested or DEFAULT_SUITE
         note = ""
-        board = suite_leaderboard_cached(suite_key=suite_key, sort=sort, **filters)
-        if requested is None and not board.rows:
+        board = suite_leaderboard_cached(suite_key=suite_key, sort=sort, dataset_key=dataset_key, **filters)
+        if requested is None and dataset_key is None and not board.rows:
             try:
                 demo = suite_leaderboard_cached(suite_key=DEMO_SUITE, sort=sort, **filters)
             except SuiteNotFoundError:
