@@ -89,7 +89,9 @@ def _aupro_from_sorted(negatives: np.ndarray, pos_values: np.ndarray, pos_weight
             fpr_after[cut] = fpr_limit
         area += float(np.sum((fpr_after - fpr_before) * (pro_above + pro_end))) / 2.0
         upper = lower
-    return area / fpr_limit
+    # PRO is a sum of per-pixel weights 1/|region|; rounding can leave it a few ulp above 1.
+    # Clamp to the metric's range so a perfect map scores exactly 1.0, never 1 + 1e-14.
+    return min(1.0, max(0.0, area / fpr_limit))
 
 
 def _check_aupro_inputs(masks_b: np.ndarray) -> None:

@@ -180,3 +180,21 @@ def test_metrics_import_neither_django_nor_torch():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_aupro_never_exceeds_one_from_rounding():
+    """Many regions of awkward sizes make the PRO weights 1/|region| round above 1 unclamped."""
+    from evaluation.metrics import aupro, evaluate
+
+    rng = np.random.default_rng(7)
+    masks = np.zeros((60, 64, 64), dtype=np.uint8)
+    for i in range(40):
+        for _ in range(3):
+            y, x = rng.integers(0, 58, size=2)
+            h, w = rng.integers(1, 7, size=2)
+            masks[i, y : y + h, x : x + w] = 1
+    maps = masks.astype(np.float32) + rng.random(masks.shape, dtype=np.float32) * 0.01
+    labels = masks.reshape(60, -1).max(axis=1)
+    for value in (aupro(masks, maps), evaluate(masks, maps, labels, maps.reshape(60, -1).max(axis=1))["aupro"]):
+        assert 0.0 <= value <= 1.0
+        assert value == pytest.approx(1.0, abs=1e-9)
