@@ -24,6 +24,7 @@ __all__ = [
     "is_image_file",
     "list_image_files",
     "read_image",
+    "read_image_bgr",
     "read_mask",
     "test_order_key",
 ]
@@ -82,6 +83,27 @@ def read_image(path: str | Path) -> np.ndarray:
     DatasetError
         If the file is missing or OpenCV cannot decode it.
     """
+    return cv2.cvtColor(read_image_bgr(path), cv2.COLOR_BGR2RGB)
+
+
+def read_image_bgr(path: str | Path) -> np.ndarray:
+    """:func:`read_image` in OpenCV's ``B, G, R`` channel order (saves a copy when the caller reorders anyway).
+
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8, BGR channel order; ``read_image(path) == read_image_bgr(path)[..., ::-1]``.
+
+    Raises
+    ------
+    DatasetError
+        If the file is missing or OpenCV cannot decode it.
+    """
     path = Path(path)
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None:
@@ -89,14 +111,14 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read image ({reason})")
     array = _to_uint8(array, path)
     if array.ndim == 2:
-        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
     channels = array.shape[2]
     if channels == 1:
-        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2BGR)
     if channels == 3:
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+        return array
     if channels == 4:
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
     raise DatasetError(f"{path}: unsupported number of channels {channels} (expected 1, 3 or 4)")
 
 

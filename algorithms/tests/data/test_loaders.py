@@ -77,3 +77,30 @@ def test_package_import_does_not_import_torch():
     code = "import sys, algorithms.data; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_batches_do_not_depend_on_the_number_of_decoding_threads(mvtec_root, monkeypatch):
+    from algorithms.data import loaders
+
+    images = load_category("mvtec/bottle", roots={"mvtec": mvtec_root}).test_images()
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(loaders, "_THREADS", threads)
+        results.append(torch.cat(list(make_loader(images, size=20, batch_size=5))))
+    assert torch.equal(results[0], results[1])
+    # Each row is its own image (RGB order, normalised), whatever thread filled it.
+    expected = torch.stack([loaders.resize_image(images[i], 20) for i in range(len(images))]).float() / 255
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(results[0], (expected - mean) / std, atol=1e-5)
+
+
+def test_unreadable_image_in_a_threaded_batch_names_the_file(mvtec_root, monkeypatch):
+    from algorithms.data import DatasetError, loaders
+
+    category = load_category("mvtec/bottle", roots={"mvtec": mvtec_root})
+    broken = mvtec_root / "bottle" / "train" / "good" / "001.png"
+    broken.write_bytes(b"not a png")
+    monkeypatch.setattr(loaders, "_THREADS", 2)
+    with pytest.raises(DatasetError, match=r"001\.png: cannot read image"):
+        list(make_loader(category.train_images(), size=8, batch_size=3))
