@@ -20,6 +20,7 @@ Only ``benchmark_job_execute`` imports torch (through ``algorithms.runner``), in
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Provenance
 from leaderboard.services.results import result_record, results_publish
@@ -61,20 +63,35 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, PERMANENT_OS_ERRORS)
 
 
+def _setting(name: str, default: Any) -> Any:
+    """A Django setting, else the environment variable of the same name, else ``default``."""
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name) or default
+    return value
+
+
 def heartbeat_timeout_s() -> float:
-    """Seconds without a heartbeat after which a running job counts as lost."""
-    return float(getattr(settings, "VADI_HEARTBEAT_TIMEOUT_S", 120))
+    """Seconds without a heartbeat after which a running job counts as lost (``VADI_HEARTBEAT_TIMEOUT_S``)."""
+    return float(_setting("VADI_HEARTBEAT_TIMEOUT_S", 120))
 
 
 def heartbeat_interval_s() -> float:
-    """Seconds between two heartbeat writes of a running job (well below the timeout)."""
-    default = min(15.0, heartbeat_timeout_s() / 4)
-    return float(getattr(settings, "VADI_HEARTBEAT_INTERVAL_S", default))
+    """Seconds between two heartbeat writes of a running job (``VADI_HEARTBEAT_INTERVAL_S``, below the timeout)."""
+    return float(_setting("VADI_HEARTBEAT_INTERVAL_S", min(15.0, heartbeat_timeout_s() / 4)))
 
 
 def max_attempts() -> int:
-    """How many times a job may be started before a lost worker fails it."""
-    return int(getattr(settings, "VADI_MAX_ATTEMPTS", 2))
+    """How many times a job may be started before a lost worker fails it (``VADI_MAX_ATTEMPTS``)."""
+    return int(_setting("VADI_MAX_ATTEMPTS", 2))
+
+
+def benchmark_runner() -> Callable[..., dict]:
+    """The function that trains + evaluates one category (``VADI_BENCHMARK_RUNNER``, a dotted path).
+
+    Default ``algorithms.runner.run_category``; any replacement must accept the same keywords.
+    """
+    return import_string(str(_setting("VADI_BENCHMARK_RUNNER", "algorithms.runner.run_category")))
 
 
 def _clip(message: str) -> str:
@@ -355,7 +372,7 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
     Returns ``"done"``, ``"failed"``, ``"skipped"`` (another task has the job or it is finished)
     or ``"lost"`` (the job was taken away while it ran). Transient errors (database, I/O)
     propagate so that the task retries them; everything else fails the job with its message.
-    ``runner`` replaces ``algorithms.runner.run_category`` (same keyword interface).
+    ``runner`` replaces the configured runner (``benchmark_runner()``; same keyword interface).
     """
     job = benchmark_job_claim(job_id=job_id, task_id=task_id)
     if job is None:
@@ -373,7 +390,7 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
         beat.start()
     try:
         if runner is None:
-            from algorithms.runner import run_category as runner
+            runner = benchmark_runner()
         output = runner(
             algorithm=config["algorithm"],
             params=dict(config.get("params") or {}),

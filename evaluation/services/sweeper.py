@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from celery import signature
+from celery import current_app, signature
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -73,6 +73,8 @@ class SweepReport:
 
 
 def _enqueue(task_name: str, object_id: int) -> None:
+    if task_name not in current_app.tasks:  # the task modules are imported lazily (autodiscovery)
+        current_app.loader.import_default_modules()
     signature(task_name, args=[object_id]).apply_async()
 
 

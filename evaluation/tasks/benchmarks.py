@@ -50,6 +50,9 @@ def run_benchmark_job(self, job_id: int) -> str:
             benchmark_job_release(job_id=job_id, task_id=task_id, reason=reason)
         except Exception:  # the database may be what is failing; the sweeper catches up later
             logger.warning("job %s: could not release it before retrying", job_id, exc_info=True)
+        if self.request.is_eager:
+            # Eager mode (no broker) re-raises Celery's Retry under task_eager_propagates: retry inline.
+            return self.apply(args=[job_id], task_id=task_id, retries=self.request.retries + 1, throw=True).get()
         raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
 
 

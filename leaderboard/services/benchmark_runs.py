@@ -17,13 +17,14 @@ import json
 import re
 import runpy
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from celery import group, signature
+from celery import current_app, group, signature
 from django.conf import settings
 from django.db import transaction
 
@@ -69,6 +70,43 @@ def benchmark_config_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in _NOT_CONFIGS and _CONFIG_NAME.match(p.stem))
 
 
+_LOADER = (
+    "import json, runpy, sys\n"
+    "ns = runpy.run_path(sys.argv[1])\n"
+    "keep = {k: ns[k] for k in ('models', 'categories', 'seed') if k in ns}\n"
+    "sys.stdout.write(json.dumps(keep, default=repr))\n"
+)
+
+
+def _config_namespace(path: Path) -> dict[str, Any]:
+    """Execute a config file and return its ``models``, ``categories`` and ``seed``.
+
+    Config files query the algorithm registry, which imports torch. When torch is not loaded
+    yet (the web process, a broker-backed command) the file runs in a child interpreter, so
+    the web process never imports torch; a worker or an eager run loads it in-process.
+    """
+    if "torch" in sys.modules:
+        try:
+            namespace = runpy.run_path(str(path))
+        except Exception as exc:
+            raise BenchmarkRequestError(f"config {path} could not be loaded: {type(exc).__name__}: {exc}") from exc
+        return {k: namespace[k] for k in ("models", "categories", "seed") if k in namespace}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _LOADER, str(path)],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BenchmarkRequestError(f"config {path} could not be loaded: {exc}") from exc
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise BenchmarkRequestError(f"config {path} could not be loaded: {last}")
+    return json.loads(proc.stdout)
+
+
 def benchmark_config_load(config: str | Path | None = None, *, allow_paths: bool = True) -> BenchmarkConfig:
     """Load a config by name (``"synthetic_cpu"``) or, when ``allow_paths``, by file path.
 
@@ -95,10 +133,7 @@ def benchmark_config_load(config: str | Path | None = None, *, allow_paths: bool
             name = str(path)
     else:
         raise BenchmarkRequestError(f"config must be one of {', '.join(benchmark_config_names())}, got {text!r}")
-    try:
-        namespace = runpy.run_path(str(path))
-    except Exception as exc:
-        raise BenchmarkRequestError(f"config {path} could not be loaded: {type(exc).__name__}: {exc}") from exc
+    namespace = _config_namespace(path)
     models = namespace.get("models")
     if not isinstance(models, list | tuple) or not models:
         raise BenchmarkRequestError(f"config {path} must define a non-empty list `models`")
@@ -224,6 +259,9 @@ def benchmark_run_complete_for(*, method: Method, run_config: dict[str, Any], ca
 
 
 def _enqueue_jobs(job_ids: list[int]) -> None:
+    app = current_app
+    if BENCHMARK_TASK not in app.tasks:  # a web process has not imported the task modules yet
+        app.loader.import_default_modules()
     group(signature(BENCHMARK_TASK, args=[pk]) for pk in job_ids).apply_async()
 
 

@@ -1,0 +1,230 @@
+"""Re-benchmarks through the task path (Celery eager here; see test_benchmarks_worker.py for real workers).
+
+Runs on SQLite and on PostgreSQL (``DATABASE_URL``); the numbers recorded must be the runner's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError
+from django.utils import timezone
+
+from evaluation.tests.test_benchmarks_support import make_catalog, make_tiny_suite
+from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Method, Provenance, Result
+from leaderboard.services.benchmark_runs import (
+    BenchmarkRequestError,
+    benchmark_config_load,
+    benchmark_runs_create,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    make_tiny_suite(root, ("woven", "grid"))
+    return root
+
+
+@pytest.fixture
+def catalog(db, settings, tiny_root):
+    from leaderboard.services import method_sync_from_registry
+
+    settings.DATASET_ROOTS = {**settings.DATASET_ROOTS, "synthetic": str(tiny_root)}
+    method_sync_from_registry()
+    return make_catalog(["synthetic/grid", "synthetic/woven"])
+
+
+def _results_as_output(run: BenchmarkRun, category_key: str) -> dict[str, dict[str, float]]:
+    rows = Result.objects.filter(benchmark_run=run, category__key=category_key)
+    recorded: dict[str, dict[str, float]] = {}
+    for row in rows:
+        recorded.setdefault(row.variant, {})[row.metric] = row.value
+    return recorded
+
+
+def test_rebenchmark_records_and_publishes_the_runners_numbers(catalog, tiny_root, django_capture_on_commit_callbacks):
+    from algorithms.runner import run_category
+
+    with django_capture_on_commit_callbacks(execute=True):
+        (run,) = benchmark_runs_create(methods=["random"], suites=["tiny"], config="tiny", device="cpu")
+    run.refresh_from_db()
+    assert run.status == JobStatus.DONE, run.error_message
+    assert run.is_published and run.progress == 1.0 and run.error_message == ""
+    assert run.config["algorithm"] == "random" and run.config["config_name"] == "tiny"
+    assert run.environment.get("torch") and run.finished_at is not None
+    jobs = list(run.jobs.select_related("category"))
+    assert [j.category.key for j in jobs] == ["synthetic/grid", "synthetic/woven"]
+    for job in jobs:
+        assert job.status == JobStatus.DONE and job.attempts == 1
+        output = job.output
+        assert output["schema"] == "vadi-run/1" and output["status"] == "ok"
+        assert _results_as_output(run, job.category.key) == output["metrics"]
+        # The same run in this process gives the same numbers: the worker recorded the runner's JSON.
+        again = run_category(
+            algorithm="random",
+            params=run.config["params"],
+            category=job.category.key,
+            roots={"synthetic": tiny_root},
+            epochs=run.config["epochs"],
+            train_time_limit_s=run.config["train_time_limit_s"],
+            batch_size=run.config["batch_size"],
+            seed=run.config["seed"],
+        )
+        assert again["metrics"] == output["metrics"]
+    results = Result.objects.filter(benchmark_run=run)
+    assert results.count() == sum(len(v) for j in jobs for v in j.output["metrics"].values())
+    assert all(r.provenance == Provenance.REPRODUCED and r.is_current for r in results)
+    primary = {j.output["primary_variant"] for j in jobs}
+    assert {r.variant for r in results if r.is_primary_variant} == primary
+
+
+def test_a_second_run_supersedes_the_first_and_keeps_it_as_history(catalog, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        (first,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")
+    with django_capture_on_commit_callbacks(execute=True):
+        (second,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")
+    assert first.pk != second.pk
+    assert Result.objects.filter(benchmark_run=first, is_current=True).count() == 0
+    assert Result.objects.filter(benchmark_run=first).count() == Result.objects.filter(benchmark_run=second).count()
+    assert Result.objects.filter(benchmark_run=second, is_current=False).count() == 0
+
+
+def test_a_failing_category_fails_its_job_and_the_run_names_it(catalog, django_capture_on_commit_callbacks):
+    make_catalog(["synthetic/grid", "synthetic/pill"], suite_key="broken")  # pill was never generated
+    with django_capture_on_commit_callbacks(execute=True):
+        (run,) = benchmark_runs_create(methods=["random"], suites=["broken"], config="tiny")
+    run.refresh_from_db()
+    pill = run.jobs.get(category__key="synthetic/pill")
+    assert pill.status == JobStatus.FAILED
+    assert "pill" in pill.error_message  # the runner's own message, naming what is missing
+    assert run.status == JobStatus.DONE and run.is_published
+    assert "1 of 2 categories failed" in run.error_message and "synthetic/pill" in run.error_message
+    assert not Result.objects.filter(benchmark_run=run, category__key="synthetic/pill").exists()
+    assert Result.objects.filter(benchmark_run=run, category__key="synthetic/grid", is_current=True).exists()
+
+
+def test_a_run_whose_every_category_fails_is_failed_and_publishes_nothing(db, settings, tmp_path):
+    from leaderboard.services import method_sync_from_registry
+
+    settings.DATASET_ROOTS = {**settings.DATASET_ROOTS, "synthetic": str(tmp_path / "empty")}
+    method_sync_from_registry()
+    make_catalog(["synthetic/screw"], suite_key="nothing")
+    from evaluation.tasks import run_benchmark_job
+
+    # Without capturing on-commit callbacks the jobs are created but not yet enqueued: run one by hand.
+    (run,) = benchmark_runs_create(methods=["random"], suites=["nothing"], config="tiny")
+    run.refresh_from_db()
+    assert run.status == JobStatus.QUEUED and run.progress_message == "0/1 categories finished; queued"
+
+    run_benchmark_job.apply(args=[run.jobs.get().pk])
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED and not run.is_published
+    assert run.error_message.startswith("every category failed: synthetic/screw")
+    assert not Result.objects.filter(benchmark_run=run).exists()
+
+
+def test_redelivered_and_duplicate_tasks_write_results_once(catalog, django_capture_on_commit_callbacks):
+    from evaluation.services.benchmarks import benchmark_job_claim
+    from evaluation.tasks import run_benchmark_job
+
+    with django_capture_on_commit_callbacks(execute=True):
+        (run,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")
+    job = run.jobs.get()
+    before = list(Result.objects.filter(benchmark_run=run).order_by("pk").values_list("pk", "value"))
+    # The broker redelivers the finished job's task: nothing happens.
+    assert run_benchmark_job.apply(args=[job.pk]).get() == "skipped"
+    assert list(Result.objects.filter(benchmark_run=run).order_by("pk").values_list("pk", "value")) == before
+
+    # A running job with a fresh heartbeat belongs to its task: a second task cannot claim it.
+    BenchmarkJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, celery_task_id="a", attempts=1,
+                                                  heartbeat_at=timezone.now())  # fmt: skip
+    assert benchmark_job_claim(job_id=job.pk, task_id="b") is None
+    # Its worker died (stale heartbeat): the redelivered task may take it over, once.
+    BenchmarkJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    BenchmarkRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING)
+    claimed = benchmark_job_claim(job_id=job.pk, task_id="b")
+    assert claimed is not None and claimed.attempts == 2 and claimed.celery_task_id == "b"
+    assert benchmark_job_claim(job_id=job.pk, task_id="c") is None
+    # ...unless the attempts are used up: then only the sweeper may decide (it fails the job).
+    BenchmarkJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert benchmark_job_claim(job_id=job.pk, task_id="d") is None
+
+
+def flaky_run_category(**kwargs):
+    """A runner whose first call hits a database outage (a transient error), then runs for real."""
+    from algorithms.runner import run_category
+
+    flaky_run_category.calls += 1
+    if flaky_run_category.calls == 1:
+        raise OperationalError("server closed the connection unexpectedly")
+    return run_category(**kwargs)
+
+
+def failing_run_category(**kwargs):
+    raise TypeError("unexpected keyword argument 'bogus'")
+
+
+def test_transient_errors_are_retried_and_other_errors_fail_the_job(catalog, settings,
+                                                                   django_capture_on_commit_callbacks):  # fmt: skip
+    flaky_run_category.calls = 0
+    settings.VADI_BENCHMARK_RUNNER = f"{__name__}.flaky_run_category"
+    with django_capture_on_commit_callbacks(execute=True):
+        (run,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")
+    job = run.jobs.get()
+    assert flaky_run_category.calls == 2
+    assert job.status == JobStatus.DONE and job.attempts == 2
+
+    settings.VADI_BENCHMARK_RUNNER = f"{__name__}.failing_run_category"
+    with django_capture_on_commit_callbacks(execute=True):
+        (run,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")
+    job = run.jobs.get()
+    assert job.status == JobStatus.FAILED and job.attempts == 1
+    assert job.error_message == "TypeError: unexpected keyword argument 'bogus'"
+
+
+def test_bad_requests_are_refused_before_anything_is_written(catalog):
+    cases = [
+        (dict(methods=["nope"], suites=["tiny"], config="tiny"), "unknown method(s): nope"),
+        (dict(methods=["random"], suites=["nosuch"], config="tiny"), "unknown suite(s) or category key(s): nosuch"),
+        (dict(methods=["random"], suites=["tiny"], config="nosuch"), "unknown config 'nosuch'"),
+        (dict(methods=["random"], suites=["tiny"], config="tiny", device="gpu"), "device must be"),
+        (dict(methods=[], suites=["tiny"], config="tiny"), "choose at least one method"),
+    ]
+    Method.objects.create(key="external", name="External")
+    cases.append((dict(methods=["external"], suites=["tiny"], config="tiny"), "have no registered algorithm"))
+    for kwargs, message in cases:
+        with pytest.raises(BenchmarkRequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            benchmark_runs_create(**kwargs)
+    assert not BenchmarkRun.objects.exists() and not BenchmarkJob.objects.exists()
+
+
+def test_config_files_load_with_budgets_and_fail_clearly(tmp_path):
+    config = benchmark_config_load("synthetic_cpu")
+    assert config.name == "synthetic_cpu" and config.categories == ("synthetic",)
+    entry = config.entry_for("random")
+    assert entry["epochs"] >= 1 and entry["train_time_limit_s"] > 0
+    bad = tmp_path / "bad.py"
+    bad.write_text("models = [{'algorithm': 'random'}]\n")
+    with pytest.raises(BenchmarkRequestError, match=r"bad.py: models\[0\] \(random\) lacks 'epochs'"):
+        benchmark_config_load(bad)
+    with pytest.raises(BenchmarkRequestError, match="must be one of"):
+        benchmark_config_load(str(bad), allow_paths=False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rebenchmark_command_runs_and_reports(catalog, capsys):
+    call_command(
+        "rebenchmark", "--methods", "random", "--suites", "tiny", "--config", "tiny", "--wait", "--timeout", "120"
+    )
+    out = capsys.readouterr().out
+    run = BenchmarkRun.objects.get()
+    assert f"run {run.pk}: random on 2 categories, config tiny" in out
+    assert f"run {run.pk} random: done, published=True 2/2 categories done" in out
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="give --methods"):
+        call_command("rebenchmark", "--suites", "tiny")
