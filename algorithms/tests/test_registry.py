@@ -222,3 +222,22 @@ def test_unavailable_hub_weights_explain_how_to_provide_them(tmp_path, monkeypat
         FeatureExtractor("resnet18", ["layer2"], pretrained=True)
     text = str(info.value)
     assert "'resnet18'" in text and "HF_HOME" in text and "weights_path" in text and "pretrained=False" in text
+
+
+def test_the_documented_example_registers_and_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "my_algorithm.py"
+    spec = importlib.util.spec_from_file_location("my_algorithm_example", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        model = create_algorithm("mean_colour", tiny=True)
+        assert model.fit_epoch([torch.full((2, 3, 64, 64), 0.5)]) == {"mean_norm": pytest.approx(0.5 * 3**0.5)}
+        images = torch.full((2, 3, 64, 64), 0.5)
+        images[1, :, 20:30, 20:30] = 3.0
+        prediction = model.predict(images)
+        assert prediction.scores[1] > prediction.scores[0]
+    finally:
+        registry._REGISTRY.pop("mean_colour", None)
