@@ -19,6 +19,7 @@ __all__ = ["PAPER_SCHEDULE", "EfficientAd", "color_jitter", "paper_epochs"]
 #: The publication's schedule: 70,000 optimiser steps with batch 1 (run as epochs by the runner).
 PAPER_SCHEDULE = {"train_steps": 70_000, "batch_size": 1}
 
+_MAP_PADDINGS = ("constant", "replicate")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision
@@ -151,6 +152,12 @@ class EfficientAd(AnomalyDetector):
         Hard-feature mining quantile of the student-teacher loss (publication: 0.999).
     q_a, q_b : float
         Map-normalisation quantiles (publication: 0.9 and 0.995).
+    map_padding : {"constant", "replicate"}
+        How the PDN's missing border (4 map pixels a side at 256 px) is filled before upsampling:
+        ``"constant"`` zeros (publication), or ``"replicate"`` the nearest valid value. Zero is the
+        ``q_a`` level of normal images, so with small inputs, where the border is a large share of
+        the image (44 % at 128 px, 75 % at 64 px), zeros outrank most normal pixels; ``"replicate"``
+        avoids that.
 
     Notes
     -----
@@ -182,6 +189,7 @@ class EfficientAd(AnomalyDetector):
         hard_quantile: float = 0.999,
         q_a: float = 0.9,
         q_b: float = 0.995,
+        map_padding: str = "constant",
     ) -> None:
         super().__init__(**hparams_from_locals(locals()))
         if model_size not in MODEL_SIZES:
@@ -192,6 +200,8 @@ class EfficientAd(AnomalyDetector):
             raise ValueError(
                 f"efficient_ad: need 0 < hard_quantile < 1 and 0 <= q_a < q_b <= 1, got {hard_quantile}, {q_a}, {q_b}"
             )
+        if map_padding not in _MAP_PADDINGS:
+            raise ValueError(f"efficient_ad: map_padding must be one of {_MAP_PADDINGS}, got {map_padding!r}")
         if lr <= 0 or weight_decay < 0 or train_steps < 1:
             raise ValueError(
                 f"efficient_ad: need lr > 0, weight_decay >= 0, train_steps >= 1, got {lr}, "
@@ -349,7 +359,8 @@ class EfficientAd(AnomalyDetector):
         full = self.input_size // 4  # the PDN's stride; its valid output lacks a border
         pad_lo = (full - self.feature_size) // 2
         pad_hi = full - self.feature_size - pad_lo
-        padded = F.pad(raw.unsqueeze(1), (pad_lo, pad_hi, pad_lo, pad_hi))
+        mode = self.hparams["map_padding"]
+        padded = F.pad(raw.unsqueeze(1), (pad_lo, pad_hi, pad_lo, pad_hi), mode=mode)
         size = (self.input_size, self.input_size)
         return F.interpolate(padded, size=size, mode="bilinear", align_corners=False)[:, 0]
 

@@ -212,3 +212,17 @@ def test_imagenet_penalty_uses_the_folder(tmp_path):
     assert penalty.shape == (2, 3, 64, 64)
     logs = model.fit_epoch([_images(2)])
     assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_replicate_padding_fills_the_border_with_the_nearest_valid_values():
+    model = _tiny(map_padding="replicate")
+    x = _images(2, seed=6)
+    model.eval()
+    with torch.no_grad():
+        map_st, _ = model._raw_maps(x)
+    maps = model.predict(x).maps["student_teacher"]
+    expected = F.interpolate(F.pad(map_st[:, None], (4, 4, 4, 4), mode="replicate"), size=(64, 64), mode="bilinear")
+    torch.testing.assert_close(torch.from_numpy(maps), expected[:, 0], atol=1e-6, rtol=1e-5)
+    assert maps[:, :8, :8].min() > 0  # raw squared distances, never the zero padding
+    with pytest.raises(ValueError, match="map_padding"):
+        _tiny(map_padding="reflect")
