@@ -228,3 +228,29 @@ def test_rebenchmark_command_runs_and_reports(catalog, capsys):
 
     with pytest.raises(CommandError, match="give --methods"):
         call_command("rebenchmark", "--suites", "tiny")
+
+
+def test_staff_api_starts_runs_for_admins_only(catalog, django_user_model, django_capture_on_commit_callbacks):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    url = "/api/v1/staff/benchmark-runs/"
+    body = {"methods": ["random"], "suites": ["tiny"], "config": "tiny"}
+    api = APIClient()
+    assert api.post(url, body, format="json").status_code == 401
+    user = django_user_model.objects.create_user("bob", password="x")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    assert api.post(url, body, format="json").status_code == 403
+    admin = django_user_model.objects.create_user("root", password="x", is_staff=True)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
+    bad = api.post(url, {**body, "config": "../../etc/passwd"}, format="json")
+    assert bad.status_code == 400 and "unknown config" in str(bad.json()), bad.json()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(url, body, format="json")
+    assert response.status_code == 201, response.content
+    (created,) = response.json()
+    assert created["method"] == "random" and [j["category"] for j in created["jobs"]] == ["synthetic/grid",
+                                                                                         "synthetic/woven"]  # fmt: skip
+    detail = api.get(f"{url}{created['id']}/").json()
+    assert detail["status"] == "done" and detail["is_published"] and detail["progress"] == 1.0
+    assert BenchmarkRun.objects.get(pk=created["id"]).requested_by == admin
