@@ -72,6 +72,11 @@ VADI_BUNDLE_MAX_MEMBERS = env.int("VADI_BUNDLE_MAX_MEMBERS", default=512)
 VADI_BUNDLE_MAX_COMPRESSION_RATIO = env.float("VADI_BUNDLE_MAX_COMPRESSION_RATIO", default=1100.0)
 VADI_SUBMISSIONS_PER_DAY = env.int("VADI_SUBMISSIONS_PER_DAY", default=5)
 VADI_SUBMISSIONS_CONCURRENT = env.int("VADI_SUBMISSIONS_CONCURRENT", default=2)
+# Stuck-job detection: a running job whose heartbeat is older than this is requeued (up to
+# VADI_MAX_ATTEMPTS attempts in all), then failed with "worker lost".
+VADI_HEARTBEAT_TIMEOUT_S = env.int("VADI_HEARTBEAT_TIMEOUT_S", default=120)
+VADI_MAX_ATTEMPTS = env.int("VADI_MAX_ATTEMPTS", default=2)
+VADI_SWEEP_INTERVAL_S = env.int("VADI_SWEEP_INTERVAL_S", default=60)
 
 # DATABASES
 # ------------------------------------------------------------------------------
@@ -215,6 +220,10 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=CELERY_TASK_S
 # Redis redelivers an unacknowledged task after this long: keep it above the hard time limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=50)
+# `celery -A config beat` (or `worker -B`) runs the stuck-job sweeper every minute.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-jobs": {"task": "evaluation.sweep_stale_jobs", "schedule": float(VADI_SWEEP_INTERVAL_S)},
+}
 
 # LOGGING
 # ------------------------------------------------------------------------------
