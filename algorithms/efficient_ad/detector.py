@@ -139,6 +139,9 @@ class EfficientAd(AnomalyDetector):
         Local ``state_dict`` of the distilled teacher PDN (e.g. ``teacher_medium.pth`` from the
         authors' release). **Without it the teacher is random**, which is not the published method:
         a ``UserWarning`` is raised and ``metadata["random_teacher"]`` is True.
+    pretrained : bool
+        Read ``teacher_weights`` (default). ``AnomalyDetector.load`` passes ``False``: the saved
+        ``state.pt`` already holds the teacher, so the original file need not exist any more.
     imagenet_dir : str, optional
         Folder of ImageNet (or other natural) images for the student penalty; off when ``None``.
     lr, weight_decay : float
@@ -182,6 +185,7 @@ class EfficientAd(AnomalyDetector):
         out_channels: int = 384,
         width: float = 1.0,
         teacher_weights: str | None = None,
+        pretrained: bool = True,
         imagenet_dir: str | None = None,
         lr: float = 1e-4,
         weight_decay: float = 1e-5,
@@ -212,9 +216,9 @@ class EfficientAd(AnomalyDetector):
             self.teacher = make_pdn(model_size, out_channels, width=width)
             self.student = make_pdn(model_size, 2 * out_channels, width=width)
             self.autoencoder = AutoEncoder(out_channels, input_size=input_size, output_size=self.feature_size)
-        if teacher_weights:
+        if teacher_weights and pretrained:
             load_pdn_weights(self.teacher, teacher_weights)
-        else:
+        elif not teacher_weights:
             warnings.warn(RANDOM_TEACHER_WARNING, UserWarning, stacklevel=2)
         self.metadata = {
             "random_teacher": not teacher_weights,
@@ -222,7 +226,8 @@ class EfficientAd(AnomalyDetector):
         }
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self._penalty = _PenaltyImages(imagenet_dir, input_size) if imagenet_dir else None
+        # Checked now, except when loading a saved model (the folder is only needed to train).
+        self._penalty = _PenaltyImages(imagenet_dir, input_size) if imagenet_dir and pretrained else None
         shape = (1, out_channels, 1, 1)
         self.register_buffer("teacher_mean", torch.zeros(shape))
         self.register_buffer("teacher_std", torch.ones(shape))
@@ -281,6 +286,8 @@ class EfficientAd(AnomalyDetector):
 
     def fit_epoch(self, train_loader) -> dict[str, float]:
         """One pass: (first epoch only) teacher statistics, then student + autoencoder steps."""
+        if self.hparams["imagenet_dir"] and self._penalty is None:
+            self._penalty = _PenaltyImages(self.hparams["imagenet_dir"], self.input_size)
         if not bool(self.teacher_stats_ready):
             self._compute_teacher_stats(train_loader)
         self.train()

@@ -76,6 +76,11 @@ def test_pdn_sizes_and_teacher_loading_from_either_key_style(tmp_path):
     torch.save(dict(zip(sequential_keys, weights)), tmp_path / "official.pth")
     other = _tiny(model_size="medium", width=0.125, out_channels=8, teacher_weights=str(tmp_path / "official.pth"))
     assert all(torch.equal(a, b) for a, b in zip(other.teacher.parameters(), model.teacher.parameters()))
+    model.save(tmp_path / "saved")
+    (tmp_path / "teacher.pth").unlink()  # a saved model carries its teacher: the file is not needed
+    loaded = AnomalyDetector.load(tmp_path / "saved")
+    assert loaded.hparams["teacher_weights"] == str(tmp_path / "teacher.pth")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.teacher.parameters(), model.teacher.parameters()))
 
 
 def test_teacher_weight_errors_are_clear(tmp_path):
