@@ -49,7 +49,8 @@ class AffineCouplingStep(nn.Module):
     kernel_size : int
         Kernel size of the subnet's two convolutions (FastFlow alternates 3 and 1).
     hidden_ratio : float, optional
-        Hidden channels of the subnet relative to ``channels`` (FastFlow: 1.0).
+        Hidden channels of the subnet relative to its input, the conditioning half of the
+        channels (FastFlow: 1.0).
     clamp : float, optional
         Soft-clamping bound of the log-scales (FastFlow: 2.0).
     generator : torch.Generator, optional
@@ -76,7 +77,7 @@ class AffineCouplingStep(nn.Module):
         self.clamp = float(clamp)
         self.split = channels - channels // 2  # conditioning half (first channels)
         transformed = channels - self.split
-        hidden = max(1, int(channels * hidden_ratio))
+        hidden = max(1, int(self.split * hidden_ratio))  # relative to the subnet's input, as the reference
         self.subnet = _subnet(self.split, 2 * transformed, hidden, kernel_size)
         # Start as the identity coupling: the last convolution outputs zeros.
         nn.init.zeros_(self.subnet[-1].weight)
@@ -126,7 +127,7 @@ class Flow2d(nn.Module):
     steps : int
         Number of coupling steps (FastFlow: 8).
     hidden_ratio : float, optional
-        Subnet width relative to ``channels`` (FastFlow: 1.0).
+        Subnet width relative to its input, half the channels (FastFlow: 1.0).
     clamp : float, optional
         Soft-clamping bound (FastFlow: 2.0).
     conv3x3_only : bool, optional

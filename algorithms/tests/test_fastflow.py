@@ -72,7 +72,16 @@ def test_kernels_alternate_three_and_one_unless_conv3x3_only():
     assert [s.subnet[0].kernel_size[0] for s in flow.steps] == [3, 1, 3, 1]
     flow = Flow2d(4, steps=3, conv3x3_only=True)
     assert [s.subnet[0].kernel_size[0] for s in flow.steps] == [3, 3, 3]
-    assert flow.steps[0].subnet[0].out_channels == 4  # hidden ratio 1.0
+    # hidden ratio 1.0 of the subnet's input (the conditioning half); it outputs scale + shift
+    wide = Flow2d(8, steps=1)
+    assert [tuple(c.weight.shape) for c in wide.steps[0].subnet[::2]] == [(4, 4, 3, 3), (8, 4, 3, 3)]
+    # the WRN-50 layout (256, 512, 1024 channels, 8 steps alternating 3x3/1x1) has the ~41M flow
+    # weights of the reference: 0.75 * C^2 * (4 * 9 + 4 * 1) per scale, plus biases and affines
+    weights = sum(0.75 * c * c * 40 for c in (256, 512, 1024))
+    assert weights == pytest.approx(41.3e6, rel=1e-3)
+    small = Flow2d(16, steps=8)
+    conv_weights = sum(c.weight.numel() for step in small.steps for c in step.subnet[::2])
+    assert conv_weights == 0.75 * 16 * 16 * 40
 
 
 def test_flow_rejects_bad_settings():
