@@ -5,7 +5,11 @@ The bottleneck and decoder adapt to the encoder's channel counts ``(c1, c2, c3)`
 the decoder mirrors the encoder back to ``c3``, ``c2`` and ``c1`` channels. With
 ``wide_resnet50_2`` this is exactly the published layout (OCBE with 3 wide bottleneck blocks,
 decoder stages of 3, 4 and 6 wide bottleneck blocks); with ``resnet18`` it uses basic blocks
-(1 + 2, 2, 2), as the reference's ``de_resnet18``.
+(OCBE 2 blocks, decoder 2, 2, 2), as the reference's ``de_resnet18``. The basic (resnet18) and
+bottleneck (resnet50) layouts give identical outputs to anomalib's RD4AD modules with copied
+weights (tests); anomalib's OCBE also defines an unused ``conv4``/``bn4``, which we omit, and
+builds the OCBE non-wide for ``wide_resnet50_2``, where we follow the original RD4AD code
+(wide bottleneck blocks, ``width_per_group=128``).
 """
 
 from __future__ import annotations
