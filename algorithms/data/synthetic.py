@@ -7,6 +7,10 @@ sample is its clean twin with one or more defects painted in before lighting and
 (the same lighting and noise for both); its mask is exactly the set of pixels whose final
 8-bit value differs from the clean twin.
 
+Each category has a difficulty (:data:`DIFFICULTY`): **easy** categories have only clearly
+visible defects (several pixels wide, strong contrast, at 128 px too) under moderate nuisance
+variation; **hard** ones keep thin, small and low-contrast defects under stronger variation.
+
 Command line::
 
     python -m algorithms.data.synthetic --out var/data/synthetic --seed 0 [--categories woven pcb]
@@ -36,7 +40,9 @@ from .registry import SYNTHETIC_CATEGORIES
 
 __all__ = [
     "DEFECT_TYPES",
+    "DIFFICULTY",
     "EASY_CATEGORIES",
+    "HARD_CATEGORIES",
     "SYNTHETIC_CATEGORIES",
     "Sample",
     "generate_suite",
@@ -45,7 +51,7 @@ __all__ = [
     "render_sample",
 ]
 
-GENERATOR_VERSION = "vadi-synthetic/1"
+GENERATOR_VERSION = "vadi-synthetic/2"
 _MARKER = ".vadi-synthetic"
 _F32 = np.float32
 
@@ -61,12 +67,47 @@ DEFECT_TYPES: dict[str, tuple[str, ...]] = {
     "pill": ("crack", "contamination", "misprint"),
     "pcb": ("missing", "extra", "scratch", "misprint"),
 }
-#: Categories a decent method should solve almost perfectly (regular, aligned, high-contrast).
-EASY_CATEGORIES: tuple[str, ...] = ("woven", "grid", "pcb")
+#: Difficulty of each category (see ``docs/synthetic-suite.md``). **Easy**: every defect is
+#: clearly visible at 128 px (at least 4-6 px wide at 256 px, strong contrast, no subtle ones)
+#: and the nuisance variation between good samples is moderate; a good method should be
+#: near-perfect. **Hard**: thin (1-2 px), small and low-contrast defects (30 % subtle) under
+#: stronger nuisance variation; they separate good methods from weak ones.
+DIFFICULTY: dict[str, str] = {
+    "woven": "easy",
+    "grain": "easy",
+    "grid": "hard",
+    "leather": "easy",
+    "brushed_metal": "hard",
+    "washer": "easy",
+    "screw": "hard",
+    "pill": "hard",
+    "pcb": "easy",
+}
+#: Categories with clearly visible defects and moderate nuisance variation.
+EASY_CATEGORIES: tuple[str, ...] = tuple(n for n in SYNTHETIC_CATEGORIES if DIFFICULTY[n] == "easy")
+#: Categories with thin, small and low-contrast defects.
+HARD_CATEGORIES: tuple[str, ...] = tuple(n for n in SYNTHETIC_CATEGORIES if DIFFICULTY[n] == "hard")
 
-_SUBTLE_PROBABILITY = 0.3  # share of defects drawn at low contrast / tiny size
+
+@dataclass(frozen=True)
+class _Profile:
+    subtle_probability: float  # share of defects drawn at low contrast / tiny size
+    gain: float  # global gain range (+-)
+    gradient: float  # lighting gradient across the image (+-)
+    noise: tuple[float, float]  # sensor noise sigma range (grey levels)
+    nuisance: float  # scale of category-specific nuisances (highlights, light direction)
+    visible_delta: int  # a changed pixel counts as visible from this 8-bit change on
+    visible_area: float  # visible pixels needed, in px at 256 px (scaled by (s / 256) ** 2)
+
+
+_PROFILES = {
+    "easy": _Profile(0.0, 0.04, 0.04, (1.0, 1.8), 0.5, visible_delta=24, visible_area=64.0),
+    "hard": _Profile(0.3, 0.08, 0.08, (1.5, 2.5), 1.0, visible_delta=4, visible_area=4.0),
+}
 _MULTI_PROBABILITY = 0.2  # share of defective images with 2-3 defects
 _SPLITS = {"train": 0, "test_good": 1, "test_defect": 2}
+#: Ground truth is evaluated at this side: a defect must survive a nearest resize to it.
+_EVAL_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -166,6 +207,11 @@ def _size_scale(rng: np.random.Generator, subtle: bool) -> float:
     return (0.5, 1.0, 2.0)[int(rng.choice(3, p=p))]
 
 
+def _clear_width(rng: np.random.Generator, s: int, low: float, high: float) -> int:
+    """A stroke width drawn in ``[low, high]`` px at 256 px, scaled to ``s`` (at least 2 px)."""
+    return max(2, round(rng.uniform(low, high) * s / 256))
+
+
 def _blend(img: np.ndarray, where: np.ndarray, colour: np.ndarray | Sequence[float], alpha: float) -> None:
     colour = np.asarray(colour, dtype=_F32)
     if colour.ndim == 1:
@@ -181,7 +227,7 @@ def _blend(img: np.ndarray, where: np.ndarray, colour: np.ndarray | Sequence[flo
 # --------------------------------------------------------------------------------------------
 
 
-def _render_woven(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_woven(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     yy, xx = _grid(s)
     theta = np.deg2rad(rng.uniform(-3, 3))
     period = s / rng.uniform(19, 23)
@@ -197,7 +243,7 @@ def _render_woven(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     return img, {"fg": None, "under": np.array([26, 22, 20], _F32), "stain": (92, 64, 40), "dirt": (52, 60, 130)}
 
 
-def _render_grain(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_grain(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     yy, xx = _grid(s)
     warp = _smooth_noise(rng, s, s / 5) * _F32(s / 40)
     period = s / rng.uniform(13, 18)
@@ -211,7 +257,7 @@ def _render_grain(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     return img, {"fg": None, "under": np.array([40, 26, 16], _F32), "stain": (70, 45, 30), "dirt": (30, 30, 30)}
 
 
-def _render_grid(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_grid(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     theta = np.deg2rad(rng.uniform(-4, 4))
     period = s / rng.uniform(14, 17)
     a, b = _rotated(s, 0.0, 0.0, theta)
@@ -229,7 +275,7 @@ def _render_grid(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     return img, {"fg": wire > 0.5, "under": under, "stain": (40, 40, 40), "dirt": (110, 80, 50)}
 
 
-def _render_leather(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_leather(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     cells = _smooth_noise(rng, s, 5.0 * s / 256)
     crease = np.exp(-((cells / 0.28) ** 2))
     intensity = 1.0 - 0.32 * crease + 0.05 * _smooth_noise(rng, s, 2.0)
@@ -238,18 +284,18 @@ def _render_leather(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]
     return img, {"fg": None, "under": np.array([22, 16, 12], _F32), "stain": (60, 40, 28), "dirt": (200, 190, 170)}
 
 
-def _render_brushed_metal(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_brushed_metal(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     yy, xx = _grid(s)
     streak = cv2.blur(rng.standard_normal((s, s), dtype=_F32), (61, 1))
     streak /= max(float(streak.std()), 1e-6)
     cy, cx = rng.uniform(0.2, 0.8, 2) * s
     highlight = np.exp(-((xx - _F32(cx)) ** 2 + (yy - _F32(cy)) ** 2) / _F32(2 * (0.35 * s) ** 2))
-    grey = 132 + 9 * streak + 45 * highlight + 5 * _smooth_noise(rng, s, s / 4)
+    grey = 132 + 9 * streak + _F32(45 * nuisance) * highlight + 5 * _smooth_noise(rng, s, s / 4)
     img = grey[..., None] * np.array([1.0, 1.0, 1.04], _F32)
     return img, {"fg": None, "under": np.array([30, 30, 32], _F32), "stain": (95, 85, 60), "dirt": (40, 35, 30)}
 
 
-def _render_washer(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_washer(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     cy, cx = (0.5 + rng.uniform(-0.03, 0.03, 2)) * s
     outer, inner = 0.36 * s * rng.uniform(0.98, 1.02), 0.15 * s
     yy, xx = _grid(s)
@@ -261,9 +307,10 @@ def _render_washer(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     tab = (r >= inner - 0.05 * s) & (r < inner) & (off < 0.16)
     coverage = np.clip(_F32(outer) - r + 0.5, 0, 1) * np.clip(r - _F32(inner) + 0.5, 0, 1)
     coverage = np.maximum(coverage, tab.astype(_F32))
-    light = rng.uniform(-np.pi, np.pi)
+    light = np.pi / 4 + rng.uniform(-np.pi, np.pi) * nuisance  # easy: light from one half-turn of directions
     radial = (r - _F32(inner)) / _F32(outer - inner)
-    metal = 150 + 40 * np.cos(phi - _F32(light)) * radial + 6 * np.sin(r * _F32(2 * np.pi / 2.7))
+    rings = np.sin(r * _F32(2 * np.pi / 2.7))  # fine turning marks
+    metal = 150 + _F32(40 * nuisance) * np.cos(phi - _F32(light)) * radial + _F32(6 * nuisance) * rings
     background = 46 + 4 * _smooth_noise(rng, s, s / 5)
     grey = background * (1 - coverage) + metal * coverage
     img = grey[..., None] * np.array([1.0, 0.98, 0.94], _F32)
@@ -278,7 +325,7 @@ def _render_washer(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     }
 
 
-def _render_screw(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_screw(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     cy, cx = (0.5 + rng.uniform(-0.05, 0.05, 2)) * s
     angle = rng.uniform(0, 2 * np.pi)
     a, b = _rotated(s, cy, cx, angle)
@@ -308,7 +355,7 @@ def _render_screw(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     }
 
 
-def _render_pill(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_pill(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     cy, cx = (0.5 + rng.uniform(-0.025, 0.025, 2)) * s
     angle = np.deg2rad(rng.uniform(-4, 4))
     a, b = _rotated(s, cy, cx, angle)
@@ -457,10 +504,11 @@ def _pcb_layout(size: int) -> dict:
     }
 
 
-def _render_pcb(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
+def _render_pcb(rng: np.random.Generator, s: int, nuisance: float = 1.0) -> tuple[np.ndarray, dict]:
     layout = _pcb_layout(s)
     pad = layout["pad"]
-    dy, dx = (int(v) for v in rng.integers(-pad, pad + 1, 2))
+    shift = max(1, round(pad * nuisance))  # easy: a few pixels of play in the fixture
+    dy, dx = (int(v) for v in rng.integers(-shift, shift + 1, 2))
     window = (slice(pad + dy, pad + dy + s), slice(pad + dx, pad + dx + s))
     img = layout["full"][window].copy()
     aux = {
@@ -476,7 +524,7 @@ def _render_pcb(rng: np.random.Generator, s: int) -> tuple[np.ndarray, dict]:
     return img, aux
 
 
-_RENDERERS: dict[str, Callable[[np.random.Generator, int], tuple[np.ndarray, dict]]] = {
+_RENDERERS: dict[str, Callable[[np.random.Generator, int, float], tuple[np.ndarray, dict]]] = {
     "woven": _render_woven,
     "grain": _render_grain,
     "grid": _render_grid,
@@ -489,41 +537,59 @@ _RENDERERS: dict[str, Callable[[np.random.Generator, int], tuple[np.ndarray, dic
 }
 
 # --------------------------------------------------------------------------------------------
-# Defects: paint one defect into ``img`` (float32, in place). ``subtle`` = low contrast / tiny.
+# Defects: paint one defect into ``img`` (float32, in place). ``subtle`` = low contrast / tiny;
+# ``aux["clear"]`` (easy categories) = wide, high-contrast defects only.
 # --------------------------------------------------------------------------------------------
 
 
 def _defect_scratch(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, subtle: bool) -> None:
     unit = s / 256
     start = _pick_point(rng, s, aux["fg"])
-    length = rng.uniform(0.12, 0.45) * s * _size_scale(rng, subtle)
-    mark = _stroke(
-        rng, s, start, length=length, thickness=int(rng.choice([1, 1, 2])) if unit <= 1.5 else 2, wiggle=0.04
-    )
+    if aux["clear"]:  # a gouge: 5-8 px wide at 256 px, strong contrast
+        length = rng.uniform(0.15, 0.4) * s
+        thickness = _clear_width(rng, s, 5, 8)
+    else:
+        length = rng.uniform(0.12, 0.45) * s * _size_scale(rng, subtle)
+        thickness = int(rng.choice([1, 1, 2])) if unit <= 1.5 else 2
+    mark = _stroke(rng, s, start, length=length, thickness=thickness, wiggle=0.04)
     if aux["fg"] is not None:
         mark &= aux["fg"]
     level = float(img[mark].mean()) if mark.any() else 128.0
-    delta = rng.uniform(8, 14) if subtle else rng.uniform(35, 80)
+    if aux["clear"]:
+        delta = rng.uniform(60, 95)
+    else:
+        delta = rng.uniform(8, 14) if subtle else rng.uniform(35, 80)
     img[mark] += _F32(delta if level < 140 else -delta)
 
 
 def _defect_crack(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, subtle: bool) -> None:
     start = _pick_point(rng, s, aux["fg"])
-    length = rng.uniform(0.06, 0.22) * s * _size_scale(rng, subtle)
-    mark = _stroke(rng, s, start, length=length, thickness=1, wiggle=0.55, step=2.0)
+    if aux["clear"]:  # 4-6 px wide at 256 px, dark
+        length = rng.uniform(0.12, 0.25) * s
+        thickness, step = _clear_width(rng, s, 4, 6), 3.0 * s / 256 + 1.0
+    else:
+        length = rng.uniform(0.06, 0.22) * s * _size_scale(rng, subtle)
+        thickness, step = 1, 2.0
+    mark = _stroke(rng, s, start, length=length, thickness=thickness, wiggle=0.55, step=step)
     if rng.random() < 0.5:  # a branch
         points = np.argwhere(mark)
         y, x = points[rng.integers(len(points))]
-        mark |= _stroke(rng, s, (float(y), float(x)), length=length * 0.5, thickness=1, wiggle=0.55, step=2.0)
+        mark |= _stroke(rng, s, (float(y), float(x)), length=length * 0.5, thickness=thickness, wiggle=0.55, step=step)
     if aux["fg"] is not None:
         mark &= aux["fg"]
-    factor = rng.uniform(0.84, 0.9) if subtle else rng.uniform(0.3, 0.55)
+    if aux["clear"]:
+        factor = rng.uniform(0.2, 0.4)
+    else:
+        factor = rng.uniform(0.84, 0.9) if subtle else rng.uniform(0.3, 0.55)
     img[mark] *= _F32(factor)
 
 
 def _defect_hole(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, subtle: bool) -> None:
     cy, cx = _pick_point(rng, s, aux["fg"])
-    radius = rng.uniform(2.0, 3.0) if subtle else rng.uniform(3.0, 9.0) * _size_scale(rng, subtle)
+    if aux["clear"]:
+        radius = rng.uniform(6.0, 14.0)
+    else:
+        radius = rng.uniform(2.0, 3.0) if subtle else rng.uniform(3.0, 9.0) * _size_scale(rng, subtle)
     region = _blob(rng, s, cy, cx, radius * s / 256)
     if aux["fg"] is not None:
         region &= aux["fg"]
@@ -533,11 +599,15 @@ def _defect_hole(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, s
 
 def _defect_stain(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, subtle: bool) -> None:
     cy, cx = _pick_point(rng, s, aux["fg"])
-    radius = rng.uniform(6.0, 16.0) * _size_scale(rng, subtle) * s / 256
+    scale = rng.uniform(1.0, 1.8) if aux["clear"] else _size_scale(rng, subtle)
+    radius = rng.uniform(6.0, 16.0) * scale * s / 256
     region = _blob(rng, s, cy, cx, radius, roughness=0.4)
     if aux["fg"] is not None:
         region &= aux["fg"]
-    alpha = rng.uniform(0.07, 0.12) if subtle else rng.uniform(0.25, 0.5)
+    if aux["clear"]:
+        alpha = rng.uniform(0.5, 0.75)
+    else:
+        alpha = rng.uniform(0.07, 0.12) if subtle else rng.uniform(0.25, 0.5)
     _blend(img, region, aux["stain"], alpha)
 
 
@@ -545,6 +615,14 @@ def _defect_contamination(img: np.ndarray, aux: dict, rng: np.random.Generator, 
     cy, cx = _pick_point(rng, s, aux["fg"])
     unit = s / 256
     region = np.zeros((s, s), bool)
+    if aux["clear"]:  # a cluster of 1-4 particles, each 8-16 px across at 256 px
+        for _ in range(int(rng.integers(1, 5))):
+            oy, ox = rng.normal(0, rng.uniform(3, 9) * unit, 2)
+            region |= _blob(rng, s, cy + oy, cx + ox, rng.uniform(4.0, 8.0) * unit, roughness=0.4)
+        if aux["fg"] is not None:
+            region &= aux["fg"]
+        _blend(img, region, aux["dirt"], rng.uniform(0.9, 1.0))
+        return
     if rng.random() < 0.3:  # a fibre
         region |= _stroke(rng, s, (cy, cx), length=rng.uniform(10, 40) * unit, thickness=1, wiggle=0.3, step=2.0)
     else:
@@ -560,6 +638,10 @@ def _defect_contamination(img: np.ndarray, aux: dict, rng: np.random.Generator, 
 def _defect_thread(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, subtle: bool) -> None:
     start = _pick_point(rng, s, aux["fg"])
     length = rng.uniform(0.15, 0.5) * s
+    if aux["clear"]:  # a loose thread 4-6 px thick at 256 px
+        mark = _stroke(rng, s, start, length=length, thickness=_clear_width(rng, s, 4, 6), wiggle=0.25, step=3.0)
+        _blend(img, mark, aux["dirt"], rng.uniform(0.85, 1.0))
+        return
     mark = _stroke(rng, s, start, length=length, thickness=int(rng.choice([1, 2])), wiggle=0.25, step=2.0)
     _blend(img, mark, aux["dirt"], rng.uniform(0.25, 0.35) if subtle else rng.uniform(0.75, 1.0))
 
@@ -569,6 +651,17 @@ def _defect_missing(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int
     if "components" in aux:  # pcb: a component is not placed
         comp = aux["components"][int(rng.integers(len(aux["components"])))]
         img[comp] = under[comp]
+        if aux["clear"] and comp.any():  # the bare solder pads at both ends of the footprint
+            ys, xs = np.nonzero(comp)
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            pads = np.zeros_like(comp)
+            if x1 - x0 >= y1 - y0:
+                end = max(2, (x1 - x0) // 4)
+                pads[y0:y1, x0 : x0 + end] = pads[y0:y1, x1 - end : x1] = True
+            else:
+                end = max(2, (y1 - y0) // 4)
+                pads[y0 : y0 + end, x0:x1] = pads[y1 - end : y1, x0:x1] = True
+            _blend(img, pads & comp, aux["metal"], 1.0)
         return
     if "axis" in aux:  # screw: the tip is broken off
         cut = aux["half_len"] - rng.uniform(0.02, 0.06 if subtle else 0.16) * s
@@ -576,8 +669,12 @@ def _defect_missing(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int
     elif "outer" in aux:  # washer: a chip out of the rim
         cy, cx = aux["centre"]
         angle = rng.uniform(-np.pi, np.pi)
-        radius = (rng.uniform(3, 5) if subtle else rng.uniform(6, 16) * _size_scale(rng, subtle)) * s / 256
-        region = _blob(rng, s, cy + aux["outer"] * np.sin(angle), cx + aux["outer"] * np.cos(angle), radius)
+        if aux["clear"]:
+            radius = rng.uniform(14, 24) * s / 256
+        else:
+            radius = (rng.uniform(3, 5) if subtle else rng.uniform(6, 16) * _size_scale(rng, subtle)) * s / 256
+        depth = aux["outer"] - (0.4 * radius if aux["clear"] else 0.0)  # clear chips bite deeper
+        region = _blob(rng, s, cy + depth * np.sin(angle), cx + depth * np.cos(angle), radius)
         region &= aux["fg"]
     else:  # grid: a broken wire
         cy, cx = _pick_point(rng, s, aux["fg"])
@@ -595,7 +692,10 @@ def _defect_extra(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, 
         region = _blob(rng, s, cy, cx, max(radius, 3.0), roughness=0.5) & ~aux["fg"]
     else:  # pcb: a stray solder blob
         cy, cx = _pick_point(rng, s, None)
-        radius = (rng.uniform(1.5, 2.5) if subtle else rng.uniform(2.5, 6) * _size_scale(rng, subtle)) * unit
+        if aux["clear"]:  # larger than any pad
+            radius = rng.uniform(8, 13) * unit
+        else:
+            radius = (rng.uniform(1.5, 2.5) if subtle else rng.uniform(2.5, 6) * _size_scale(rng, subtle)) * unit
         region = _blob(rng, s, cy, cx, radius, roughness=0.4)
     _blend(img, region, aux["metal"], 1.0)
 
@@ -603,6 +703,12 @@ def _defect_extra(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, 
 def _defect_misprint(img: np.ndarray, aux: dict, rng: np.random.Generator, s: int, subtle: bool) -> None:
     unit = s / 256
     if "silk" in aux:  # pcb: a label missing, or a stray mark in silk-screen ink
+        if aux["clear"]:  # a smear of silk-screen ink, 5-8 px wide at 256 px
+            start = _pick_point(rng, s, None)
+            length = rng.uniform(0.08, 0.2) * s
+            mark = _stroke(rng, s, start, length=length, thickness=_clear_width(rng, s, 5, 8), wiggle=0.5, step=3.0)
+            _blend(img, mark, (235, 235, 225), 1.0)
+            return
         if rng.random() < 0.5:
             label = aux["silk"][int(rng.integers(len(aux["silk"])))]
             img[label] = aux["base"][label]
@@ -715,13 +821,15 @@ def render_sample(
     s = image_size
     sequence = np.random.SeedSequence([int(seed) % 2**32, zlib.crc32(name.encode()), _SPLITS[split], index])
     clean_seq, defect_seq = sequence.spawn(2)
+    profile = _PROFILES[DIFFICULTY[name]]
     rng = np.random.default_rng(clean_seq)
-    img, aux = _RENDERERS[name](rng, s)
+    img, aux = _RENDERERS[name](rng, s, profile.nuisance)
+    aux["clear"] = DIFFICULTY[name] == "easy"
     yy, xx = _grid(s)
-    g = rng.uniform(0.92, 1.08)
-    gx, gy = rng.uniform(-0.08, 0.08, 2)
+    g = rng.uniform(1 - profile.gain, 1 + profile.gain)
+    gx, gy = rng.uniform(-profile.gradient, profile.gradient, 2)
     gain = (_F32(g) * (1 + _F32(gx) * (xx / s - 0.5) + _F32(gy) * (yy / s - 0.5)))[..., None]
-    noise = rng.standard_normal((s, s, 3), dtype=_F32) * _F32(rng.uniform(1.5, 2.5))
+    noise = rng.standard_normal((s, s, 3), dtype=_F32) * _F32(rng.uniform(*profile.noise))
     image = _finish(img, gain, noise)
     empty = np.zeros((s, s), np.uint8)
     if split != "test_defect":
@@ -731,16 +839,28 @@ def render_sample(
         return Sample(image, empty, defect)
     drng = np.random.default_rng(defect_seq)
     paint = _DEFECTS[defect]
-    for _attempt in range(8):
+    min_visible = max(4, round(profile.visible_area * (s / 256) ** 2))
+    for _attempt in range(12):
         damaged = img.copy()
         count = int(drng.integers(2, 4)) if drng.random() < _MULTI_PROBABILITY else 1
         for _ in range(count):
-            paint(damaged, aux, drng, s, bool(drng.random() < _SUBTLE_PROBABILITY))
+            paint(damaged, aux, drng, s, bool(drng.random() < profile.subtle_probability))
         result = _finish(damaged, gain, noise)
-        mask = (result != image).any(axis=2)
-        if int(mask.sum()) >= 4:
-            return Sample(result, mask.astype(np.uint8), defect)
+        change = np.abs(result.astype(np.int16) - image.astype(np.int16)).max(axis=2)
+        mask = (change > 0).astype(np.uint8)
+        if _is_visible(change, mask, profile.visible_delta, min_visible):
+            return Sample(result, mask, defect)
     raise RuntimeError(f"synthetic/{name} sample {index}: could not place a visible {defect}")  # pragma: no cover
+
+
+def _is_visible(change: np.ndarray, mask: np.ndarray, delta: int, min_pixels: int) -> bool:
+    """Enough pixels changed by at least ``delta``, and the mask survives the evaluation resize."""
+    if int((change >= delta).sum()) < min_pixels:
+        return False
+    s = mask.shape[0]
+    if s > _EVAL_SIZE:  # a thin defect may fall between the samples of a nearest downscale
+        return bool(cv2.resize(mask, (_EVAL_SIZE, _EVAL_SIZE), interpolation=cv2.INTER_NEAREST).any())
+    return True
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

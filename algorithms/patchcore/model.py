@@ -19,8 +19,14 @@ CVPR 2022) and its reference code, with the publication's defaults:
    num_neighbours`` (9) nearest bank neighbours of ``m*``. Anomaly map = patch scores,
    upsampled (bilinear) to the input size and smoothed with a Gaussian of sigma 4.
 
-The memory bank is a buffer, so ``save``/``load`` round-trip it. It is built in ``pre_eval``
-from the training loader (PatchCore is one-shot: ``fit_epoch`` only marks it stale).
+Random-initialised backbones (``pretrained=False``, tests and the CPU demo) can opt in to
+``bn_calibration=True``: before the bank is built, the backbone's BatchNorm running statistics
+are re-estimated from the training images (``FeatureExtractor.calibrate_batchnorm``), so that
+random features are standardised per channel instead of being dominated by a few badly scaled
+ones. It is not part of the paper and has no effect with pretrained weights.
+
+The memory bank is a buffer, so ``save``/``load`` round-trip it (and the calibrated statistics).
+It is built in ``pre_eval`` from the training loader (PatchCore is one-shot: ``fit_epoch`` only marks it stale).
 """
 
 from __future__ import annotations
@@ -117,6 +123,10 @@ class PatchCore(AnomalyDetector):
         Load ImageNet weights (hub cache or ``weights_path``); ``False`` only for tests.
     weights_path : str, optional
         Local backbone weights file (``.pth`` or ``.safetensors``).
+    bn_calibration : bool
+        Random-initialised backbones only (``pretrained=False``): re-estimate the backbone's
+        BatchNorm statistics from the training images before building the memory bank (not in
+        the paper; default off). Ignored with pretrained weights, whose statistics are kept.
     patch_size : int
         Side of the local neighbourhood aggregated into each patch feature (paper: 3).
     pretrain_embed_dim : int
@@ -148,6 +158,7 @@ class PatchCore(AnomalyDetector):
         layers: Sequence[str | int] = ("layer2", "layer3"),
         pretrained: bool = True,
         weights_path: str | None = None,
+        bn_calibration: bool = False,
         patch_size: int = 3,
         pretrain_embed_dim: int = 1024,
         target_embed_dim: int = 1024,
@@ -208,6 +219,8 @@ class PatchCore(AnomalyDetector):
         if not self._bank_stale and self.memory_bank.shape[0] > 0:
             return
         self.eval()
+        if self.hparams["bn_calibration"] and not self.hparams["pretrained"]:
+            self.extractor.calibrate_batchnorm(batch_images(batch).to(self.device) for batch in train_loader)
         chunks = []
         with torch.no_grad():
             for batch in train_loader:

@@ -255,3 +255,50 @@ def test_publication_defaults():
     assert (defaults["patch_size"], defaults["pretrain_embed_dim"], defaults["target_embed_dim"]) == (3, 1024, 1024)
     assert (defaults["coreset_ratio"], defaults["coreset_projection_dim"]) == (0.1, 128)
     assert (defaults["num_neighbours"], defaults["blur_sigma"], defaults["input_size"]) == (9, 4.0, 256)
+
+
+# -- BatchNorm calibration of random-initialised backbones ---------------------------------------
+
+
+def test_calibrate_batchnorm_sets_exact_statistics_of_the_training_images():
+    from algorithms.components.feature_extractor import FeatureExtractor, calibrate_batchnorm
+
+    torch.manual_seed(0)
+    extractor = FeatureExtractor("resnet18", ["layer2"], pretrained=False)
+    images = torch.randn(6, 3, 48, 48, generator=torch.Generator().manual_seed(1)) * 2 + 0.5
+    stem = extractor.model.conv1(images)  # what the first BatchNorm sees
+    assert torch.allclose(extractor.model.bn1.running_mean, torch.zeros(64))  # random init: 0 / 1
+    before = [p.clone() for p in extractor.parameters()]
+    assert extractor.calibrate_batchnorm(list(images.split(3))) == 6  # two batches of 3
+    per_batch_var = torch.stack([half.var(dim=(0, 2, 3), unbiased=True) for half in stem.split(3)])
+    assert torch.allclose(extractor.model.bn1.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(extractor.model.bn1.running_var, per_batch_var.mean(0), rtol=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(before, extractor.parameters()))  # weights untouched
+    assert not extractor.model.training and extractor.model.bn1.momentum == 0.1  # frozen again
+    deep = extractor(images)[0]  # calibrated features are standardised on the calibration images
+    assert abs(float(deep.mean())) < 1.0 and 0.2 < float(deep.std()) < 5.0
+    first = extractor.model.layer2[0].bn1.running_var.clone()
+    extractor.calibrate_batchnorm(list(images.split(3)))  # again: the same statistics, not accumulated
+    assert torch.allclose(extractor.model.layer2[0].bn1.running_var, first, rtol=1e-5)
+    assert extractor.calibrate_batchnorm(list(images.split(4)), max_images=5) == 5
+    with pytest.raises(ValueError, match="no images"):
+        extractor.calibrate_batchnorm([])
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        calibrate_batchnorm(torch.nn.Conv2d(3, 3, 1), images)
+    with pytest.raises(ValueError, match="max_images"):
+        extractor.calibrate_batchnorm(images, max_images=0)
+
+
+def test_patchcore_bn_calibration_is_opt_in_and_round_trips(tmp_path):
+    plain, train, test = _fitted()
+    calibrated, _, _ = _fitted(bn_calibration=True)
+    bn = "extractor.model.bn1.running_mean"
+    assert torch.equal(plain.state_dict()[bn], torch.zeros(64))  # off by default
+    stem = calibrated.extractor.model.conv1(train)
+    assert torch.allclose(calibrated.state_dict()[bn], stem.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert not torch.allclose(calibrated.memory_bank[:1], plain.memory_bank[:1])
+    loaded = AnomalyDetector.load(calibrated.save(tmp_path / "pc"))
+    assert torch.equal(loaded.state_dict()[bn], calibrated.state_dict()[bn])
+    np.testing.assert_array_equal(loaded.predict(test).scores, calibrated.predict(test).scores)
+    again, _, _ = _fitted(bn_calibration=True)  # deterministic
+    np.testing.assert_array_equal(again.predict(test).scores, calibrated.predict(test).scores)

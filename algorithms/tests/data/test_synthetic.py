@@ -114,3 +114,27 @@ def test_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "synthetic/grid" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "grid" / "test").iterdir()) == ["contamination", "good", "missing"]
+
+
+def test_every_category_has_a_difficulty_and_easy_defects_are_clearly_visible():
+    from algorithms.data.synthetic import DIFFICULTY, EASY_CATEGORIES, HARD_CATEGORIES
+
+    assert set(DIFFICULTY) == set(SYNTHETIC_CATEGORIES) and set(DIFFICULTY.values()) == {"easy", "hard"}
+    assert set(EASY_CATEGORIES) | set(HARD_CATEGORIES) == set(SYNTHETIC_CATEGORIES)
+    assert len(EASY_CATEGORIES) >= 4 and len(HARD_CATEGORIES) >= 3
+    for name in EASY_CATEGORIES:
+        for j in range(2 * len(DEFECT_TYPES[name])):
+            sample = render_sample(name, seed=0, split="test_defect", index=j, image_size=128)
+            clean = render_sample(name, seed=0, split="test_defect", index=j, image_size=128, clean=True)
+            change = np.abs(sample.image.astype(int) - clean.image.astype(int)).max(axis=2)
+            strong = change >= 24
+            assert strong.sum() >= 16, f"{name}/{sample.defect_type}/{j}"  # >= 64 px at 256 px
+            # at least 2 px wide at 128 px: something survives an erosion with a 2 x 2 element
+            assert cv2.erode(strong.astype(np.uint8), np.ones((2, 2), np.uint8)).any(), f"{name}/{j}"
+
+
+def test_defects_survive_the_nearest_resize_to_the_evaluation_size():
+    for name in ("grid", "grain"):  # thin (1 px) defects of a hard and an easy category
+        for j in range(3):
+            mask = render_sample(name, seed=0, split="test_defect", index=j, image_size=600).mask
+            assert cv2.resize(mask, (256, 256), interpolation=cv2.INTER_NEAREST).any(), f"{name}/{j}"
