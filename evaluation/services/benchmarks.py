@@ -20,70 +20,35 @@ Only ``benchmark_job_execute`` imports torch (through ``algorithms.runner``), in
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connections, transaction
-from django.db.models import F, Q, Sum
+from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Provenance
+from leaderboard.services.jobs import (
+    JobLostError,
+    heartbeat_interval_s,
+    is_transient,
+    job_claim,
+    job_heartbeat,
+    setting_or_env,
+)
 from leaderboard.services.results import result_record, results_publish
 
 logger = logging.getLogger(__name__)
 
-#: Errors worth retrying: the database or the file system hiccuped, not the job itself.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError)
-#: ``OSError`` subclasses that say something about the job's input, not the environment.
-PERMANENT_OS_ERRORS: tuple[type[BaseException], ...] = (
-    FileNotFoundError,
-    IsADirectoryError,
-    NotADirectoryError,
-    PermissionError,
-)
-
 RUN_SCHEMA = "vadi-run/1"
+#: States of a benchmark job that a worker holds (what the claim, heartbeats and the sweeper watch).
+RUNNING_STATUSES = (JobStatus.RUNNING,)
 _MESSAGE_LENGTH = BenchmarkJob._meta.get_field("progress_message").max_length
-
-
-class JobLostError(RuntimeError):
-    """The job no longer belongs to this task (the sweeper requeued or failed it)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors that a retry with backoff may cure (database or I/O trouble)."""
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, PERMANENT_OS_ERRORS)
-
-
-def _setting(name: str, default: Any) -> Any:
-    """A Django setting, else the environment variable of the same name, else ``default``."""
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name) or default
-    return value
-
-
-def heartbeat_timeout_s() -> float:
-    """Seconds without a heartbeat after which a running job counts as lost (``VADI_HEARTBEAT_TIMEOUT_S``)."""
-    return float(_setting("VADI_HEARTBEAT_TIMEOUT_S", 120))
-
-
-def heartbeat_interval_s() -> float:
-    """Seconds between two heartbeat writes of a running job (``VADI_HEARTBEAT_INTERVAL_S``, below the timeout)."""
-    return float(_setting("VADI_HEARTBEAT_INTERVAL_S", min(15.0, heartbeat_timeout_s() / 4)))
-
-
-def max_attempts() -> int:
-    """How many times a job may be started before a lost worker fails it (``VADI_MAX_ATTEMPTS``)."""
-    return int(_setting("VADI_MAX_ATTEMPTS", 2))
 
 
 def benchmark_runner() -> Callable[..., dict]:
@@ -91,7 +56,7 @@ def benchmark_runner() -> Callable[..., dict]:
 
     Default ``algorithms.runner.run_category``; any replacement must accept the same keywords.
     """
-    return import_string(str(_setting("VADI_BENCHMARK_RUNNER", "algorithms.runner.run_category")))
+    return import_string(str(setting_or_env("VADI_BENCHMARK_RUNNER", "algorithms.runner.run_category")))
 
 
 def _clip(message: str) -> str:
@@ -110,27 +75,14 @@ def benchmark_job_claim(*, job_id: int, task_id: str) -> BenchmarkJob | None:
     died. The claim is one conditional ``UPDATE``, so two tasks never both win.
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=heartbeat_timeout_s())
-    claimable = Q(status=JobStatus.QUEUED) | Q(
-        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale),
-        status=JobStatus.RUNNING,
-        attempts__lt=max_attempts(),
-    )
     with transaction.atomic():
-        won = (
-            BenchmarkJob.objects.filter(claimable, pk=job_id)
-            .exclude(run__status__in=[JobStatus.DONE, JobStatus.FAILED])
-            .update(
-                status=JobStatus.RUNNING,
-                celery_task_id=task_id,
-                attempts=F("attempts") + 1,
-                started_at=now,
-                heartbeat_at=now,
-                finished_at=None,
-                progress=0.0,
-                progress_message=_clip("started"),
-                error_message="",
-            )
+        won = job_claim(
+            BenchmarkJob.objects.filter(pk=job_id).exclude(run__status__in=[JobStatus.DONE, JobStatus.FAILED]),
+            task_id=task_id,
+            running=RUNNING_STATUSES,
+            claimed_status=JobStatus.RUNNING,
+            message=_clip("started"),
+            now=now,
         )
         if not won:
             return None
@@ -201,6 +153,10 @@ class _ProgressReporter:
         self.lost = False
         self._last = 0.0
 
+    def mark_lost(self) -> None:
+        """Called by the heartbeat thread when the job is no longer this task's."""
+        self.lost = True
+
     def __call__(self, fraction: float, message: str = "") -> None:
         if self.lost:
             raise JobLostError(f"job {self.job_id} was taken from task {self.task_id}")
@@ -217,41 +173,6 @@ class _ProgressReporter:
             raise JobLostError(f"job {self.job_id} was taken from task {self.task_id}")
         _run_progress_update(self.run_id, f"{self.category}: {message or f'{fraction:.0%}'}")
         logger.info("job %s %s: %3.0f%% %s", self.job_id, self.category, 100 * fraction, message)
-
-
-class _HeartbeatThread(threading.Thread):
-    """Touches ``heartbeat_at`` every ``interval_s`` while the runner works, even when it is silent."""
-
-    def __init__(self, reporter: _ProgressReporter, *, interval_s: float) -> None:
-        super().__init__(name=f"heartbeat-job-{reporter.job_id}", daemon=True)
-        self.reporter = reporter
-        self.interval_s = interval_s
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(self.interval_s):
-                try:
-                    alive = BenchmarkJob.objects.filter(
-                        pk=self.reporter.job_id, status=JobStatus.RUNNING, celery_task_id=self.reporter.task_id
-                    ).update(heartbeat_at=timezone.now())
-                except Exception:  # a missed beat is not fatal; the next one may succeed
-                    logger.warning("heartbeat of job %s failed", self.reporter.job_id, exc_info=True)
-                    continue
-                if not alive:
-                    self.reporter.lost = True
-                    return
-        finally:
-            connections.close_all()  # this thread's own connections
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=5)
-
-
-def _use_heartbeat_thread() -> bool:
-    default = not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
-    return bool(getattr(settings, "VADI_HEARTBEAT_THREAD", default))
 
 
 # Execute -----------------------------------------------------------------------------------
@@ -385,27 +306,34 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
 
     config = job.run.config
     reporter = _ProgressReporter(job, task_id, interval_s=heartbeat_interval_s())
-    beat = _HeartbeatThread(reporter, interval_s=heartbeat_interval_s()) if _use_heartbeat_thread() else None
-    if beat is not None:
-        beat.start()
+    heartbeat = job_heartbeat(
+        BenchmarkJob,
+        pk=job.pk,
+        task_id=task_id,
+        running=RUNNING_STATUSES,
+        interval_s=heartbeat_interval_s(),
+        on_lost=reporter.mark_lost,
+        label="job",
+    )
     try:
-        if runner is None:
-            runner = benchmark_runner()
-        output = runner(
-            algorithm=config["algorithm"],
-            params=dict(config.get("params") or {}),
-            category=job.category.key,
-            roots={name: Path(root) for name, root in settings.DATASET_ROOTS.items()},
-            device=_resolve_device(str(config.get("device") or "auto")),
-            epochs=int(config["epochs"]),
-            train_time_limit_s=float(config["train_time_limit_s"]),
-            evaluate_every=config.get("evaluate_every"),
-            batch_size=int(config.get("batch_size") or 8),
-            seed=int(config.get("seed") or 0),
-            out_dir=_job_out_dir(job),
-            save_predictions=bool(config.get("save_predictions", False)),
-            progress=reporter,
-        )
+        with heartbeat:
+            if runner is None:
+                runner = benchmark_runner()
+            output = runner(
+                algorithm=config["algorithm"],
+                params=dict(config.get("params") or {}),
+                category=job.category.key,
+                roots={name: Path(root) for name, root in settings.DATASET_ROOTS.items()},
+                device=_resolve_device(str(config.get("device") or "auto")),
+                epochs=int(config["epochs"]),
+                train_time_limit_s=float(config["train_time_limit_s"]),
+                evaluate_every=config.get("evaluate_every"),
+                batch_size=int(config.get("batch_size") or 8),
+                seed=int(config.get("seed") or 0),
+                out_dir=_job_out_dir(job),
+                save_predictions=bool(config.get("save_predictions", False)),
+                progress=reporter,
+            )
     except JobLostError:
         output = None
     except Exception as exc:
@@ -413,9 +341,6 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
             raise
         logger.exception("job %s: the runner raised", job.pk)
         output = _failure_output(job, f"{type(exc).__name__}: {exc}")
-    finally:
-        if beat is not None:
-            beat.stop()
     if output is None or reporter.lost:
         logger.warning("job %s was taken from task %s while it ran; its output is discarded", job.pk, task_id)
         return "lost"

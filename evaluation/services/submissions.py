@@ -20,21 +20,20 @@ fails the submission with a message.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Mapping
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
-from django.utils import timezone
+from django.db import transaction
 from django.utils.text import slugify
 
 from evaluation.bundles import BundleError, BundleLimits, BundleReader
 from leaderboard.models import Category, JobStatus, Provenance, Submission
+from leaderboard.services import jobs
 from leaderboard.services.results import result_record
 from leaderboard.services.submissions import (
+    RUNNING_STATUSES,
     JobLostError,
-    heartbeat_timeout_s,
     submission_claim,
     submission_mark_done,
     submission_mark_failed,
@@ -43,9 +42,8 @@ from leaderboard.services.submissions import (
 
 logger = logging.getLogger(__name__)
 
-#: Errors worth retrying: the database or the file system hiccuped, not the bundle.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError)
-#: ``OSError`` subclasses that are permanent (the stored archive is gone or unreadable).
+#: ``OSError`` subclasses that are permanent (the stored archive is gone or unreadable); other
+#: ``OSError``s and database errors are transient (``leaderboard.services.jobs.TRANSIENT_ERRORS``).
 PERMANENT_OS_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, PermissionError)
 #: Share of the progress bar given to validation (the rest is scoring).
 VALIDATION_SHARE = 0.3
@@ -56,7 +54,8 @@ class GroundTruthUnavailable(RuntimeError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, PERMANENT_OS_ERRORS)
+    """True for errors that the task retries (database or I/O trouble, not a missing archive)."""
+    return jobs.is_transient(exc, permanent=PERMANENT_OS_ERRORS)
 
 
 def bundle_limits() -> BundleLimits:
@@ -95,38 +94,6 @@ class _GroundTruths(Mapping):
 
     def __len__(self) -> int:
         return len(self._categories)
-
-
-class _Heartbeat(threading.Thread):
-    """Touches ``heartbeat_at`` while a long step (one category's metrics) runs silently."""
-
-    def __init__(self, submission_id: int, task_id: str, interval_s: float) -> None:
-        super().__init__(name=f"heartbeat-submission-{submission_id}", daemon=True)
-        self.submission_id, self.task_id, self.interval_s = submission_id, task_id, interval_s
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(self.interval_s):
-                try:
-                    Submission.objects.filter(
-                        pk=self.submission_id,
-                        celery_task_id=self.task_id,
-                        status__in=(JobStatus.VALIDATING, JobStatus.SCORING),
-                    ).update(heartbeat_at=timezone.now())
-                except Exception:  # a missed beat is not fatal
-                    logger.warning("heartbeat of submission %s failed", self.submission_id, exc_info=True)
-        finally:
-            connections.close_all()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=5)
-
-
-def _use_heartbeat_thread() -> bool:
-    default = not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
-    return bool(getattr(settings, "VADI_HEARTBEAT_THREAD", default))
 
 
 def _check_method(manifest_method: str, submission: Submission) -> None:
@@ -233,12 +200,17 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
     if submission is None:
         logger.info("submission %s: nothing to do for task %s", submission_id, task_id)
         return "skipped"
-    heartbeat = None
-    if _use_heartbeat_thread():
-        heartbeat = _Heartbeat(submission_id, task_id, interval_s=max(1.0, min(15.0, heartbeat_timeout_s() / 4)))
-        heartbeat.start()
+    heartbeat = jobs.job_heartbeat(
+        Submission,
+        pk=submission_id,
+        task_id=task_id,
+        running=RUNNING_STATUSES,
+        interval_s=jobs.heartbeat_interval_s(minimum=1.0),
+        label="submission",
+    )
     try:
-        return _score(submission, task_id)
+        with heartbeat:
+            return _score(submission, task_id)
     except BundleError as exc:
         submission_mark_failed(submission_id=submission_id, message=str(exc), invalid_bundle=True, task_id=task_id)
         return "failed"
@@ -263,6 +235,3 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
             task_id=task_id,
         )
         return "failed"
-    finally:
-        if heartbeat is not None:
-            heartbeat.stop()

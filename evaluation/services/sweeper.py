@@ -23,12 +23,14 @@ from datetime import datetime, timedelta
 
 from celery import current_app, signature
 from django.db import models, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from leaderboard.models import BenchmarkJob, JobStatus, Submission
+from leaderboard.services.jobs import heartbeat_timeout_s, max_attempts, stale_q
+from leaderboard.services.submissions import RUNNING_STATUSES as SUBMISSION_RUNNING
 
-from .benchmarks import benchmark_run_finalize, heartbeat_timeout_s, max_attempts
+from .benchmarks import RUNNING_STATUSES as BENCHMARK_JOB_RUNNING
+from .benchmarks import benchmark_run_finalize
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ def _finalize_benchmark_run(job: BenchmarkJob) -> None:
 
 
 KINDS: tuple[_Kind, ...] = (
-    _Kind("benchmark job", BenchmarkJob, (JobStatus.RUNNING,), BENCHMARK_TASK, _finalize_benchmark_run),
-    _Kind("submission", Submission, (JobStatus.VALIDATING, JobStatus.SCORING), SUBMISSION_TASK),
+    _Kind("benchmark job", BenchmarkJob, BENCHMARK_JOB_RUNNING, BENCHMARK_TASK, _finalize_benchmark_run),
+    _Kind("submission", Submission, SUBMISSION_RUNNING, SUBMISSION_TASK),
 )
 
 
@@ -78,17 +80,9 @@ def _enqueue(task_name: str, object_id: int) -> None:
     signature(task_name, args=[object_id]).apply_async()
 
 
-def _stale(cutoff: datetime) -> Q:
-    return (
-        Q(heartbeat_at__lt=cutoff)
-        | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-        | Q(heartbeat_at__isnull=True, started_at__isnull=True, updated_at__lt=cutoff)
-    )
-
-
 def _sweep_kind(kind: _Kind, *, cutoff: datetime, timeout_s: float, limit: int, report: SweepReport) -> None:
     stale = list(
-        kind.model.objects.filter(_stale(cutoff), status__in=kind.active).values(
+        kind.model.objects.filter(stale_q(cutoff, untouched=True), status__in=kind.active).values(
             "pk", "status", "attempts", "heartbeat_at", "celery_task_id"
         )
     )

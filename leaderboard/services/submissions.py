@@ -24,11 +24,12 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from ..models import JobStatus, Method, Result, ReviewStatus, Submission, Suite, Visibility
+from .jobs import JobLostError, job_claim
 from .results import leaderboard_cache_invalidate, results_publish
 
 logger = logging.getLogger(__name__)
@@ -37,17 +38,15 @@ logger = logging.getLogger(__name__)
 SCORE_SUBMISSION_TASK = "evaluation.score_submission"
 #: Failures caused by the upload itself start with this; only they count against the daily quota.
 INVALID_BUNDLE_PREFIX = "Invalid bundle: "
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.VALIDATING, JobStatus.SCORING)
+#: States of a submission that a worker holds (what the claim, heartbeats and the sweeper watch).
+RUNNING_STATUSES = (JobStatus.VALIDATING, JobStatus.SCORING)
+ACTIVE_STATUSES = (JobStatus.QUEUED, *RUNNING_STATUSES)
 _MESSAGE_LENGTH = Submission._meta.get_field("progress_message").max_length
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
 class QuotaExceeded(ValidationError):
     """The user has too many submissions today or in flight."""
-
-
-class JobLostError(RuntimeError):
-    """The submission no longer belongs to this task (swept, requeued or finished elsewhere)."""
 
 
 def _clip(message: str, length: int = _MESSAGE_LENGTH) -> str:
@@ -246,43 +245,21 @@ def submission_create(
 # Worker-side transitions ----------------------------------------------------------------------
 
 
-def heartbeat_timeout_s() -> float:
-    return float(getattr(settings, "VADI_HEARTBEAT_TIMEOUT_S", 120))
-
-
-def max_attempts() -> int:
-    return int(getattr(settings, "VADI_MAX_ATTEMPTS", 2))
-
-
 def submission_claim(*, submission_id: int, task_id: str) -> Submission | None:
     """Take the submission for task ``task_id``; ``None`` when it is finished or another task has it.
 
     Claimable: a queued submission; an active one already assigned to this task id (a retry or
     a broker redelivery of the same task); an active one whose heartbeat went stale with
-    attempts left (its worker died). One conditional ``UPDATE`` decides, so two tasks never both win.
+    attempts left (its worker died). One conditional ``UPDATE`` decides (``jobs.job_claim``),
+    so two tasks never both win.
     """
-    now = timezone.now()
-    stale = now - timedelta(seconds=heartbeat_timeout_s())
-    running = (JobStatus.VALIDATING, JobStatus.SCORING)
-    claimable = (
-        Q(status=JobStatus.QUEUED)
-        | Q(status__in=running, celery_task_id=task_id)
-        | Q(
-            Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale),
-            status__in=running,
-            attempts__lt=max_attempts(),
-        )
-    )
-    won = Submission.objects.filter(claimable, pk=submission_id).update(
-        status=JobStatus.VALIDATING,
-        celery_task_id=task_id,
-        attempts=F("attempts") + 1,
-        started_at=now,
-        heartbeat_at=now,
-        finished_at=None,
-        progress=0.0,
-        progress_message="validating the bundle",
-        error_message="",
+    won = job_claim(
+        Submission.objects.filter(pk=submission_id),
+        task_id=task_id,
+        running=RUNNING_STATUSES,
+        claimed_status=JobStatus.VALIDATING,
+        message="validating the bundle",
+        reclaim_own=True,
     )
     if not won:
         return None
@@ -302,12 +279,12 @@ def submission_progress(
         "heartbeat_at": timezone.now(),
     }
     if status is not None:
-        if status not in (JobStatus.VALIDATING, JobStatus.SCORING):
+        if status not in RUNNING_STATUSES:
             raise ValueError(f"progress can move a submission only to validating or scoring, not {status!r}")
         fields["status"] = status
-    alive = Submission.objects.filter(
-        pk=submission_id, celery_task_id=task_id, status__in=(JobStatus.VALIDATING, JobStatus.SCORING)
-    ).update(**fields)
+    alive = Submission.objects.filter(pk=submission_id, celery_task_id=task_id, status__in=RUNNING_STATUSES).update(
+        **fields
+    )
     if not alive:
         raise JobLostError(f"submission {submission_id} no longer belongs to task {task_id}")
 
@@ -315,9 +292,7 @@ def submission_progress(
 def submission_release(*, submission_id: int, task_id: str, reason: str) -> bool:
     """Put an active submission back in the queue before its task retries (transient error)."""
     return bool(
-        Submission.objects.filter(
-            pk=submission_id, celery_task_id=task_id, status__in=(JobStatus.VALIDATING, JobStatus.SCORING)
-        ).update(
+        Submission.objects.filter(pk=submission_id, celery_task_id=task_id, status__in=RUNNING_STATUSES).update(
             status=JobStatus.QUEUED,
             heartbeat_at=timezone.now(),
             progress=0.0,
