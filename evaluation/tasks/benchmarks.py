@@ -3,17 +3,15 @@
 Thin by design: each task takes ids and calls one service. ``acks_late`` with
 ``reject_on_worker_lost`` (also the project default) lets the broker redeliver a task whose
 worker died; the service's claim makes the redelivered task safe. Only transient errors
-(database, I/O) are retried, with exponential backoff; everything else fails the job with its
-message inside the service.
+(database, I/O) are retried, with exponential backoff (``jobs.run_job_task``); everything else
+fails the job with its message inside the service.
 """
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
-logger = logging.getLogger(__name__)
+from .jobs import run_job_task
 
 RUN_BENCHMARK_JOB = "evaluation.run_benchmark_job"
 SWEEP_STALE_JOBS = "evaluation.sweep_stale_jobs"
@@ -35,25 +33,17 @@ def run_benchmark_job(self, job_id: int) -> str:
         is_transient,
     )
 
-    task_id = self.request.id or f"local-{job_id}"
-    try:
-        return benchmark_job_execute(job_id=job_id, task_id=task_id)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        reason = f"{type(exc).__name__}: {exc}"
-        if self.request.retries >= self.max_retries:
-            logger.error("job %s: giving up after %s retries: %s", job_id, self.request.retries, reason)
-            benchmark_job_fail(job_id=job_id, task_id=task_id, message=f"gave up after repeated errors: {reason}")
-            return "failed"
-        try:
-            benchmark_job_release(job_id=job_id, task_id=task_id, reason=reason)
-        except Exception:  # the database may be what is failing; the sweeper catches up later
-            logger.warning("job %s: could not release it before retrying", job_id, exc_info=True)
-        if self.request.is_eager:
-            # Eager mode (no broker) re-raises Celery's Retry under task_eager_propagates: retry inline.
-            return self.apply(args=[job_id], task_id=task_id, retries=self.request.retries + 1, throw=True).get()
-        raise self.retry(exc=exc, countdown=min(300, 10 * 2**self.request.retries)) from exc
+    return run_job_task(
+        self,
+        job_id,
+        label="job",
+        execute=lambda task_id: benchmark_job_execute(job_id=job_id, task_id=task_id),
+        is_transient=is_transient,
+        release=lambda task_id, reason: benchmark_job_release(job_id=job_id, task_id=task_id, reason=reason),
+        give_up=lambda task_id, reason: benchmark_job_fail(
+            job_id=job_id, task_id=task_id, message=f"gave up after repeated errors: {reason}"
+        ),
+    )
 
 
 @shared_task(name=SWEEP_STALE_JOBS)
