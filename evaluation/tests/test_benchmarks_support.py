@@ -1,16 +1,14 @@
-"""Helpers shared by the re-benchmark tests (no tests here): tiny suites, catalog rows, workers."""
+"""Helpers shared by the re-benchmark tests (no tests here): tiny suites, catalog rows, a paused runner.
+
+Worker processes come from ``tests.workers`` (shared with the other worker-backed tests).
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY_SIZES = {"image_size": 64, "n_train": 6, "n_test_good": 3, "n_test_defect": 3}
 
 
@@ -46,55 +44,6 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, inte
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
-
-
-class WorkerProcess:
-    """A real ``celery worker`` subprocess on its own queue, which a test may SIGKILL."""
-
-    def __init__(self, *, name: str, queue: str, db_url: str, broker: str, log_path: Path, env: dict[str, str]):
-        self.name = f"{name}@{os.uname().nodename}"
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115
-        full_env = dict(os.environ)
-        full_env.update(
-            DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL=db_url,
-            CELERY_BROKER_URL=broker,
-            CELERY_RESULT_BACKEND=broker,
-            CELERY_TASK_DEFAULT_QUEUE=queue,
-            **env,
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
-             "-Q", queue, "-n", self.name, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def wait_ready(self, app, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while not app.control.ping(destination=[self.name], timeout=1.0):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited early:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker {self.name} did not start in time:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no warm shutdown, no ack, no cleanup (what a crashed machine does)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
 
 
 def paused_run_category(*, progress=None, **kwargs) -> dict:

@@ -13,25 +13,18 @@ from django.db import connection
 from django.utils import timezone
 
 from evaluation.services.sweeper import jobs_sweep
-from evaluation.tests.test_benchmarks_support import WorkerProcess, make_catalog, make_tiny_suite, wait_for
+from evaluation.tests.test_benchmarks_support import make_catalog, make_tiny_suite, wait_for
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Result
 from leaderboard.services.benchmark_runs import benchmark_runs_create
+from tests.workers import WorkerProcess, app_on_queue, require_broker, require_worker_database
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-def _db_url() -> str:
-    params = connection.settings_dict
-    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-    return f"postgres://{params['USER']}{password}@{params.get('HOST') or '127.0.0.1'}:{params.get('PORT') or 5432}/{params['NAME']}"  # noqa: E501
 
 
 @pytest.fixture
 def env(settings, tmp_path):
     """A tiny suite, catalog rows, methods, and the Celery app pointed at a queue of this test's own."""
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker:
-        pytest.skip("needs a broker: set CELERY_BROKER_URL to run worker-backed tests")
+    broker = require_broker()
     if connection.vendor != "postgresql":
         pytest.skip("worker tests share the database with a worker process: use PostgreSQL (DATABASE_URL)")
     from config.celery import app
@@ -43,13 +36,12 @@ def env(settings, tmp_path):
     method_sync_from_registry()
     make_catalog(["synthetic/woven"])
     queue = f"vadi-bench-{os.getpid()}-{time.monotonic_ns()}"
-    previous = (app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend)
-    app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend = False, queue, broker
+    db_url = require_worker_database()
     workers: list[WorkerProcess] = []
 
     def start(name: str, **extra: str) -> WorkerProcess:
         worker = WorkerProcess(
-            name=f"{queue}-{name}", queue=queue, db_url=_db_url(), broker=broker, log_path=tmp_path / f"{name}.log",
+            name=f"{queue}-{name}", queue=queue, db_url=db_url, broker=broker, log_path=tmp_path / f"{name}.log",
             env={"VADI_SYNTHETIC_ROOT": str(root), "VADI_RUNS_ROOT": str(tmp_path / "runs"),
                  "DJANGO_MEDIA_ROOT": str(tmp_path / "media"), "VADI_HEARTBEAT_INTERVAL_S": "0.5", **extra},
         )  # fmt: skip
@@ -58,11 +50,11 @@ def env(settings, tmp_path):
         return worker
 
     try:
-        yield start, root
+        with app_on_queue(app, queue=queue, broker=broker):
+            yield start, root
     finally:
         for worker in workers:
             worker.stop()
-        app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend = previous
 
 
 def _finished(runs):

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -33,8 +30,7 @@ from evaluation.tests.test_submissions import (  # noqa: F401  (fixtures)
     user,
 )
 from leaderboard.models import JobStatus, Result, Submission
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.workers import WorkerProcess, app_on_queue, require_broker, require_worker_database
 
 
 def _wait_finished(pk: int, *, timeout: float = 120.0) -> Submission:
@@ -49,62 +45,42 @@ def _wait_finished(pk: int, *, timeout: float = 120.0) -> Submission:
 
 
 @pytest.fixture(scope="module")
-def submissions_worker(django_db_setup, django_db_blocker, tiny_data_root, tmp_path_factory):
+def submissions_worker_process(django_db_setup, django_db_blocker, tiny_data_root, tmp_path_factory):
     """A real ``celery worker`` on its own queue whose dataset root is the generated ground truth."""
-    broker = os.environ.get("CELERY_BROKER_URL", "")
-    if not broker:
-        pytest.skip("needs a broker: set CELERY_BROKER_URL (CI does) to run worker-backed tests")
-    from django.db import connection
-
+    broker = require_broker()
     from config.celery import app
 
     with django_db_blocker.unblock():
-        params = connection.settings_dict
-        if connection.vendor == "sqlite":
-            if params["NAME"] in ("", ":memory:") or "mode=memory" in str(params["NAME"]):
-                pytest.skip("the worker needs a database on disk or a server, not in-memory SQLite")
-            db_url = f"sqlite:///{params['NAME']}"
-        else:
-            password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-            db_url = (
-                f"postgres://{params.get('USER') or ''}{password}@{params.get('HOST') or '127.0.0.1'}:"
-                f"{params.get('PORT') or 5432}/{params['NAME']}"
-            )
+        db_url = require_worker_database()
     queue = f"vadi-submissions-{os.getpid()}"
-    name = f"{queue}@{os.uname().nodename}"
-    log_path = tmp_path_factory.mktemp("submissions-worker") / "worker.log"
     media = tmp_path_factory.mktemp("submissions-media")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": db_url,
-        "CELERY_BROKER_URL": broker,
-        "CELERY_RESULT_BACKEND": broker,
-        "CELERY_TASK_DEFAULT_QUEUE": queue,
-        "VADI_SYNTHETIC_ROOT": str(tiny_data_root),
-        "DJANGO_MEDIA_ROOT": str(media),
-    }
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO", "-Q", queue,
-             "-n", name, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        previous = (app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend)
-        app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend = False, queue, broker
-        try:
-            deadline = time.monotonic() + 120
-            while not app.control.ping(destination=[name], timeout=1.0):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()}")
-            yield SimpleNamespace(log=log_path, media=media)
-        finally:
-            app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend = previous
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    worker = WorkerProcess(
+        name=queue,
+        queue=queue,
+        db_url=db_url,
+        broker=broker,
+        log_path=tmp_path_factory.mktemp("submissions-worker") / "worker.log",
+        env={"VADI_SYNTHETIC_ROOT": str(tiny_data_root), "DJANGO_MEDIA_ROOT": str(media)},
+    )
+    try:
+        with app_on_queue(app, queue=queue, broker=broker):
+            worker.wait_ready(app)
+        yield SimpleNamespace(log=worker.log_path, media=media, queue=queue, broker=broker)
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def submissions_worker(submissions_worker_process):
+    """The module's worker, with the Celery app sending tasks to it for this test only.
+
+    Other tests of the module keep eager tasks, so that no upload of theirs reaches a worker
+    that cannot see their media root.
+    """
+    from config.celery import app
+
+    with app_on_queue(app, queue=submissions_worker_process.queue, broker=submissions_worker_process.broker):
+        yield submissions_worker_process
 
 
 @pytest.mark.worker
