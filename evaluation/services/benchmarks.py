@@ -34,11 +34,11 @@ from django.utils.module_loading import import_string
 
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Provenance
 from leaderboard.services.jobs import (
+    HeartbeatThread,
     JobLostError,
     heartbeat_interval_s,
     is_transient,
     job_claim,
-    job_heartbeat,
     setting_or_env,
 )
 from leaderboard.services.results import result_record, results_publish
@@ -306,7 +306,7 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
 
     config = job.run.config
     reporter = _ProgressReporter(job, task_id, interval_s=heartbeat_interval_s())
-    heartbeat = job_heartbeat(
+    heartbeat = HeartbeatThread(
         BenchmarkJob,
         pk=job.pk,
         task_id=task_id,

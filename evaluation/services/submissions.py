@@ -200,7 +200,7 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
     if submission is None:
         logger.info("submission %s: nothing to do for task %s", submission_id, task_id)
         return "skipped"
-    heartbeat = jobs.job_heartbeat(
+    heartbeat = jobs.HeartbeatThread(
         Submission,
         pk=submission_id,
         task_id=task_id,

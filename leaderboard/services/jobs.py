@@ -6,7 +6,7 @@ One place for what a worker-side job does regardless of its kind:
   :func:`heartbeat_thread_enabled`;
 * :func:`stale_q`, the "worker presumed dead" condition (no heartbeat for the timeout);
 * :func:`job_claim`, the claim by one conditional ``UPDATE`` (so two tasks never both win);
-* :class:`HeartbeatThread` / :func:`job_heartbeat`, which keep ``heartbeat_at`` fresh while a
+* :class:`HeartbeatThread`, a context manager that keeps ``heartbeat_at`` fresh while a
   long silent step runs;
 * :func:`is_transient`, which errors a task retries, and :class:`JobLostError`.
 
@@ -16,11 +16,10 @@ it) stay with the callers and come in as parameters.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -153,6 +152,8 @@ class HeartbeatThread(threading.Thread):
     Each beat is conditional on the job still being ``task_id``'s and in a ``running`` state;
     when it no longer is, the thread calls ``on_lost`` (if given) and stops. A failed beat is
     logged and the next one tried. The thread closes its own database connections on exit.
+    Used as a context manager around the job's work, it beats only when
+    :func:`heartbeat_thread_enabled`.
     """
 
     def __init__(
@@ -195,27 +196,12 @@ class HeartbeatThread(threading.Thread):
         self.stopped.set()
         self.join(timeout=5)
 
+    def __enter__(self) -> HeartbeatThread:
+        """Start beating when :func:`heartbeat_thread_enabled` (eager tasks do not beat)."""
+        if heartbeat_thread_enabled():
+            self.start()
+        return self
 
-@contextlib.contextmanager
-def job_heartbeat(
-    model: type[models.Model],
-    *,
-    pk: int,
-    task_id: str,
-    running: Iterable[str],
-    interval_s: float,
-    on_lost: Callable[[], None] | None = None,
-    label: str = "job",
-) -> Iterator[HeartbeatThread | None]:
-    """Run a :class:`HeartbeatThread` for the block when :func:`heartbeat_thread_enabled`; yields it or ``None``."""
-    if not heartbeat_thread_enabled():
-        yield None
-        return
-    beat = HeartbeatThread(
-        model, pk=pk, task_id=task_id, running=running, interval_s=interval_s, on_lost=on_lost, label=label
-    )
-    beat.start()
-    try:
-        yield beat
-    finally:
-        beat.stop()
+    def __exit__(self, *exc_info: object) -> None:
+        if self.is_alive():
+            self.stop()
