@@ -1035,7 +1035,7 @@ def render_examples(path: str | Path, *, seed: int = 0, image_size: int = 256, t
                 cv2.drawContours(image, contours, -1, (255, 230, 0), 1, cv2.LINE_AA)
             x = col * tile
             canvas[y + label_h : y + label_h + tile, x : x + tile] = image
-            text = f"{name}: {sample.defect_type}"
+            text = f"{name} ({DIFFICULTY[name]}): good" if col == 0 else f"{name}: {sample.defect_type}"
             cv2.putText(canvas, text, (x + 4, y + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     _write_png(Path(path), canvas)
