@@ -22,12 +22,8 @@ def _media_root(settings, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real ``celery worker`` subprocess using the test database; yields the Celery app.
-
-    The worker mechanics (skips, the subprocess, the app pointed at its queue) live in
-    ``tests.workers``, shared with the tests that start workers of their own.
-    """
+def _celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real ``celery worker`` subprocess for the session, using the test database."""
     broker = require_broker()
     from config.celery import app
 
@@ -45,7 +41,22 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     try:
         with app_on_queue(app, queue=queue, broker=broker):
             worker.wait_ready(app)
-            app.worker_log_path = worker.log_path
-            yield app
+        yield worker, queue, broker
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def celery_worker(_celery_worker_process):
+    """The Celery app, sending tasks to the session's real worker for this test only.
+
+    Other tests keep running tasks eagerly: the worker never sees their (uncommitted) rows.
+    The worker mechanics (skips, the subprocess, the app pointed at its queue) live in
+    ``tests.workers``, shared with the tests that start workers of their own.
+    """
+    from config.celery import app
+
+    worker, queue, broker = _celery_worker_process
+    with app_on_queue(app, queue=queue, broker=broker):
+        app.worker_log_path = worker.log_path
+        yield app

@@ -1,8 +1,10 @@
 """Root URL configuration: the public site, the REST API under /api/v1/, docs and admin."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from leaderboard.apis.errors import ApiNotFoundApi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +14,7 @@ urlpatterns = [
     path("api/v1/staff/", include("leaderboard.api_urls_staff")),
     path("api/v1/", include("leaderboard.api_urls_submit")),
     path("api/v1/", include("leaderboard.api_urls")),
+    re_path(r"^api/", ApiNotFoundApi.as_view(), name="api-not-found"),
     path("submit/", include("leaderboard.urls_submit")),
     path("", include("leaderboard.urls")),
 ]

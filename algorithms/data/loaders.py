@@ -185,4 +185,7 @@ def make_loader(
         generator=generator,
         # Worker processes share the cores: each gets its share of decoding threads.
         worker_init_fn=partial(_worker_init, max(1, _threads() // num_workers)) if num_workers else None,
+        # Never fork: a process that already runs threads (torch's OpenMP pool, our decoding
+        # pool, tqdm's monitor) can deadlock in a forked child. Spawned workers start clean.
+        multiprocessing_context="spawn" if num_workers else None,
     )

@@ -35,5 +35,4 @@ def score_submission(self, submission_id: int) -> str:
             message=f"Server error: gave up after repeated temporary errors ({reason}); "
             "it does not count against your quota",
         ),
-        retry_inline_when_eager=False,
     )

@@ -10,6 +10,8 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..selectors.leaderboard import SuiteNotFoundError
@@ -53,3 +55,16 @@ def exception_handler(exc, context):
         code = "not_found"
     response.data = {"error": {"code": code, "message": message, "details": details}}
     return response
+
+
+class ApiNotFoundApi(APIView):
+    """Catch-all under ``/api/v1/``: unknown paths get the API's JSON error, not an HTML page."""
+
+    schema = None  # not part of the published API
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def _not_found(self, request, *args, **kwargs):
+        raise exceptions.NotFound(f"no API endpoint at {request.path}")
+
+    get = post = put = patch = delete = head = options = _not_found

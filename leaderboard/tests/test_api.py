@@ -158,3 +158,13 @@ def test_openapi_schema_and_local_docs(api, db):
         assert p in paths
     docs = api.get("/api/v1/docs/")
     assert docs.status_code == 200 and b"cdn" not in docs.content.lower()
+
+
+@pytest.mark.django_db
+def test_unknown_api_paths_get_the_json_error_format(client):
+    for method in ("get", "post", "delete"):
+        response = getattr(client, method)("/api/v1/no-such-endpoint/")
+        assert response.status_code == 404
+        body = response.json()
+        assert body["error"]["code"] == "not_found"
+        assert "/api/v1/no-such-endpoint/" in body["error"]["message"]
