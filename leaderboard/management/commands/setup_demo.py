@@ -40,9 +40,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="seed of the generated suite")
         parser.add_argument("--image-size", type=int, default=128)
-        parser.add_argument("--n-train", type=int, default=40)
-        parser.add_argument("--n-test-good", type=int, default=12)
-        parser.add_argument("--n-test-defect", type=int, default=18)
+        parser.add_argument("--n-train", type=int, default=100)
+        parser.add_argument("--n-test-good", type=int, default=25)
+        parser.add_argument("--n-test-defect", type=int, default=35)
         parser.add_argument("--device", default="cpu", help="cpu (default), auto or cuda:N")
 
     def _log(self, message: str) -> None:
