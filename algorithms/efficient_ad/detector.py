@@ -118,7 +118,7 @@ class _PenaltyImages:
     default_input_size=256,
     default_epochs=290,
     tiny_epochs=1,
-    tiny={"input_size": 64, "model_size": "small", "width": 0.25, "out_channels": 64},
+    tiny={"input_size": 64, "model_size": "small", "width": 0.25, "out_channels": 64, "pretrained": False},
 )
 class EfficientAd(AnomalyDetector):
     """EfficientAD (Batzner, Heckler & König, WACV 2024) with the publication's defaults.
