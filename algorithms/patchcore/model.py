@@ -43,16 +43,22 @@ from ..components.feature_extractor import FeatureExtractor
 from ..registry import register_algorithm
 from ..utils import batch_images
 
-__all__ = ["PatchCore", "nearest_neighbours"]
+__all__ = ["PatchCore", "adaptive_avg_pool_channels", "nearest_neighbours"]
 
-#: Upper bound on the elements of one query-by-bank distance block (64 MiB of float32).
-DISTANCE_BLOCK_ELEMENTS = 2**24
+#: Upper bound on the elements of one query-by-bank distance block (16 MiB of float32; the
+#: search is bound by the matrix product, larger blocks are no faster on CPU).
+DISTANCE_BLOCK_ELEMENTS = 2**22
 
 
 def nearest_neighbours(
     queries: torch.Tensor, bank: torch.Tensor, *, k: int = 1, block_elements: int = DISTANCE_BLOCK_ELEMENTS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean ``k`` nearest neighbours of each query row in ``bank``, in bounded memory.
+
+    The neighbours are ranked by ``|b|^2 - 2 q.b`` (the squared distance less ``|q|^2``, which is
+    the same for every bank row), one matrix product per block of queries with the bank's
+    squared norms computed once; the returned distances are then recomputed directly as
+    ``|q - b|`` for the ``k`` chosen rows only, so they carry no cancellation error.
 
     Parameters
     ----------
@@ -63,7 +69,7 @@ def nearest_neighbours(
     k : int
         Number of neighbours.
     block_elements : int
-        Largest distance block computed at once (``rows * M``); bounds the peak memory.
+        Largest distance block computed at once (``rows * max(M, k * D)``); bounds the peak memory.
 
     Returns
     -------
@@ -74,17 +80,62 @@ def nearest_neighbours(
         raise ValueError(f"expected (Q, D) queries and (M, D) bank, got {tuple(queries.shape)} and {tuple(bank.shape)}")
     if not 1 <= k <= bank.shape[0]:
         raise ValueError(f"k must be in [1, {bank.shape[0]}] (the bank size), got {k}")
-    rows = max(1, block_elements // bank.shape[0])
+    rows = max(1, block_elements // max(bank.shape[0], k * bank.shape[1]))
+    bank_t = bank.t()
+    bank_sq = bank.pow(2).sum(dim=1)
     dists, idxs = [], []
     for chunk in queries.split(rows):
-        block = torch.cdist(chunk, bank)
+        ranking = torch.addmm(bank_sq, chunk, bank_t, alpha=-2)  # |b|^2 - 2 q.b
         if k == 1:
-            d, i = block.min(dim=1, keepdim=True)
+            index = ranking.argmin(dim=1, keepdim=True)
         else:
-            d, i = block.topk(k, dim=1, largest=False, sorted=True)
-        dists.append(d)
-        idxs.append(i)
+            index = ranking.topk(k, dim=1, largest=False, sorted=False).indices
+        dist = torch.linalg.vector_norm(bank[index] - chunk[:, None, :], dim=-1)
+        if k > 1:
+            dist, order = dist.sort(dim=1)
+            index = index.gather(1, order)
+        dists.append(dist)
+        idxs.append(index)
     return torch.cat(dists), torch.cat(idxs)
+
+
+def adaptive_avg_pool_channels(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Adaptive average pooling of the channel axis of ``(B, L, N)`` to ``(B, size, N)``.
+
+    The same windows and arithmetic as ``F.adaptive_avg_pool1d`` applied to each position's
+    ``L``-vector (output ``i`` is the mean of ``x[:, floor(i L / size) : ceil((i + 1) L / size)]``,
+    summed left to right, then divided by the window length), but computed as a few whole-row
+    gathers of the channel-first tensor: no transposed copy of ``x`` is made, and a window of
+    ``n`` elements costs ``n`` vectorised additions over the ``N`` positions.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(B, L, N)`` float tensor (channel-first: one row per channel).
+    size : int
+        Number of output channels, at least 1.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, size, N)`` pooled tensor (a new tensor, ``x`` is not modified).
+    """
+    if x.ndim != 3:
+        raise ValueError(f"expected a (B, L, N) tensor, got {tuple(x.shape)}")
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    length = x.shape[1]
+    i = torch.arange(size, device=x.device)
+    start = torch.div(i * length, size, rounding_mode="floor")
+    count = torch.div((i + 1) * length + size - 1, size, rounding_mode="floor") - start
+    out = x.index_select(1, start)
+    for offset in range(1, int(count.max())):
+        rows = (count > offset).nonzero()[:, 0]
+        if rows.numel() == size:
+            out += x.index_select(1, start + offset)
+        else:
+            out.index_add_(1, rows, x.index_select(1, start[rows] + offset))
+    return out.div_(count.to(x.dtype)[:, None])
 
 
 @register_algorithm(
@@ -188,25 +239,35 @@ class PatchCore(AnomalyDetector):
 
     # -- features -------------------------------------------------------------------------
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Locally aware patch features ``(B, h, w, target_embed_dim)`` of a batch of images."""
+        """Locally aware patch features ``(B, h, w, target_embed_dim)`` of a batch of images.
+
+        Arithmetically the reference code's ``unfold -> adaptive_avg_pool1d`` per layer and
+        ``adaptive_avg_pool1d`` over the layer-major concatenation, laid out for speed: the
+        pooling runs on the channel-first unfolded tensor (:func:`adaptive_avg_pool_channels`,
+        no transposed copy), the deeper layers are upsampled in channels-last memory (the fast
+        CPU path of bilinear interpolation, same numbers) and written straight into the
+        concatenation buffer.
+        """
         p = int(self.hparams["patch_size"])
         pre_dim = int(self.hparams["pretrain_embed_dim"])
         features = self.extractor(images)
+        b = features[0].shape[0]
         height, width = features[0].shape[-2:]
-        per_layer = []
-        for feature in features:
-            b, c, h, w = feature.shape
+        stacked = features[0].new_empty(b, len(features) * pre_dim, height, width)  # layer-major channels
+        for layer, feature in enumerate(features):
+            h, w = feature.shape[-2:]
             patches = F.unfold(feature, kernel_size=p, padding=(p - 1) // 2)  # (B, C*p*p, h*w)
-            patches = patches.transpose(1, 2).reshape(b * h * w, 1, c * p * p)
-            pooled = F.adaptive_avg_pool1d(patches, pre_dim).reshape(b, h, w, pre_dim).permute(0, 3, 1, 2)
+            pooled = adaptive_avg_pool_channels(patches, pre_dim).reshape(b, pre_dim, h, w)
             if (h, w) != (height, width):
-                pooled = F.interpolate(pooled, size=(height, width), mode="bilinear", align_corners=False)
-            per_layer.append(pooled)
-        stacked = torch.cat(per_layer, dim=1).permute(0, 2, 3, 1)  # layer-major channels
-        b = stacked.shape[0]
-        stacked = stacked.reshape(b * height * width, 1, -1)
-        out = F.adaptive_avg_pool1d(stacked, int(self.hparams["target_embed_dim"]))
-        return out.reshape(b, height, width, -1)
+                pooled = F.interpolate(
+                    pooled.contiguous(memory_format=torch.channels_last),
+                    size=(height, width),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+            stacked[:, layer * pre_dim : (layer + 1) * pre_dim] = pooled
+        out = adaptive_avg_pool_channels(stacked.reshape(b, -1, height * width), int(self.hparams["target_embed_dim"]))
+        return out.transpose(1, 2).reshape(b, height, width, -1)
 
     # -- the contract ---------------------------------------------------------------------
     def fit_epoch(self, train_loader) -> dict[str, float]:

@@ -16,7 +16,7 @@ from algorithms.components.coreset import (
     random_projection,
 )
 from algorithms.patchcore import PatchCore
-from algorithms.patchcore.model import nearest_neighbours
+from algorithms.patchcore.model import adaptive_avg_pool_channels, nearest_neighbours
 from algorithms.registry import create_algorithm
 
 
@@ -111,6 +111,23 @@ def test_nearest_neighbours_match_brute_force_in_any_block_size(block):
         nearest_neighbours(queries, bank, k=41)
 
 
+def test_nearest_neighbour_distances_are_exact_where_the_expansion_cancels():
+    """Far from the origin, |a|^2 - 2ab + |b|^2 in float32 loses every digit of a small
+    distance; the winners' distances are recomputed directly, so they stay exact."""
+    generator = torch.Generator().manual_seed(0)
+    bank = 1000.0 + torch.randn(30, 8, generator=generator)
+    queries = bank[[3, 17, 25]] + 1e-3 * torch.randn(3, 8, generator=generator)
+    expected = torch.cdist(queries.double(), bank.double())
+    d, i = nearest_neighbours(queries, bank, k=3)
+    assert i[:, 0].tolist() == [3, 17, 25]
+    # the distances are those of the returned rows, to float32 precision (~3e-3 for the nearest)
+    torch.testing.assert_close(d.double(), expected.gather(1, i), rtol=1e-5, atol=1e-6)
+    assert (d[:, 1:] >= d[:, :-1]).all()  # increasing order
+    # while the expansion in float32 is off by orders of magnitude of the nearest distance
+    expanded = queries.pow(2).sum(1) - 2 * (queries * bank[[3, 17, 25]]).sum(1) + bank[[3, 17, 25]].pow(2).sum(1)
+    assert (expanded.clamp_min(0).sqrt() - expected[:, [3, 17, 25]].diagonal()).abs().max() > 0.1
+
+
 # -- features -----------------------------------------------------------------------------------
 
 
@@ -135,6 +152,44 @@ def test_embedding_is_the_reference_locally_aware_patch_feature():
     expected = F.adaptive_avg_pool1d(stacked, 80).reshape(2, h, w, 80)
     assert ours.shape == (2, h, w, 80)
     assert torch.allclose(ours, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("length", "size"), [(1152, 384), (1152, 1024), (2304, 1024), (2048, 1024), (10, 7), (5, 12), (7, 7), (13, 1)]
+)
+def test_channel_pooling_is_adaptive_avg_pool1d(length, size):
+    """The gather-based pooling of the channel-first tensor equals ``F.adaptive_avg_pool1d`` of
+    each position's channel vector (the reference code's formulation): same windows (even,
+    uneven, overlapping, upsampling), same sums."""
+    x = torch.randn(2, length, 9, generator=torch.Generator().manual_seed(length + size))
+    expected = F.adaptive_avg_pool1d(x.transpose(1, 2).reshape(-1, 1, length), size).reshape(2, 9, size)
+    ours = adaptive_avg_pool_channels(x, size)
+    assert ours.shape == (2, size, 9)
+    torch.testing.assert_close(ours, expected.transpose(1, 2), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="at least 1"):
+        adaptive_avg_pool_channels(x, 0)
+
+
+def test_embedding_equals_the_direct_pool_then_upsample_formulation():
+    """``embed`` (channel-first gathers, channels-last upsampling, one concatenation buffer) gives
+    the numbers of the plain formulation: per position, ``adaptive_avg_pool1d`` of the unfolded
+    neighbourhood, the pooled deeper layer upsampled, concatenated, pooled again."""
+    model = _tiny(pretrain_embed_dim=100, target_embed_dim=70)  # uneven, layer-straddling windows
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    features = model.extractor(images)
+    b = images.shape[0]
+    h, w = features[0].shape[-2:]
+    per_layer = []
+    for feature in features:
+        _, c, fh, fw = feature.shape
+        patches = F.unfold(feature, kernel_size=3, padding=1).transpose(1, 2).reshape(-1, 1, c * 9)
+        pooled = F.adaptive_avg_pool1d(patches, 100).reshape(b, fh, fw, 100).permute(0, 3, 1, 2)
+        if (fh, fw) != (h, w):
+            pooled = F.interpolate(pooled, size=(h, w), mode="bilinear", align_corners=False)
+        per_layer.append(pooled)
+    stacked = torch.cat(per_layer, dim=1).permute(0, 2, 3, 1).reshape(-1, 1, 200)
+    expected = F.adaptive_avg_pool1d(stacked, 70).reshape(b, h, w, 70)
+    torch.testing.assert_close(model.embed(images), expected, rtol=1e-6, atol=1e-7)
 
 
 # -- scoring ------------------------------------------------------------------------------------
@@ -184,10 +239,13 @@ def test_scores_and_maps_follow_the_paper():
 def test_one_neighbour_means_the_plain_maximum():
     model, _, test = _fitted(num_neighbours=1, blur_sigma=0.0)
     prediction = model.predict(test)
-    embedding = model.embed(test)
+    embedding = model.embed(test).double()
     b, h, w, d = embedding.shape
-    patch = torch.cdist(embedding.reshape(b, -1, d), model.memory_bank[None].expand(b, -1, -1)).min(dim=2).values
-    np.testing.assert_allclose(prediction.scores, patch.max(dim=1).values.numpy(), rtol=1e-5)
+    # float64 oracle: float32 cdist itself is off by ~1e-4 relative on these small distances
+    # (it expands |a - b|^2 too, and cancels digits); ours recomputes |q - m| for the winner.
+    bank = model.memory_bank.double()
+    patch = torch.cdist(embedding.reshape(b, -1, d), bank[None].expand(b, -1, -1)).min(dim=2).values
+    np.testing.assert_allclose(prediction.scores, patch.max(dim=1).values.numpy(), rtol=1e-6)
     # no blur: the map is the upsampled patch scores themselves
     up = F.interpolate(patch.reshape(b, 1, h, w), size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
     np.testing.assert_allclose(prediction.maps["anomaly_map"], up.numpy(), rtol=1e-5, atol=1e-5)
