@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/patchcore_vs_anomalib.py [--category woven] [--data /tmp/vadi_synth]
         [--backbone resnet18] [--input-size 128] [--n-train 60] [--ratio 0.1] [--embed-dim 1024]
-        [--repeats 5]
+        [--repeats 5] [--threads N]
 
 Both sides get the same preprocessed tensors (our ``make_loader``), the same random-initialised
 timm backbone (its weights are saved once and loaded into both feature extractors), layers 2+3,
@@ -164,11 +164,18 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default="/tmp/patchcore_bench_backbone.pth")
     parser.add_argument("--side", choices=["ours", "anomalib", "timing"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads on both sides (default: torch's)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
 
     if args.side:  # child process: run one side, print JSON
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         if args.side == "timing":
             print(json.dumps(run_interleaved_timing(args)))
             return 0
@@ -189,7 +196,8 @@ def main(argv=None) -> int:
     torch.save(timm.create_model(args.backbone, pretrained=False).state_dict(), args.weights)
     base = [sys.executable, __file__, "--category", args.category, "--data", str(data), "--backbone", args.backbone,
             "--input-size", str(args.input_size), "--n-train", str(args.n_train), "--ratio", str(args.ratio),
-            "--embed-dim", str(args.embed_dim), "--weights", args.weights, "--repeats", str(args.repeats)]  # fmt: skip
+            "--embed-dim", str(args.embed_dim), "--weights", args.weights, "--repeats", str(args.repeats),
+            *(["--threads", str(args.threads)] if args.threads else [])]  # fmt: skip
     results = {}
     with tempfile.TemporaryDirectory(prefix="patchcore_bench_") as work:
         for side in ("ours", "anomalib", "timing"):
@@ -203,7 +211,8 @@ def main(argv=None) -> int:
     theirs["interleaved_s_per_image"] = results["timing"]["anomalib"]
     print(f"synthetic/{args.category}, {args.backbone} (random init, same weights both sides), {args.input_size} px, "
           f"{args.n_train} train images, coreset ratio {args.ratio}; bank ours {ours['bank']}, "
-          f"anomalib {theirs['bank']}; inference: fastest of {args.repeats} passes")  # fmt: skip
+          f"anomalib {theirs['bank']}; inference: fastest of {args.repeats} passes; "
+          f"torch threads {args.threads or torch.get_num_threads()}")  # fmt: skip
     print()
     print("| measure | ours | anomalib 2.7.0 | ours / anomalib |")
     print("|---|---|---|---|")
