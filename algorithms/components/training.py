@@ -101,3 +101,31 @@ def quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     v_low = torch.kthvalue(flat, low + 1).values
     v_high = torch.kthvalue(flat, high + 1).values if high != low else v_low
     return v_low + (v_high - v_low) * (position - low)
+
+
+def gradient_epoch(detector, train_loader: Iterable, optimizer: torch.optim.Optimizer, loss_fn) -> dict[str, float]:
+    """One seeded pass of plain gradient descent: ``loss_fn(images)`` per batch, then a step.
+
+    Shared by the algorithms whose epoch is "minimise one loss over the training images"
+    (Reverse Distillation, FastFlow). The epoch's randomness is seeded from the detector's
+    ``seed`` and its ``epochs_done`` counter, which this increments. A non-finite loss stops
+    training with an error naming the algorithm and the epoch.
+    """
+    detector.train()
+    total, batches = 0.0, 0
+    device = detector.device
+    epoch = int(detector.epochs_done)
+    with local_seed(detector.hparams["seed"] * 1_000_003 + epoch, device):
+        for images in iter_images(detector.name, train_loader, detector.input_size, device):
+            loss = loss_fn(images)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{detector.name}: the training loss became {loss.item()} (epoch {epoch + 1}); try a lower lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+    detector.epochs_done += 1
+    return {"loss": total / max(batches, 1)}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..base import AnomalyDetector, hparams_from_locals
-from ..components.training import check_images, iter_images, local_seed
+from ..components.training import check_images, gradient_epoch, local_seed
 from ..registry import register_algorithm
 from .model import FastflowModel
 
@@ -132,25 +132,10 @@ class Fastflow(AnomalyDetector):
 
     def fit_epoch(self, train_loader) -> dict[str, float]:
         """One pass over ``train_loader`` minimising the flows' negative log-likelihood."""
-        self.train()
-        optimizer = self._get_optimizer()
-        total, batches = 0.0, 0
-        device = self.device
-        with local_seed(self.hparams["seed"] * 1_000_003 + int(self.epochs_done), device):
-            for images in iter_images(self.name, train_loader, self.input_size, device):
-                loss = self.model.negative_log_likelihood(self.model(images))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{self.name}: the training loss became {loss.item()} "
-                        f"(epoch {int(self.epochs_done) + 1}); try a lower lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                batches += 1
-        self.epochs_done += 1
-        return {"loss": total / batches}
+        def loss(images: torch.Tensor) -> torch.Tensor:
+            return self.model.negative_log_likelihood(self.model(images))
+
+        return gradient_epoch(self, train_loader, self._get_optimizer(), loss)
 
     def _predict(self, images: torch.Tensor):
         check_images(self.name, images, self.input_size)

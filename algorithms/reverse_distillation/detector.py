@@ -8,7 +8,7 @@ import torch
 
 from ..base import AnomalyDetector, hparams_from_locals
 from ..components.blur import gaussian_blur
-from ..components.training import check_images, iter_images, local_seed
+from ..components.training import check_images, gradient_epoch, local_seed
 from ..registry import register_algorithm
 from .model import ReverseDistillationModel
 
@@ -133,27 +133,13 @@ class ReverseDistillation(AnomalyDetector):
 
     def fit_epoch(self, train_loader) -> dict[str, float]:
         """One pass over ``train_loader`` training the bottleneck and decoder (encoder frozen)."""
-        self.train()
-        optimizer = self._get_optimizer()
-        total, batches = 0.0, 0
-        device = self.device
-        with local_seed(self.hparams["seed"] * 1_000_003 + int(self.epochs_done), device):
-            for images in iter_images(self.name, train_loader, self.input_size, device):
-                if images.shape[0] < 2 and self.model.reduction == self.input_size:
-                    raise ValueError(f"{self.name}: batch norm needs batches of at least 2 at this input size")
-                loss = self.model.loss(*self.model(images))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{self.name}: the training loss became {loss.item()} "
-                        f"(epoch {int(self.epochs_done) + 1}); try a lower lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                batches += 1
-        self.epochs_done += 1
-        return {"loss": total / batches}
+
+        def loss(images: torch.Tensor) -> torch.Tensor:
+            if images.shape[0] < 2 and self.model.reduction == self.input_size:
+                raise ValueError(f"{self.name}: batch norm needs batches of at least 2 at this input size")
+            return self.model.loss(*self.model(images))
+
+        return gradient_epoch(self, train_loader, self._get_optimizer(), loss)
 
     def _predict(self, images: torch.Tensor):
         check_images(self.name, images, self.input_size)
