@@ -102,6 +102,18 @@ def test_csv_and_json_downloads(client, two_methods):
     assert lines[0] == "category,beta,alpha" and lines[-1].startswith("mean,0.6")
 
 
+def test_category_table_downloads(client, two_methods, catalog):
+    key = vadi_cats(catalog)[0].key
+    response = client.get(reverse("leaderboard:category-detail", args=[key]), {"format": "csv"})
+    assert response["Content-Type"].startswith("text/csv")
+    rows = {r["method_key"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
+    assert set(rows) == {"alpha", "beta"}
+    assert float(rows["alpha"]["pl"]) == pytest.approx(0.3) and float(rows["beta"]["aupro"]) == pytest.approx(0.8)
+    assert rows["alpha"]["provenance"] == "reproduced"
+    data = json.loads(client.get(reverse("leaderboard:category-detail", args=[key]), {"format": "json"}).content)
+    assert data["category"] == key and {r["method_key"] for r in data["rows"]} == {"alpha", "beta"}
+
+
 def test_demo_fallback_to_synthetic_suite(client, catalog):
     publish_run(MethodFactory(key="demo", name="Demo"), catalog["categories"]["synthetic"], uniform(0.7, 2))
     html = client.get("/").content.decode()

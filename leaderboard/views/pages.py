@@ -6,6 +6,8 @@ Views parse the query string, call one selector, and render. Any table can be do
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from functools import wraps
 
@@ -491,8 +493,37 @@ def category_detail(request, key: str):
         {"method": name, "method_key": mkey, "provenance": prov, "evaluator_version": ev, "values": values}
         for (name, mkey, prov, ev), values in sorted(table.items())
     ]
+    metrics = metric_list()
+    flat = [
+        {
+            "method_key": row["method_key"],
+            "method": row["method"],
+            "provenance": row["provenance"],
+            "evaluator_version": row["evaluator_version"],
+            **{m.key: (row["values"][m.key].value if m.key in row["values"] else None) for m in metrics},
+        }
+        for row in rows
+    ]
+    download = _download(
+        request,
+        name=f"category-{category.key.replace('/', '-')}",
+        as_csv=lambda: _csv_text(
+            flat, ["method_key", "method", "provenance", "evaluator_version"] + [m.key for m in metrics]
+        ),
+        as_json=lambda: {"category": category.key, "rows": flat},
+    )
+    if download is not None:
+        return download
     return render(
         request,
         "leaderboard/category_detail.html",
-        {"category": category, "n_test_ids": len(category.test_ids or []), "rows": rows, "metrics": metric_list()},
+        {"category": category, "n_test_ids": len(category.test_ids or []), "rows": rows, "metrics": metrics},
     )
+
+
+def _csv_text(rows: list[dict], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
