@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..selectors.leaderboard import SuiteNotFoundError
+from ..selectors.leaderboard import InvalidFilterError, SuiteNotFoundError
 from ..selectors.metrics import UnknownMetricError
 
 
@@ -35,6 +35,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound(str(exc) or "not found")
     elif isinstance(exc, UnknownMetricError):
         exc = exceptions.ValidationError({"metric": [str(exc)]})
+    elif isinstance(exc, InvalidFilterError):
+        exc = exceptions.ValidationError([str(exc)])
 
     response = drf_exception_handler(exc, context)
     if response is None:

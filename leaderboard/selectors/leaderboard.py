@@ -29,6 +29,16 @@ from .metrics import MetricInfo, metric_get, metric_list
 CACHE_TIMEOUT_S = 60 * 60
 
 
+class InvalidFilterError(ValueError):
+    """A filter value that no result can have (the caller answers 400, naming it)."""
+
+
+def provenance_check(provenance: str | None) -> None:
+    """Raise ``InvalidFilterError`` unless ``provenance`` is None or a ``Provenance`` value."""
+    if provenance is not None and provenance not in Provenance.values:
+        raise InvalidFilterError(f"unknown provenance {provenance!r}; expected one of: {', '.join(Provenance.values)}")
+
+
 class SuiteNotFoundError(LookupError):
     """No suite with that key."""
 
@@ -159,8 +169,7 @@ def result_cells(
     Returns the cells, the methods they belong to, and per method the number of categories
     where a server-scored result was set aside because a reproduced one exists.
     """
-    if provenance is not None and provenance not in Provenance.values:
-        raise ValueError(f"unknown provenance {provenance!r}; expected one of: {', '.join(Provenance.values)}")
+    provenance_check(provenance)
     qs = Result.objects.filter(
         visible_results(),
         is_current=True,
@@ -250,8 +259,7 @@ def suite_leaderboard(
     keys = tuple(m.key for m in metrics)
     sort_metric = sort or ("pl" if "pl" in keys else keys[-1])
     metric_get(sort_metric)  # raises UnknownMetricError naming the valid keys
-    if provenance is not None and provenance not in Provenance.values:
-        raise ValueError(f"unknown provenance {provenance!r}; expected one of: {', '.join(Provenance.values)}")
+    provenance_check(provenance)
     suite = suite_get(key=suite_key)
     categories = suite_categories(suite=suite, dataset_key=dataset_key)
     category_ids = [c.id for c in categories]

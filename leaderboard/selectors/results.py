@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from ..models import Provenance, Result
-from .leaderboard import visible_results
+from ..models import Result
+from .leaderboard import provenance_check, visible_results
 from .metrics import metric_get
 
 
@@ -35,8 +35,7 @@ def result_list(
         metric_get(metric)
         qs = qs.filter(metric=metric)
     if provenance:
-        if provenance not in Provenance.values:
-            raise ValueError(f"unknown provenance {provenance!r}; expected one of: {', '.join(Provenance.values)}")
+        provenance_check(provenance)
         qs = qs.filter(provenance=provenance)
     if evaluator_version:
         qs = qs.filter(evaluator_version=evaluator_version)

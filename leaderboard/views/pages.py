@@ -23,6 +23,7 @@ from ..selectors import catalog, jobs
 from ..selectors.leaderboard import (
     CACHE_TIMEOUT_S,
     Board,
+    InvalidFilterError,
     SuiteNotFoundError,
     cache_key,
     category_breakdown,
@@ -80,14 +81,17 @@ def cached_page(view):
 
 
 def answers_bad_requests(view):
-    """Turn a bad query parameter raised anywhere in ``view`` into a 400 page naming it."""
+    """Turn a bad query parameter raised anywhere in ``view`` into a 400 page naming it, and an
+    unknown suite into a 404."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
-        except (BadRequest, UnknownMetricError) as exc:
+        except (BadRequest, UnknownMetricError, InvalidFilterError) as exc:
             return _bad_request(request, str(exc))
+        except SuiteNotFoundError as exc:
+            raise Http404(str(exc)) from exc
 
     return wrapper
 
@@ -179,8 +183,6 @@ def home(request):
         if requested is None:  # the catalog is empty: render an empty page, not a 404
             return render(request, "leaderboard/empty.html", {"message": str(exc)})
         raise Http404(str(exc)) from exc
-    except (BadRequest, UnknownMetricError, ValueError) as exc:
-        return _bad_request(request, str(exc))
     download = _download(
         request,
         name=f"leaderboard-{board.suite_key}",
@@ -205,17 +207,12 @@ def dataset_detail(request, key: str):
         dataset = catalog.dataset_get(key=key)
     except Dataset.DoesNotExist as exc:
         raise Http404(f"no dataset {key!r}") from exc
-    try:
-        filters = _filters(request)
-        sort = _param(request, "sort")
-        if Suite.objects.filter(key=key).exists():
-            board = suite_leaderboard_cached(suite_key=key, sort=sort, **filters)
-        else:
-            board = suite_leaderboard_cached(suite_key=DEFAULT_SUITE, dataset_key=key, sort=sort, **filters)
-    except SuiteNotFoundError as exc:
-        raise Http404(str(exc)) from exc
-    except (BadRequest, UnknownMetricError, ValueError) as exc:
-        return _bad_request(request, str(exc))
+    filters = _filters(request)
+    sort = _param(request, "sort")
+    if Suite.objects.filter(key=key).exists():
+        board = suite_leaderboard_cached(suite_key=key, sort=sort, **filters)
+    else:
+        board = suite_leaderboard_cached(suite_key=DEFAULT_SUITE, dataset_key=key, sort=sort, **filters)
     download = _download(
         request,
         name=f"leaderboard-{key}",
@@ -234,14 +231,9 @@ def dataset_detail(request, key: str):
 @answers_bad_requests
 def breakdown(request, suite: str):
     """Per-category table (rows = categories, columns = methods) of one metric, with a heatmap."""
-    try:
-        metric = _param(request, "metric") or "pl"
-        dataset_key = _param(request, "dataset")
-        table = category_breakdown(suite_key=suite, metric=metric, dataset_key=dataset_key, **_filters(request))
-    except SuiteNotFoundError as exc:
-        raise Http404(str(exc)) from exc
-    except (BadRequest, UnknownMetricError, ValueError) as exc:
-        return _bad_request(request, str(exc))
+    metric = _param(request, "metric") or "pl"
+    dataset_key = _param(request, "dataset")
+    table = category_breakdown(suite_key=suite, metric=metric, dataset_key=dataset_key, **_filters(request))
     download = _download(
         request,
         name=f"breakdown-{suite}-{metric}",
@@ -274,12 +266,7 @@ def evidence(request, suite: str, method: str, metric: str):
         method_obj = catalog.method_get(key=method)
     except Method.DoesNotExist as exc:
         raise Http404(f"no method {method!r}") from exc
-    try:
-        ev = method_metric_evidence(suite_key=suite, method_id=method_obj.pk, metric=metric, **_filters(request))
-    except SuiteNotFoundError as exc:
-        raise Http404(str(exc)) from exc
-    except (BadRequest, UnknownMetricError, ValueError) as exc:
-        return _bad_request(request, str(exc))
+    ev = method_metric_evidence(suite_key=suite, method_id=method_obj.pk, metric=metric, **_filters(request))
     download = _download(
         request,
         name=f"evidence-{suite}-{method}-{metric}",
