@@ -50,9 +50,8 @@ def catalog(db):
     return {"suites": suites, "categories": cats}
 
 
-def publish_run(method, categories, values, *, evaluator_version="test-eval", variant="default", primary=True):
-    """One benchmark run of ``method`` with ``values[metric][i]`` on ``categories[i]``; published."""
-    run = BenchmarkRunFactory(method=method)
+def _record_all(method, categories, values, *, evaluator_version, **source):
+    """``result_record`` for ``values[metric][i]`` on ``categories[i]`` from one source."""
     for metric, per_cat in values.items():
         for category, value in zip(categories, per_cat, strict=True):
             result_record(
@@ -60,29 +59,38 @@ def publish_run(method, categories, values, *, evaluator_version="test-eval", va
                 category=category,
                 metric=metric,
                 value=value,
-                provenance=Provenance.REPRODUCED,
                 evaluator_version=evaluator_version,
-                variant=variant,
-                is_primary_variant=primary,
-                benchmark_run=run,
+                **source,
             )
+
+
+def publish_run(method, categories, values, *, evaluator_version="test-eval", variant="default", primary=True):
+    """One benchmark run of ``method`` with ``values[metric][i]`` on ``categories[i]``; published."""
+    run = BenchmarkRunFactory(method=method)
+    _record_all(
+        method,
+        categories,
+        values,
+        evaluator_version=evaluator_version,
+        provenance=Provenance.REPRODUCED,
+        variant=variant,
+        is_primary_variant=primary,
+        benchmark_run=run,
+    )
     results_publish(benchmark_run=run)
     return run
 
 
 def publish_submission(method, categories, values, *, evaluator_version="test-eval", **kwargs):
     submission = SubmissionFactory(method=method, **kwargs)
-    for metric, per_cat in values.items():
-        for category, value in zip(categories, per_cat, strict=True):
-            result_record(
-                method=method,
-                category=category,
-                metric=metric,
-                value=value,
-                provenance=Provenance.SERVER_SCORED,
-                evaluator_version=evaluator_version,
-                submission=submission,
-            )
+    _record_all(
+        method,
+        categories,
+        values,
+        evaluator_version=evaluator_version,
+        provenance=Provenance.SERVER_SCORED,
+        submission=submission,
+    )
     results_publish(submission=submission)
     return submission
 
