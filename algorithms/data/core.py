@@ -14,6 +14,10 @@ from typing import overload
 import cv2
 import numpy as np
 
+from .decode import read_image, read_image_bgr, read_mask, read_mask_file
+from .errors import DatasetError
+from .orientation import image_header, oriented_size
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "Category",
@@ -33,10 +37,6 @@ __all__ = [
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 
-class DatasetError(ValueError):
-    """A dataset root is missing or malformed; the message names the path and what was expected."""
-
-
 def is_image_file(path: Path) -> bool:
     """Whether ``path`` names an image file we read (hidden files such as ``.DS_Store`` are not)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
@@ -47,94 +47,6 @@ def list_image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
-
-
-def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.uint16:
-        # Keep the high byte: 0..65535 -> 0..255 (rounded), exact for 8-bit data stored as 16-bit*257.
-        return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating):
-        finite = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
-        scale = 255.0 if float(finite.max(initial=0.0)) <= 1.0 else 1.0
-        return np.clip(np.rint(finite * scale), 0, 255).astype(np.uint8)
-    raise DatasetError(f"{path}: unsupported pixel type {array.dtype} (expected 8- or 16-bit images)")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode one image as an ``H x W x 3`` uint8 RGB array at its original size.
-
-    Grey-scale images are repeated over three channels, 16-bit images are scaled to 8 bits and
-    an alpha channel is dropped.
-
-    Parameters
-    ----------
-    path : str or Path
-        The image file.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W, 3)`` uint8, RGB channel order.
-
-    Raises
-    ------
-    DatasetError
-        If the file is missing or OpenCV cannot decode it.
-    """
-    return cv2.cvtColor(read_image_bgr(path), cv2.COLOR_BGR2RGB)
-
-
-def read_image_bgr(path: str | Path) -> np.ndarray:
-    """:func:`read_image` in OpenCV's ``B, G, R`` channel order (saves a copy when the caller reorders anyway).
-
-    Parameters
-    ----------
-    path : str or Path
-        The image file.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(H, W, 3)`` uint8, BGR channel order; ``read_image(path) == read_image_bgr(path)[..., ::-1]``.
-
-    Raises
-    ------
-    DatasetError
-        If the file is missing or OpenCV cannot decode it.
-    """
-    path = Path(path)
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        reason = "file not found" if not path.exists() else "OpenCV could not decode it"
-        raise DatasetError(f"{path}: cannot read image ({reason})")
-    array = _to_uint8(array, path)
-    if array.ndim == 2:
-        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
-    channels = array.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2BGR)
-    if channels == 3:
-        return array
-    if channels == 4:
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
-    raise DatasetError(f"{path}: unsupported number of channels {channels} (expected 1, 3 or 4)")
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """Decode a ground-truth mask as an ``H x W`` uint8 array in {0, 1} (any non-zero pixel is defect).
-
-    Raw VisA masks are not 0/255, so the mask is binarised with ``> 0`` in every channel.
-    """
-    path = Path(path)
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        reason = "file not found" if not path.exists() else "OpenCV could not decode it"
-        raise DatasetError(f"{path}: cannot read mask ({reason})")
-    if array.ndim == 3:
-        array = array[:, :, :3].max(axis=2) if array.shape[2] >= 3 else array.max(axis=2)
-    return (array > 0).astype(np.uint8)
 
 
 def test_order_key(test_id: str) -> tuple[str, str]:
@@ -209,19 +121,32 @@ class TestItem:
     mask_path: Path | None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding pixels."""
-    from PIL import Image
+def _image_size(path: Path) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """``(upright (H, W), stored (H, W), EXIF orientation)`` of an image, from its header only.
 
+    The upright size is what :func:`read_image` returns (see :mod:`algorithms.data.orientation`).
+    """
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, ValueError) as exc:  # PIL cannot parse the header: decode with OpenCV instead
+        _, height, width, orientation = image_header(path)
+    except Exception as exc:  # Pillow cannot parse the header: decode with OpenCV (which ignores EXIF)
         array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if array is None:
             raise DatasetError(f"{path}: cannot read image header ({exc})") from exc
         height, width = array.shape[:2]
-    return height, width
+        orientation = 1
+    return oriented_size(height, width, orientation), (height, width), orientation
+
+
+def _size_text(upright: tuple[int, int], stored: tuple[int, int], orientation: int) -> str:
+    text = f"{upright[1]}x{upright[0]}"
+    if orientation != 1:
+        text += f" (after its EXIF orientation {orientation}; stored as {stored[1]}x{stored[0]})"
+    return text
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 class Category:
@@ -270,6 +195,7 @@ class Category:
         self._train_paths = tuple(train_paths)
         self._test_items = tuple(sorted(test_items, key=lambda item: test_order_key(item.id)))
         self.test_ids: list[str] = [item.id for item in self._test_items]
+        self._ground_truths: dict[int, GroundTruth] = {}
 
     def __repr__(self) -> str:
         n_anomalous = sum(item.label for item in self._test_items)
@@ -297,6 +223,11 @@ class Category:
     def ground_truth(self, size: int = 256) -> GroundTruth:
         """Labels and masks of the test images, masks resized to ``size x size`` (evaluation only).
 
+        Every mask is read and validated here, once per category and size (the result is kept;
+        its arrays are read-only): lossless, two levels (or a raw VisA class map), alpha read when
+        it holds the shape, EXIF orientation applied (rules: :mod:`algorithms.data.decode`); the
+        upright size equal to its image's; at least one defect pixel for an anomalous image.
+
         Parameters
         ----------
         size : int, default 256
@@ -309,29 +240,46 @@ class Category:
         Raises
         ------
         DatasetError
-            If a mask cannot be read or its size differs from its image's.
+            Naming the mask (and its image) and what was found: an unreadable, lossy or
+            grey-level mask, a size different from its image's, or an anomalous image whose mask
+            has no defect pixel.
         """
         if isinstance(size, bool) or not isinstance(size, int | np.integer) or size <= 0:
             raise ValueError(f"size must be a positive integer, got {size!r}")
         size = int(size)
+        cached = self._ground_truths.get(size)
+        if cached is not None:
+            return cached
         n = len(self._test_items)
         masks = np.zeros((n, size, size), dtype=np.uint8)
+        class_ids = self.layout == "visa-csv"  # raw VisA masks hold defect-class ids (decode.py)
         for index, item in enumerate(self._test_items):
             if item.mask_path is None:
                 continue
-            mask = read_mask(item.mask_path)
-            image_hw = _image_size(item.path)
+            read = read_mask_file(item.mask_path, class_ids=class_ids)
+            mask = read.mask
+            image_hw, image_stored, image_orientation = _image_size(item.path)
             if mask.shape != image_hw:
+                mask_text = _size_text(mask.shape, read.stored_hw, read.orientation)
+                image_text = _size_text(image_hw, image_stored, image_orientation)
                 raise DatasetError(
-                    f"{self.key}: mask {item.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image "
-                    f"{item.path} is {image_hw[1]}x{image_hw[0]}"
+                    f"{self.key}: mask {item.mask_path} is {mask_text} but its image {item.path} is {image_text}; "
+                    "a mask must have its image's size"
+                )
+            if item.label == 1 and not mask.any():
+                raise DatasetError(
+                    f"{self.key}: anomalous test image {item.path} has no defect pixel in its mask "
+                    f"{item.mask_path} ({read.format}, all background); draw the defect, or move the "
+                    "image to the good test images"
                 )
             if mask.shape != (size, size):
                 mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
             masks[index] = mask
-        return GroundTruth(
-            ids=np.array(self.test_ids, dtype=str),
-            labels=np.array([item.label for item in self._test_items], dtype=np.uint8),
-            masks=masks,
-            defect_types=np.array([item.defect_type for item in self._test_items], dtype=str),
+        ground_truth = GroundTruth(
+            ids=_read_only(np.array(self.test_ids, dtype=str)),
+            labels=_read_only(np.array([item.label for item in self._test_items], dtype=np.uint8)),
+            masks=_read_only(masks),
+            defect_types=_read_only(np.array([item.defect_type for item in self._test_items], dtype=str)),
         )
+        self._ground_truths[size] = ground_truth
+        return ground_truth

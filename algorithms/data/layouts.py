@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path, PurePosixPath
 
-from .core import IMAGE_SUFFIXES, Category, DatasetError, TestItem, is_image_file, list_image_files
+from .core import IMAGE_SUFFIXES, Category, DatasetError, TestItem, list_image_files
+from .decode import MASK_RULE, MASK_SUFFIXES
 
 __all__ = ["read_mvtec_layout", "read_visa_category", "read_visa_csv_layout"]
 
@@ -18,18 +19,32 @@ VISA_SPLIT_CSV = PurePosixPath("split_csv") / "1cls.csv"
 VISA_CSV_COLUMNS = ("object", "split", "label", "image", "mask")
 
 
-def _find_mask(mask_dir: Path, stem: str) -> Path | None:
-    """``<stem>_mask.<ext>`` or ``<stem>.<ext>`` in ``mask_dir`` (any image suffix, any case)."""
+def _find_mask(mask_dir: Path, stem: str, image: Path, key: str) -> Path | None:
+    """``<stem>_mask.<ext>`` or ``<stem>.<ext>`` in ``mask_dir`` (any mask suffix, any case).
+
+    A file with the right name but a suffix we do not read as a mask (``003_mask.jp2``) is an
+    error naming it, not a missing mask; a ``.jpg`` mask is found here and refused when read.
+    """
     if not mask_dir.is_dir():
         return None
     wanted = (f"{stem}_mask", stem)
-    candidates = {}
-    for path in mask_dir.iterdir():
-        if path.stem in wanted and is_image_file(path):
+    candidates: dict[str, Path] = {}
+    others: list[Path] = []
+    for path in sorted(mask_dir.iterdir(), key=lambda p: p.name):
+        if path.stem not in wanted or path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() in MASK_SUFFIXES:
             candidates.setdefault(path.stem, path)
+        else:
+            others.append(path)
     for name in wanted:
         if name in candidates:
             return candidates[name]
+    if others:
+        raise DatasetError(
+            f"{key}: the mask of {image} is {others[0]}, a format not read as a mask; {MASK_RULE} "
+            f"(suffixes {', '.join(sorted(MASK_SUFFIXES - {'.jpg', '.jpeg'}))})"
+        )
     return None
 
 
@@ -82,7 +97,7 @@ def read_mvtec_layout(key: str, root: Path, *, layout: str = "mvtec") -> Categor
             if defect == GOOD:
                 items.append(TestItem(test_id, path, 0, GOOD, None))
                 continue
-            mask_path = _find_mask(mask_dir, path.stem)
+            mask_path = _find_mask(mask_dir, path.stem, path, key)
             if mask_path is None:
                 raise DatasetError(
                     f"{key}: test image {path} has no mask: expected {mask_dir / (path.stem + '_mask.png')}"
