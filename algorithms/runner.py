@@ -252,9 +252,15 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def _save_predictions(path: Path, ids: Sequence[str], scores: np.ndarray, maps: dict[str, np.ndarray]) -> None:
-    arrays: dict[str, np.ndarray] = {"ids": np.asarray(list(ids), dtype=str), "scores": scores.astype(np.float32)}
+    """Store exactly what the run measured: float32 scores and maps, as ``predict`` returned them.
+
+    float16 would change the metrics: values above 65504 become inf, and maps such as
+    3000 + U(0, 1) collapse to a couple of values (float16 steps are 2 at 3000).
+    """
+    arrays: dict[str, np.ndarray] = {"ids": np.asarray(list(ids), dtype=str)}
+    arrays["scores"] = np.asarray(scores, dtype=np.float32)  # Prediction scores are float32: no conversion
     for key, value in maps.items():
-        arrays[f"map__{key}"] = value.astype(np.float16)
+        arrays[f"map__{key}"] = np.asarray(value, dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
 
@@ -306,7 +312,7 @@ def run_category(
     out_dir : path, optional
         Directory for ``results.json`` (and ``predictions.npz``, ``checkpoint/``).
     save_predictions : bool
-        Write ``predictions.npz`` (ids, scores, float16 maps) into ``out_dir``.
+        Write ``predictions.npz`` (ids, float32 scores and maps) into ``out_dir``.
     save_checkpoint : bool
         Save the trained model into ``out_dir/checkpoint``.
     progress : callable, optional
@@ -378,6 +384,7 @@ def run_category(
         report(0.0, "loading data")
         seed_everything(seed)
         data = load_category(category, roots=roots)
+        ground_truth = data.ground_truth()  # read and validated before any training: bad masks fail fast
         model = create_algorithm(algorithm, **params).to(torch.device(device))
         result["params"] = model.get_config()  # the full configuration, defaults included
         size = model.input_size
@@ -423,7 +430,7 @@ def run_category(
                 start = time.perf_counter()
                 scores, maps = _predict_all(model, test_loader, n_test, desc="predict")
                 last_inference_s = time.perf_counter() - start
-                metrics = _evaluate(data.ground_truth(), scores, maps)
+                metrics = _evaluate(ground_truth, scores, maps)
                 result["history"].append(
                     {
                         "epoch": epoch,

@@ -83,14 +83,14 @@ def test_run_category_writes_the_documented_results(roots, tmp_path):
     assert result["evaluator_version"] == EVALUATOR_VERSION
     # the results file is the returned document
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(result))
-    # predictions: ids in the category's order, float16 maps
+    # predictions: ids in the category's order, float32 maps (what the run measured)
     from algorithms.data import load_category
 
     category = load_category(CATEGORY, roots=roots)
     with np.load(tmp_path / "predictions.npz") as npz:
         assert npz["ids"].tolist() == list(category.test_ids)
         assert npz["scores"].dtype == np.float32 and npz["scores"].shape == (6,)
-        assert npz["map__anomaly_map"].dtype == np.float16 and npz["map__anomaly_map"].shape == (6, 64, 64)
+        assert npz["map__anomaly_map"].dtype == np.float32 and npz["map__anomaly_map"].shape == (6, 64, 64)
     # the checkpoint reproduces the predictions
     model = AnomalyDetector.load(tmp_path / "checkpoint")
     assert model.memory_bank.shape[0] > 0
