@@ -40,7 +40,50 @@ class BundleWriteError(ValueError):
     """The arrays or options given to the writer cannot make a valid bundle."""
 
 
-def _as_float_array(value: Any, *, dtype: np.dtype | None, what: str) -> np.ndarray:
+def _merged_values(array: np.ndarray, target: np.dtype) -> tuple[int, int, str, str, str] | None:
+    """Whether casting ``array`` to ``target`` merges distinct values (ties that were not there).
+
+    Rounding to nearest is monotone, so a cast never reorders values; the only way it changes a
+    ranking is by making two different values equal. A cast that round-trips exactly merges
+    nothing (checked first, in one pass); otherwise the values are sorted once and each pair of
+    neighbours that differed before and are equal after is a merge.
+
+    Returns ``(distinct before, distinct after, a, b, both)`` for the first merged pair, or None.
+    """
+    flat = array.ravel()
+    common = flat.dtype if flat.dtype.kind == "f" else np.dtype(np.float64)  # exact for the target's values
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.array_equal(flat.astype(target).astype(common), flat.astype(common, copy=False)):
+            return None
+        ordered = np.sort(flat)
+        cast = ordered.astype(target)
+    differed = ordered[1:] != ordered[:-1]
+    merged = differed & (cast[1:] == cast[:-1])
+    if not merged.any():
+        return None
+    i = int(np.argmax(merged))
+    before = int(np.count_nonzero(differed)) + 1
+    after = int(np.count_nonzero(cast[1:] != cast[:-1])) + 1
+    return before, after, _shortest(ordered[i]), _shortest(ordered[i + 1]), _shortest(cast[i])
+
+
+def _shortest(value: np.generic) -> str:
+    """The shortest text that identifies ``value`` in its own dtype (``3000.0002`` for float32)."""
+    if value.dtype.kind == "f":
+        return np.format_float_positional(value, unique=True, trim="-")
+    return str(value)
+
+
+def _as_float_array(
+    value: Any, *, dtype: np.dtype | None, what: str, protocol_dtype: np.dtype | None = None
+) -> np.ndarray:
+    """``value`` as a little-endian float16/float32 array, refusing anything that would change a metric.
+
+    A cast to a narrower float is refused when it overflows (inf) or merges distinct values,
+    since every metric here is rank-based; ``protocol_dtype`` is the precision the evaluator
+    computes in anyway (float32 for maps: ``evaluation.metrics.to_protocol``), casts to which are
+    not checked.
+    """
     array = np.asarray(value)
     if array.dtype.kind not in "fiu" or array.dtype.kind == "b":
         raise BundleWriteError(f"{what} must be a real-valued array, got dtype {array.dtype}")
@@ -54,8 +97,25 @@ def _as_float_array(value: Any, *, dtype: np.dtype | None, what: str) -> np.ndar
         raise BundleWriteError(f"{what} contains NaN or infinite values")
     with np.errstate(over="ignore"):  # an overflow shows as inf, reported just below
         out = np.ascontiguousarray(array, dtype=target)
+    suggestion = "; write float32 (dtype='float32', or None to keep float32 input)" if target.itemsize == 2 else ""
     if not np.isfinite(out).all():
-        raise BundleWriteError(f"{what} overflows {target.name} (values beyond {np.finfo(target).max:g})")
+        n_over = int(np.count_nonzero(~np.isfinite(out)))
+        raise BundleWriteError(
+            f"{what} overflows {target.name}: {n_over:,} values would become infinite ({target.name} holds at most "
+            f"{np.finfo(target).max:g}){suggestion}"
+        )
+    reference = array  # what the evaluator would compare: the values at its own precision
+    if protocol_dtype is not None and (array.dtype.kind in "iu" or array.dtype.itemsize > protocol_dtype.itemsize):
+        reference = array.astype(protocol_dtype)
+    if reference.dtype.kind in "iu" or reference.dtype.itemsize > target.itemsize:
+        merged = _merged_values(reference, target)
+        if merged is not None:
+            before, after, a, b, both = merged
+            raise BundleWriteError(
+                f"{what}: {target.name} would merge {before:,} distinct values into {after:,} (e.g. {a} and "
+                f"{b} both become {both}), changing their ranking and so the metrics"
+                + (suggestion or "; rescale the values (e.g. subtract their minimum) before writing")
+            )
     return out
 
 
@@ -104,7 +164,11 @@ def write_bundle(
         ids (N,), image scores (N,) and anomaly maps (N, H, W), rows in the same order.
     dtype : {None, "float16", "float32"}, optional
         Storage dtype. ``None`` keeps float16/float32 input as is and stores anything else
-        as float32. float16 halves the size; values beyond 65504 are an error.
+        as float32. float16 halves the size but is refused when it would change a metric: values
+        beyond 65504 (overflow to inf), or distinct values that float16 rounds to one (maps of
+        the form 3000 + U(0, 1), or millions of values in [0, 1): float16 has 2,048 steps per
+        octave). Scores are also refused when float32 would merge distinct float64 scores; maps
+        are not, as the evaluator computes in float32 anyway.
     description : str, optional
         Free text stored in the manifest.
 
@@ -116,7 +180,8 @@ def write_bundle(
     Raises
     ------
     BundleWriteError
-        Naming the category and array at fault; nothing is written.
+        Naming the category and array at fault (for a refused cast: how many values overflow, or
+        how many distinct values would merge, with an example); nothing is written.
     """
     if not isinstance(method, str) or not method.strip() or len(method) > 120:
         raise BundleWriteError("method must be a non-empty string of at most 120 characters")
@@ -139,7 +204,7 @@ def write_bundle(
             raise BundleWriteError(f"{key}: missing {', '.join(sorted(missing))}")
         ids = _check_ids(entry["ids"], key=key)
         scores = _as_float_array(entry["scores"], dtype=target, what=f"{key}: scores")
-        maps = _as_float_array(entry["maps"], dtype=target, what=f"{key}: maps")
+        maps = _as_float_array(entry["maps"], dtype=target, what=f"{key}: maps", protocol_dtype=_DTYPES["float32"])
         n = len(ids)
         if scores.shape != (n,):
             raise BundleWriteError(f"{key}: scores have shape {scores.shape}; expected ({n},) for {n} ids")
