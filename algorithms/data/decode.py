@@ -79,6 +79,24 @@ MAX_CLASS_ID = 9
 MASK_RULE = "masks must be lossless PNG/BMP/TIFF (or GIF, lossless WebP) with two levels (0 and one defect value)"
 
 _LOSSLESS_FORMATS = frozenset({"PNG", "BMP", "DIB", "GIF"})
+_TIFF_COMPRESSION_NAMES = {
+    "tiff_raw_16": "raw",
+    "tiff_ccitt": "CCITT",
+    "group3": "CCITT G3",
+    "group4": "CCITT G4",
+    "tiff_lzw": "LZW",
+    "tiff_adobe_deflate": "Deflate",
+    "tiff_deflate": "Deflate",
+    "packbits": "PackBits",
+    "tiff_thunderscan": "ThunderScan",
+    "lzma": "LZMA",
+    "zstd": "Zstandard",
+    "jpeg": "JPEG",
+    "tiff_jpeg": "JPEG",
+    "webp": "WebP",
+    "tiff_sgilog": "SGI LogLuv",
+    "tiff_sgilog24": "SGI LogLuv",
+}
 _SUFFIX_FORMATS = {
     ".png": "PNG",
     ".bmp": "BMP",
@@ -181,7 +199,7 @@ class MaskFile:
     mask : numpy.ndarray
         ``(H, W)`` uint8 in {0, 1}, upright (EXIF orientation applied); 1 marks defect pixels.
     format : str
-        What the file holds, for messages: ``"a PNG"``, ``"a TIFF (LZW)"``...
+        What the file holds, for messages: ``"a PNG"``, ``"an LZW-compressed TIFF"``...
     stored_hw : tuple of int
         ``(height, width)`` as stored, before orientation.
     orientation : int
@@ -228,18 +246,17 @@ def _probe(path: Path) -> tuple[str, bool, tuple[int, int], int]:
         raise DatasetError(f"{path}: cannot read mask (file not found)") from None
     except Exception as exc:  # Pillow cannot parse the header (or the file is a decompression bomb)
         raise DatasetError(f"{path}: cannot read mask (not a readable image: {exc})") from exc
+    fmt = "JPEG" if fmt == "MPO" else fmt  # a JPEG with extra frames (multi-picture)
     if fmt in _LOSSLESS_FORMATS:
         description, lossless = f"a {fmt}", True
-    elif fmt in ("JPEG", "MPO"):
+    elif fmt == "JPEG":
         description, lossless = "a JPEG", False
     elif fmt == "TIFF":
+        compression = compression or "raw"
         lossless = compression in LOSSLESS_TIFF_COMPRESSIONS
-        if compression in ("raw", None):
-            description = "an uncompressed TIFF"
-        elif compression in ("jpeg", "tiff_jpeg"):
-            description = "a JPEG-compressed TIFF"
-        else:
-            description = f"a TIFF ({compression} compression)"
+        name = _TIFF_COMPRESSION_NAMES.get(compression, compression)
+        article = "an" if name[:1] in "AEIOLMNSX" else "a"  # as spoken: an LZW, an SGI, a JPEG
+        description = "an uncompressed TIFF" if compression == "raw" else f"{article} {name}-compressed TIFF"
     elif fmt == "WEBP":
         lossless = _webp_lossless(path)
         description = "a lossless WebP" if lossless else "a lossy WebP"
