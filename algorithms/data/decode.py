@@ -21,8 +21,9 @@ Masks are validated when read, so that no reader's choice silently changes the g
   1..9 defect classes: ``utils/id2class.py`` of amazon-science/spot-diff), so one mask may hold
   several non-zero values; spot-diff's own ``prepare_data.py`` and anomalib binarise them with
   ``!= 0``. With ``class_ids=True`` (the raw VisA layout only) a grey mask whose values are all
-  at most :data:`MAX_CLASS_ID`, or a colour mask with at most that many defect colours, is such
-  a class map: every non-zero pixel is defect. Everything else still follows the rules above.
+  at most :data:`MAX_CLASS_ID` (for a palette image: its indices, as spot-diff reads them), or a
+  colour mask with at most that many defect colours, is such a class map: every non-zero pixel
+  is defect. Everything else still follows the rules above.
 * **Orientation.** Each mask's own EXIF orientation is applied, as for images.
 
 The defect of a mask is every pixel that is not background (``!= 0``), as in the MVTec AD and
@@ -231,8 +232,9 @@ def _webp_lossless(path: Path) -> bool:
             handle.seek(size + (size & 1), 1)
 
 
-def _probe(path: Path) -> tuple[str, bool, tuple[int, int], int]:
-    """``(description, lossless, stored (H, W), orientation)`` from the header; refuses several frames."""
+def _probe(path: Path) -> tuple[str, bool, tuple[int, int], int, str]:
+    """``(description, lossless, stored (H, W), orientation, Pillow mode)`` from the header; refuses
+    several frames."""
     from PIL import Image
 
     try:
@@ -242,6 +244,7 @@ def _probe(path: Path) -> tuple[str, bool, tuple[int, int], int]:
             frames = getattr(image, "n_frames", 1)
             compression = image.info.get("compression")
             orientation = image_orientation(image, path)
+            mode = image.mode
     except FileNotFoundError:
         raise DatasetError(f"{path}: cannot read mask (file not found)") from None
     except Exception as exc:  # Pillow cannot parse the header (or the file is a decompression bomb)
@@ -266,7 +269,15 @@ def _probe(path: Path) -> tuple[str, bool, tuple[int, int], int]:
         description += f" (named {path.suffix})"
     if frames > 1:
         raise DatasetError(f"{path}: {MASK_RULE}; found {description} with {frames} frames (a mask is one image)")
-    return description, lossless, (height, width), orientation
+    return description, lossless, (height, width), orientation, mode
+
+
+def _palette_indices(path: Path) -> np.ndarray:
+    """A palette image's indices, as spot-diff's ``prepare_data.py`` reads raw VisA masks."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("P") if image.mode == "PA" else image)
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -403,8 +414,11 @@ def read_mask_file(path: str | Path, *, class_ids: bool = False) -> MaskFile:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: cannot read mask (file not found)")
-    description, lossless, stored_hw, orientation = _probe(path)
-    array = _decode(path)
+    description, lossless, stored_hw, orientation, mode = _probe(path)
+    if class_ids and lossless and mode in ("P", "PA"):
+        array = _palette_indices(path)  # a class map: the indices are the class ids, whatever the colours
+    else:
+        array = _decode(path)
     if not lossless:
         raise DatasetError(f"{path}: {MASK_RULE}; found {description} with {_describe_levels(array)}")
     defect = _defect(array, path, description, class_ids=class_ids)

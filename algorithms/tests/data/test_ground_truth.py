@@ -291,6 +291,19 @@ def test_raw_visa_class_maps_are_binarised(visa_root):
     np.testing.assert_array_equal(truth.masks[index], square((mask > 0).astype(np.uint8), 18))
 
 
+def test_raw_visa_palette_class_maps_are_read_by_index(visa_root):
+    # as spot-diff's prepare_data.py reads them: np.array(Image.open(mask)) != 0, whatever the colours
+    ids = np.zeros((16, 18), np.uint8)
+    ids[1:4, 2:5] = 2
+    ids[8:12, 10:15] = 7
+    image = Image.fromarray(ids, "P")
+    image.putpalette([v for k in range(256) for v in (40 * k % 256, 200 - k % 200, 17 * k % 256)])
+    image.save(_visa_mask(visa_root))
+    truth = load_category("visa/candle", roots={"visa": visa_root}).ground_truth(size=18)
+    index = list(truth.ids).index("Data/Images/Anomaly/001.JPG")
+    np.testing.assert_array_equal(truth.masks[index], square((ids > 0).astype(np.uint8), 18))
+
+
 @pytest.mark.parametrize("values", [(1, 2, 255), (0, 128, 255), (1, MAX_CLASS_ID + 1)])
 def test_raw_visa_masks_with_grey_levels_are_refused(visa_root, values):
     mask = np.zeros((16, 18), np.uint8)
