@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.metrics import EVALUATOR_VERSION, evaluate_at_protocol
+
 __all__ = [
     "SCHEMA",
     "ConfigError",
@@ -234,14 +236,11 @@ def _predict_all(model, loader, n_expected: int, *, desc: str) -> tuple[np.ndarr
 
 
 def _evaluate(ground_truth, scores: np.ndarray, maps: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    from evaluation.metrics import evaluate, to_protocol
-
-    out = {}
-    for variant, variant_maps in maps.items():
-        masks, protocol_maps = to_protocol(ground_truth.masks, variant_maps)
-        values = evaluate(masks, protocol_maps, ground_truth.labels, scores)
-        out[variant] = {k: float(v) for k, v in values.items()}
-    return out
+    """Every map variant scored by ``evaluate_at_protocol``, the function server-side scoring uses."""
+    return {
+        variant: evaluate_at_protocol(ground_truth.masks, variant_maps, ground_truth.labels, scores)
+        for variant, variant_maps in maps.items()
+    }
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -343,10 +342,6 @@ def run_category(
         if progress is not None:
             progress(min(max(fraction, 0.0), 1.0), f"{algorithm} {category}: {message}")
 
-    try:
-        from evaluation.metrics import EVALUATOR_VERSION
-    except ImportError:  # pragma: no cover - the metrics package is part of this project
-        EVALUATOR_VERSION = ""
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "status": "running",

@@ -11,7 +11,7 @@ timm backbone (its weights are saved once and loaded into both feature extractor
 the same coreset ratio, 9 neighbours for the image-score reweighting and sigma 4 smoothing.
 Each side runs in its own fresh subprocess so that the peak resident memory (``ru_maxrss``) is
 its own. The printed table has fit time, inference time per image, peak RSS and the four
-metrics of ``evaluation.metrics`` (after ``to_protocol``), with ours/anomalib ratios. Inference
+metrics of ``evaluation.metrics`` (``evaluate_at_protocol``), with ours/anomalib ratios. Inference
 is timed over ``--repeats`` passes of the whole test set and the fastest pass is reported
 (timeit's rule: on a shared machine the slower passes measure the other processes); the
 metrics come from the first pass (the passes give identical outputs). A third process then
@@ -52,11 +52,10 @@ def _loaders(args):
 def _metrics(category, scores, maps):
     import numpy as np
 
-    from evaluation.metrics import evaluate, to_protocol
+    from evaluation.metrics import evaluate_at_protocol
 
     gt = category.ground_truth()
-    masks, protocol_maps = to_protocol(gt.masks, np.concatenate(maps))
-    return evaluate(masks, protocol_maps, gt.labels, np.concatenate(scores))
+    return evaluate_at_protocol(gt.masks, np.concatenate(maps), gt.labels, np.concatenate(scores))
 
 
 def run_ours(args) -> dict:

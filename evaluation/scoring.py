@@ -1,9 +1,10 @@
 """Score validated bundles against ground truth (arrays in, metric values out; no ORM).
 
-The evaluation protocol is ``evaluation.metrics``: maps are resized bilinearly to
-``EVAL_SIZE x EVAL_SIZE`` by ``to_protocol`` and scored by ``evaluate`` against masks at the
-same size. Maps stream from the archive in batches and are resized batch by batch, so a
-category never needs its maps at the uploaded resolution in memory all at once.
+The evaluation protocol is ``evaluation.metrics``: ``evaluate_at_protocol`` resizes masks
+(nearest) and maps (bilinear) to ``EVAL_SIZE x EVAL_SIZE`` and computes the four metrics, the
+same function the benchmark runner uses. Maps stream from the archive in batches and are
+resized batch by batch (``maps_to_protocol``), so a category never needs its maps at the
+uploaded resolution in memory all at once.
 
 ``suspicion_check`` flags a submission whose maps match the ground truth too well to be a
 model's output (it is then held back for an admin instead of being published).
@@ -22,7 +23,7 @@ from .bundles import BundleReader
 __all__ = [
     "GroundTruthLike",
     "SuspicionReport",
-    "maps_to_protocol",
+    "maps_to_protocol_in_batches",
     "score_arrays",
     "score_bundle",
     "suspicion_check",
@@ -37,29 +38,14 @@ class GroundTruthLike(Protocol):
     masks: np.ndarray
 
 
-#: Floating-point slack tolerated around [0, 1] (sums of many areas can land at 1 + 1e-14).
-UNIT_TOLERANCE = 1e-9
-
-
-def _unit(value: float) -> float:
-    """``value`` as a float, with rounding excursions just outside [0, 1] clipped back in."""
-    number = float(value)
-    if -UNIT_TOLERANCE <= number < 0.0:
-        return 0.0
-    if 1.0 < number <= 1.0 + UNIT_TOLERANCE:
-        return 1.0
-    return number
-
-
-def maps_to_protocol(
-    masks: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, n_images: int
-) -> np.ndarray:
+def maps_to_protocol_in_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], *, n_images: int) -> np.ndarray:
     """Assemble ``(positions, maps)`` batches into one ``(N, EVAL_SIZE, EVAL_SIZE)`` float32 array.
+
+    Each batch is resized on its own (``evaluation.metrics.maps_to_protocol``), so the maps are
+    never all in memory at the uploaded resolution.
 
     Parameters
     ----------
-    masks : ndarray of shape (N, S, S)
-        Ground-truth masks in the expected order (``to_protocol`` resizes them alongside).
     batches : iterable of (ndarray, ndarray)
         Expected-order positions ``(B,)`` and the maps ``(B, H, W)`` for them.
     n_images : int
@@ -68,8 +54,13 @@ def maps_to_protocol(
     Returns
     -------
     ndarray of shape (N, EVAL_SIZE, EVAL_SIZE), float32
+
+    Raises
+    ------
+    ValueError
+        A position given twice or never, or maps the metrics reject.
     """
-    from .metrics import EVAL_SIZE, to_protocol
+    from .metrics import EVAL_SIZE, maps_to_protocol
 
     out = np.empty((n_images, EVAL_SIZE, EVAL_SIZE), dtype=np.float32)
     seen = np.zeros(n_images, dtype=bool)
@@ -77,8 +68,7 @@ def maps_to_protocol(
         positions = np.asarray(positions, dtype=np.int64)
         if seen[positions].any():
             raise ValueError("a map position was given twice")
-        _, resized = to_protocol(masks[positions], maps)
-        out[positions] = resized
+        out[positions] = maps_to_protocol(maps)
         seen[positions] = True
     if not seen.all():
         raise ValueError(f"maps were given for {int(seen.sum())} of {n_images} images")
@@ -88,14 +78,12 @@ def maps_to_protocol(
 def score_arrays(*, ground_truth: GroundTruthLike, scores: np.ndarray, maps: np.ndarray) -> dict[str, float]:
     """Metric values for one category from arrays already in the ground truth's order.
 
-    ``maps`` may be at any resolution; they are brought to the protocol size by
-    ``to_protocol``. Returns ``evaluation.metrics.evaluate``'s dict (image_auroc,
-    pixel_auroc, aupro, pl).
+    ``maps`` may be at any resolution; ``evaluation.metrics.evaluate_at_protocol`` brings them
+    (and the masks) to the protocol size. Returns its dict (image_auroc, pixel_auroc, aupro, pl).
     """
-    from .metrics import evaluate, to_protocol
+    from .metrics import evaluate_at_protocol
 
-    masks, protocol_maps = to_protocol(ground_truth.masks, maps)
-    return {key: _unit(value) for key, value in evaluate(masks, protocol_maps, ground_truth.labels, scores).items()}
+    return evaluate_at_protocol(ground_truth.masks, maps, ground_truth.labels, scores)
 
 
 def score_bundle(
@@ -109,7 +97,7 @@ def score_bundle(
     ``reader.validate`` must have passed with the same categories and the ground truths' ids.
     ``progress(done, total, key)`` is called after each category.
     """
-    from .metrics import EVAL_SIZE, evaluate, to_protocol
+    from .metrics import evaluate_at_protocol
 
     summary = reader.summary
     results: dict[str, dict[str, float]] = {}
@@ -118,12 +106,9 @@ def score_bundle(
         gt = ground_truths[key]
         if [str(image_id) for image_id in gt.ids] != reader.expected_ids(key):
             raise ValueError(f"the ground truth of {key} is not in the order of the ids the bundle was checked against")
-        masks = np.asarray(gt.masks)
-        if masks.shape[1:] != (EVAL_SIZE, EVAL_SIZE):
-            masks, _ = to_protocol(masks, np.zeros(masks.shape, dtype=np.float32))
         scores = reader.read_scores(key)
-        maps = maps_to_protocol(masks, reader.iter_map_batches(key), n_images=len(scores))
-        results[key] = {name: _unit(value) for name, value in evaluate(masks, maps, gt.labels, scores).items()}
+        maps = maps_to_protocol_in_batches(reader.iter_map_batches(key), n_images=len(scores))
+        results[key] = evaluate_at_protocol(gt.masks, maps, gt.labels, scores)
         if progress is not None:
             progress(done, len(keys), key)
     return results

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from evaluation.bundles import BundleLimits, BundleReader
 from evaluation.metrics import EVAL_SIZE, evaluate, to_protocol
-from evaluation.scoring import maps_to_protocol, score_arrays, score_bundle, suspicion_check
+from evaluation.scoring import maps_to_protocol_in_batches, score_arrays, score_bundle, suspicion_check
 from evaluation.tests.bundle_corpus import Spec, write_valid
 
 
@@ -87,12 +87,11 @@ def test_score_arrays_matches_evaluate():
 
 
 def test_maps_to_protocol_requires_each_position_once():
-    gt = _ground_truth(4, seed=0)
     maps = np.zeros((2, 64, 64), np.float32)
     with pytest.raises(ValueError, match="given twice"):
-        maps_to_protocol(gt.masks, [(np.array([0, 1]), maps), (np.array([1, 2]), maps)], n_images=4)
+        maps_to_protocol_in_batches([(np.array([0, 1]), maps), (np.array([1, 2]), maps)], n_images=4)
     with pytest.raises(ValueError, match="for 2 of 4 images"):
-        maps_to_protocol(gt.masks, [(np.array([0, 1]), maps)], n_images=4)
+        maps_to_protocol_in_batches([(np.array([0, 1]), maps)], n_images=4)
 
 
 def test_suspicion_check_flags_maps_that_are_the_masks():
