@@ -1,4 +1,4 @@
-"""Score one uploaded bundle: claim it, validate it completely, score it, record the results.
+"""Score one uploaded bundle: claim it, validate it completely, score it, hand back the values.
 
 ``submission_score`` is what the Celery task ``evaluation.score_submission`` runs:
 
@@ -9,53 +9,48 @@
    this passes; a bad bundle fails with the reader's message naming the member;
 3. score each category against the ground truth on disk (``algorithms.data``), reporting
    progress and heartbeats;
-4. in one transaction, record every value with ``result_record`` (update-or-create: a retried
-   job writes each value once) and finish the submission: published, private, or held for
-   review when its maps match the ground truth too well.
+4. hand every value to ``submission_finish``, which records them (update-or-create: a retried
+   job writes each value once) and finishes the submission in one transaction: published,
+   private, or held for review when its maps match the ground truth too well.
 
-Transient errors (database, I/O) propagate so that the task retries them; every other error
-fails the submission with a message.
+This module writes no row: the claim, progress, failure and results are
+``leaderboard.services.submissions`` transitions on the task's lease. Transient errors
+(database, I/O) propagate so that the task retries them; every other error fails the
+submission with a message.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
 from django.utils.text import slugify
 
 from evaluation.bundles import BundleError, BundleLimits, BundleReader
-from leaderboard.models import Category, JobStatus, Provenance, Submission
-from leaderboard.services import jobs
-from leaderboard.services.results import result_record
+from leaderboard.services.jobs import HeartbeatThread, JobLease, JobLostError, heartbeat_interval_s, is_transient
 from leaderboard.services.submissions import (
-    RUNNING_STATUSES,
-    JobLostError,
+    SUBMISSION_JOBS,
     submission_claim,
-    submission_mark_done,
-    submission_mark_failed,
+    submission_fail,
+    submission_finish,
     submission_progress,
+    submission_scoring_start,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from leaderboard.models import Submission
 
 logger = logging.getLogger(__name__)
 
-#: ``OSError`` subclasses that are permanent (the stored archive is gone or unreadable); other
-#: ``OSError``s and database errors are transient (``leaderboard.services.jobs.TRANSIENT_ERRORS``).
-PERMANENT_OS_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, PermissionError)
 #: Share of the progress bar given to validation (the rest is scoring).
 VALIDATION_SHARE = 0.3
 
 
 class GroundTruthUnavailable(RuntimeError):
     """The server cannot load a category's ground truth (a deployment problem, not the bundle's)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors that the task retries (database or I/O trouble, not a missing archive)."""
-    return jobs.is_transient(exc, permanent=PERMANENT_OS_ERRORS)
 
 
 def bundle_limits() -> BundleLimits:
@@ -107,7 +102,7 @@ def _check_method(manifest_method: str, submission: Submission) -> None:
     )
 
 
-def _expected_ids(submission: Submission) -> tuple[dict[str, list[str]], dict[str, object], dict[str, Category]]:
+def _expected_ids(submission: Submission) -> tuple[dict[str, list[str]], dict[str, object]]:
     rows = {category.key: category for category in submission.suite.categories.order_by("key")}
     if not rows:
         raise GroundTruthUnavailable(f"suite {submission.suite.key!r} has no categories on this server")
@@ -121,28 +116,24 @@ def _expected_ids(submission: Submission) -> tuple[dict[str, list[str]], dict[st
                 f"the published test ids of {key} differ from the dataset on disk; an admin must re-sync the catalog"
             )
         expected[key] = ids
-    return expected, datasets, rows
+    return expected, datasets
 
 
-def _score(submission: Submission, task_id: str) -> str:
+def _score(submission: Submission, lease: JobLease) -> str:
     from evaluation.metrics import EVAL_SIZE, EVALUATOR_VERSION
     from evaluation.scoring import score_bundle, suspicion_check
 
-    expected, datasets, categories = _expected_ids(submission)
+    expected, datasets = _expected_ids(submission)
     total = len(expected)
 
     def validated(done: int, total: int, key: str) -> None:
         submission_progress(
-            submission_id=submission.pk,
-            task_id=task_id,
-            progress=VALIDATION_SHARE * done / total,
-            message=f"validated {done}/{total} categories ({key})",
+            lease, progress=VALIDATION_SHARE * done / total, message=f"validated {done}/{total} categories ({key})"
         )
 
     def scored(done: int, total: int, key: str) -> None:
         submission_progress(
-            submission_id=submission.pk,
-            task_id=task_id,
+            lease,
             progress=VALIDATION_SHARE + (1 - VALIDATION_SHARE) * done / total,
             message=f"scored {done}/{total} categories ({key})",
         )
@@ -150,42 +141,27 @@ def _score(submission: Submission, task_id: str) -> str:
     with submission.archive.open("rb") as handle, BundleReader(handle, limits=bundle_limits()) as reader:
         summary = reader.validate(suite=submission.suite.key, expected_ids=expected, progress=validated)
         _check_method(summary.manifest.method, submission)
-        submission_progress(
-            submission_id=submission.pk,
-            task_id=task_id,
-            status=JobStatus.SCORING,
-            progress=VALIDATION_SHARE,
-            message=f"bundle valid; scoring {total} categories",
-        )
+        submission_scoring_start(lease, progress=VALIDATION_SHARE, message=f"bundle valid; scoring {total} categories")
         results = score_bundle(reader, _GroundTruths(datasets, EVAL_SIZE), progress=scored)
         layouts = summary.categories
 
     report = suspicion_check(results)
-    with transaction.atomic():
-        for key, values in results.items():
-            layout = layouts[key]
-            for metric, value in values.items():
-                result_record(
-                    method=submission.method,
-                    category=categories[key],
-                    metric=metric,
-                    value=value,
-                    provenance=Provenance.SERVER_SCORED,
-                    evaluator_version=EVALUATOR_VERSION,
-                    submission=submission,
-                    extra={
-                        "map_size": list(layout.map_size),
-                        "maps_dtype": layout.maps_dtype.name,
-                        "n_images": layout.n_images,
-                        "archive_sha256": submission.archive_sha256,
-                    },
-                )
-        submission_mark_done(
-            submission_id=submission.pk,
-            task_id=task_id,
-            flagged_reason=report.reason if report.flagged else "",
-            summary=f"scored {total} categories with {EVALUATOR_VERSION}",
-        )
+    submission_finish(
+        lease,
+        results=results,
+        extra={
+            key: {
+                "map_size": list(layouts[key].map_size),
+                "maps_dtype": layouts[key].maps_dtype.name,
+                "n_images": layouts[key].n_images,
+                "archive_sha256": submission.archive_sha256,
+            }
+            for key in results
+        },
+        evaluator_version=EVALUATOR_VERSION,
+        flagged_reason=report.reason if report.flagged else "",
+        summary=f"scored {total} categories with {EVALUATOR_VERSION}",
+    )
     return "flagged" if report.flagged else "done"
 
 
@@ -200,38 +176,29 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
     if submission is None:
         logger.info("submission %s: nothing to do for task %s", submission_id, task_id)
         return "skipped"
-    heartbeat = jobs.HeartbeatThread(
-        Submission,
-        pk=submission_id,
-        task_id=task_id,
-        running=RUNNING_STATUSES,
-        interval_s=jobs.heartbeat_interval_s(minimum=1.0),
-        label="submission",
-    )
+    lease = SUBMISSION_JOBS.lease(submission_id, task_id)
     try:
-        with heartbeat:
-            return _score(submission, task_id)
+        with HeartbeatThread(lease, interval_s=heartbeat_interval_s(minimum=1.0)):
+            return _score(submission, lease)
     except BundleError as exc:
-        submission_mark_failed(submission_id=submission_id, message=str(exc), invalid_bundle=True, task_id=task_id)
+        submission_fail(lease, message=str(exc), invalid_bundle=True)
         return "failed"
     except JobLostError:
         logger.warning("submission %s was taken from task %s; stopping", submission_id, task_id)
         return "lost"
     except SoftTimeLimitExceeded:
         limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
-        submission_mark_failed(
-            submission_id=submission_id,
+        submission_fail(
+            lease,
             message=f"Server error: scoring exceeded the time limit ({limit} s); it does not count against your quota",
-            task_id=task_id,
         )
         return "failed"
     except Exception as exc:
         if is_transient(exc):
             raise
         logger.exception("submission %s: scoring failed", submission_id)
-        submission_mark_failed(
-            submission_id=submission_id,
+        submission_fail(
+            lease,
             message=f"Server error while scoring ({type(exc).__name__}: {exc}); it does not count against your quota",
-            task_id=task_id,
         )
         return "failed"

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .jobs import run_job_task
+from leaderboard.services.benchmark_jobs import BENCHMARK_JOBS
+from leaderboard.services.jobs import RUN_BENCHMARK_JOB_TASK, SWEEP_STALE_JOBS_TASK
 
-RUN_BENCHMARK_JOB = "evaluation.run_benchmark_job"
-SWEEP_STALE_JOBS = "evaluation.sweep_stale_jobs"
+from .jobs import run_job_task
 
 
 @shared_task(
-    name=RUN_BENCHMARK_JOB,
+    name=RUN_BENCHMARK_JOB_TASK,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -26,29 +26,17 @@ SWEEP_STALE_JOBS = "evaluation.sweep_stale_jobs"
 )
 def run_benchmark_job(self, job_id: int) -> str:
     """Train and evaluate one category of a benchmark run; returns the job's outcome."""
-    from evaluation.services.benchmarks import (
-        benchmark_job_execute,
-        benchmark_job_fail,
-        benchmark_job_release,
-        is_transient,
-    )
+    from evaluation.services.benchmarks import benchmark_job_execute
 
-    return run_job_task(
-        self,
-        job_id,
-        label="job",
-        execute=lambda task_id: benchmark_job_execute(job_id=job_id, task_id=task_id),
-        is_transient=is_transient,
-        release=lambda task_id, reason: benchmark_job_release(job_id=job_id, task_id=task_id, reason=reason),
-        give_up=lambda task_id, reason: benchmark_job_fail(
-            job_id=job_id, task_id=task_id, message=f"gave up after repeated errors: {reason}"
-        ),
-    )
+    def execute(task_id: str) -> str:
+        return benchmark_job_execute(job_id=job_id, task_id=task_id)
+
+    return run_job_task(self, BENCHMARK_JOBS, job_id, execute)
 
 
-@shared_task(name=SWEEP_STALE_JOBS)
+@shared_task(name=SWEEP_STALE_JOBS_TASK)
 def sweep_stale_jobs() -> dict:
     """Requeue or fail jobs whose worker stopped sending heartbeats (schedule it with Celery beat)."""
-    from evaluation.services.sweeper import jobs_sweep
+    from leaderboard.services.sweeper import jobs_sweep
 
     return jobs_sweep().as_dict()

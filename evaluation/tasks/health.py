@@ -6,8 +6,10 @@ import socket
 
 from celery import shared_task
 
+from leaderboard.services.jobs import HEALTH_CHECK_TASK
 
-@shared_task(name="evaluation.health_check")
+
+@shared_task(name=HEALTH_CHECK_TASK)
 def health_check(token: str = "") -> dict:
     """Round-trip check: returns the worker's host name, echoes the token and touches the DB."""
     from django.db import connection

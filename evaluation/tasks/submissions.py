@@ -1,4 +1,4 @@
-"""Celery task that scores one uploaded bundle (``evaluation.score_submission``).
+"""Celery task that scores one uploaded bundle (``jobs.SCORE_SUBMISSION_TASK``).
 
 Thin by design: it takes the submission id and calls ``evaluation.services.submissions``.
 The service claims the job (so duplicates and redeliveries do nothing), fails it with a message
@@ -11,28 +11,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from leaderboard.services.jobs import SCORE_SUBMISSION_TASK
+from leaderboard.services.submissions import SUBMISSION_JOBS
+
 from .jobs import run_job_task
 
-SCORE_SUBMISSION = "evaluation.score_submission"
 
-
-@shared_task(name=SCORE_SUBMISSION, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+@shared_task(name=SCORE_SUBMISSION_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def score_submission(self, submission_id: int) -> str:
     """Validate and score submission ``submission_id``; returns the outcome (done, flagged, failed, ...)."""
-    from evaluation.services.submissions import is_transient, submission_score
-    from leaderboard.services.submissions import submission_mark_failed, submission_release
+    from evaluation.services.submissions import submission_score
 
-    return run_job_task(
-        self,
-        submission_id,
-        label="submission",
-        execute=lambda task_id: submission_score(submission_id=submission_id, task_id=task_id),
-        is_transient=is_transient,
-        release=lambda task_id, reason: submission_release(submission_id=submission_id, task_id=task_id, reason=reason),
-        give_up=lambda task_id, reason: submission_mark_failed(
-            submission_id=submission_id,
-            task_id=task_id,
-            message=f"Server error: gave up after repeated temporary errors ({reason}); "
-            "it does not count against your quota",
-        ),
-    )
+    def execute(task_id: str) -> str:
+        return submission_score(submission_id=submission_id, task_id=task_id)
+
+    return run_job_task(self, SUBMISSION_JOBS, submission_id, execute)

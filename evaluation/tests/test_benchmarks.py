@@ -128,8 +128,8 @@ def test_a_run_whose_every_category_fails_is_failed_and_publishes_nothing(db, se
 
 
 def test_redelivered_and_duplicate_tasks_write_results_once(catalog, django_capture_on_commit_callbacks):
-    from evaluation.services.benchmarks import benchmark_job_claim
     from evaluation.tasks import run_benchmark_job
+    from leaderboard.services.benchmark_jobs import benchmark_job_claim
 
     with django_capture_on_commit_callbacks(execute=True):
         (run,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")

@@ -12,10 +12,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from evaluation.services.sweeper import jobs_sweep
 from evaluation.tests.test_benchmarks_support import make_catalog, make_tiny_suite, wait_for
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Result
 from leaderboard.services.benchmark_runs import benchmark_runs_create
+from leaderboard.services.sweeper import jobs_sweep
 from tests.workers import WorkerProcess, app_on_queue, require_broker, require_worker_database
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

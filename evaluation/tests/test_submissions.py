@@ -230,14 +230,15 @@ def test_scoring_is_idempotent_and_claimed_once(tiny_suite, tiny_data_root, tmp_
 
 
 def test_claim_is_exclusive_between_tasks(tiny_suite, tiny_data_root, tmp_path):
-    from leaderboard.services.submissions import JobLostError, submission_claim, submission_progress
+    from leaderboard.services.jobs import JobLostError
+    from leaderboard.services.submissions import SUBMISSION_JOBS, submission_claim, submission_progress
 
     submission = stored_submission(user(), write_valid(tmp_path / "b.zip", spec_for(tiny_data_root)))
     assert submission_claim(submission_id=submission.pk, task_id="a") is not None
     assert submission_claim(submission_id=submission.pk, task_id="b") is None  # fresh heartbeat: a owns it
     assert submission_claim(submission_id=submission.pk, task_id="a") is not None  # a's retry/redelivery
     with pytest.raises(JobLostError):
-        submission_progress(submission_id=submission.pk, task_id="b", progress=0.5, message="x")
+        submission_progress(SUBMISSION_JOBS.lease(submission.pk, "b"), progress=0.5, message="x")
 
 
 def test_a_server_error_fails_without_counting_against_the_daily_quota(tiny_suite, tiny_data_root, tmp_path,

@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from evaluation.services.sweeper import jobs_sweep
 from evaluation.tests.test_benchmarks_support import make_catalog, make_tiny_suite
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Result, Submission
 from leaderboard.services.benchmark_runs import benchmark_runs_create
+from leaderboard.services.sweeper import jobs_sweep
 
 
 @pytest.fixture(scope="module")

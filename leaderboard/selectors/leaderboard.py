@@ -14,19 +14,15 @@ incomplete.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.core.cache import cache
-from django.db.models import Count, Max, Q, Subquery
+from django.db.models import Max, Q
 
-from ..models import Category, Provenance, Result, ReviewStatus, Submission, Suite, Visibility
+from ..cache import cached
+from ..models import Category, Provenance, Result, ReviewStatus, Suite, Visibility
 from .metrics import MetricInfo, metric_get, metric_list
-
-#: How long a cached table lives even if nothing invalidates it (writes invalidate it at once).
-CACHE_TIMEOUT_S = 60 * 60
 
 
 class InvalidFilterError(ValueError):
@@ -332,59 +328,6 @@ def suite_leaderboard(
         preferred_reproduced=n_pref,
         notes=tuple(notes),
     )
-
-
-def cache_generation() -> int:
-    """The current cache generation (bumped by every write that changes a table)."""
-    from ..services.results import CACHE_GENERATION_KEY
-
-    value = cache.get(CACHE_GENERATION_KEY)
-    if value is None:
-        cache.add(CACHE_GENERATION_KEY, 1, timeout=None)
-        value = cache.get(CACHE_GENERATION_KEY, 1)
-    return int(value)
-
-
-def cache_is_process_local() -> bool:
-    """True for a cache that other processes cannot see (local memory, dummy)."""
-    from django.core.cache import caches
-
-    return type(caches["default"]).__name__ in ("LocMemCache", "DummyCache")
-
-
-def data_stamp() -> str:
-    """A fingerprint of the rows that tables depend on (one aggregate query).
-
-    Used only with a process-local cache: a write made by another process (a Celery worker, a
-    management command) cannot bump this process's generation, but it changes this stamp.
-    ``results_publish`` touches ``updated_at`` of every row whose currency it changes.
-    """
-    latest_submission = Submission.objects.order_by("-updated_at").values("updated_at")[:1]
-    row = Result.objects.aggregate(t=Max("updated_at"), n=Count("id"), s=Max(Subquery(latest_submission)))
-    return f"{row['t']}|{row['n']}|{row['s']}"
-
-
-def cached(name: str, builder, **kwargs):
-    """``builder(**kwargs)``, cached under the current generation (invalidated by every write).
-
-    With a shared cache (Redis, Memcached) a write anywhere bumps the generation that every
-    process reads. With a process-local cache the key also carries ``data_stamp()``, so writes
-    made by other processes are seen at once too.
-    """
-    key = cache_key(name, **kwargs)
-    value = cache.get(key)
-    if value is None:
-        value = builder(**kwargs)
-        cache.set(key, value, timeout=CACHE_TIMEOUT_S)
-    return value
-
-
-def cache_key(name: str, **kwargs) -> str:
-    """The cache key of ``name`` with ``kwargs`` under the current generation (and data stamp)."""
-    parts = [f"{k}={kwargs[k]}" for k in sorted(kwargs)]
-    stamp = data_stamp() if cache_is_process_local() else ""
-    raw = f"{cache_generation()}:{stamp}:{name}:" + "&".join(parts)
-    return "leaderboard:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
 def suite_leaderboard_cached(**kwargs) -> Board:

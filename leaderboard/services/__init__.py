@@ -5,11 +5,10 @@ the names are re-exported here for convenience.
 """
 
 from .catalog import catalog_sync, method_sync_from_registry
-from .results import leaderboard_cache_invalidate, result_record, results_publish
+from .results import result_record, results_publish
 
 __all__ = [
     "catalog_sync",
-    "leaderboard_cache_invalidate",
     "method_sync_from_registry",
     "result_record",
     "results_publish",

@@ -2,9 +2,9 @@
 
 One ``BenchmarkRun`` per method (its config: the algorithm's params, budgets and seed from a
 config file in ``algorithms/configs/``) with one ``BenchmarkJob`` per category. After the
-transaction commits, one Celery task per job is enqueued by name (``evaluation.run_benchmark_job``);
-workers claim, run and record them, and the last job to finish publishes the run (see
-``evaluation.services.benchmarks``). Earlier runs stay as history.
+transaction commits, one Celery task per job is enqueued by name (``jobs.RUN_BENCHMARK_JOB_TASK``);
+workers claim, run and record them through ``services.benchmark_jobs``, and the last job to
+finish publishes the run. Earlier runs stay as history.
 
 Used by the Django admin, ``manage.py rebenchmark``, the staff API and ``manage.py setup_demo``.
 Nothing here imports torch: config files are plain Python dictionaries.
@@ -20,17 +20,15 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from celery import current_app, group, signature
 from django.conf import settings
 from django.db import transaction
 
 from ..models import BenchmarkJob, BenchmarkRun, Category, JobStatus, Method, Suite
+from .jobs import RUN_BENCHMARK_JOB_TASK, job_enqueue
 
-BENCHMARK_TASK = "evaluation.run_benchmark_job"
 CONFIG_DIR = Path(settings.BASE_DIR) / "algorithms" / "configs"
 DEFAULT_CONFIG = "paper"
 _CONFIG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -258,13 +256,6 @@ def benchmark_run_complete_for(*, method: Method, run_config: dict[str, Any], ca
     return None
 
 
-def _enqueue_jobs(job_ids: list[int]) -> None:
-    app = current_app
-    if BENCHMARK_TASK not in app.tasks:  # a web process has not imported the task modules yet
-        app.loader.import_default_modules()
-    group(signature(BENCHMARK_TASK, args=[pk]) for pk in job_ids).apply_async()
-
-
 def benchmark_runs_create(
     *,
     methods: Iterable[str | Method],
@@ -316,8 +307,7 @@ def benchmark_runs_create(
             )
             job_ids.extend(job.pk for job in jobs)
             runs.append(run)
-        if job_ids:
-            transaction.on_commit(partial(_enqueue_jobs, job_ids))
+        job_enqueue(RUN_BENCHMARK_JOB_TASK, job_ids)
     return runs
 
 
@@ -342,5 +332,5 @@ def benchmark_run_repeat(*, run: BenchmarkRun, requested_by=None) -> BenchmarkRu
         jobs = BenchmarkJob.objects.bulk_create(
             [BenchmarkJob(run=new, category=c, progress_message="queued") for c in categories]
         )
-        transaction.on_commit(partial(_enqueue_jobs, [job.pk for job in jobs]))
+        job_enqueue(RUN_BENCHMARK_JOB_TASK, [job.pk for job in jobs])
     return new

@@ -14,8 +14,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from ..cache import leaderboard_cache_invalidate
 from ..models import Category, Dataset, Method, Suite
-from .results import leaderboard_cache_invalidate
 
 logger = logging.getLogger(__name__)
 

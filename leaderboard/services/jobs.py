@@ -1,17 +1,24 @@
 """Mechanics shared by every kind of background job (``Job`` rows: submissions, benchmark jobs).
 
-One place for what a worker-side job does regardless of its kind:
+Jobs belong to the leaderboard: every write of a job row and every enqueue happens in
+``leaderboard.services``, the same way for each kind. This module holds what does not depend
+on the kind:
 
-* the knobs: :func:`heartbeat_timeout_s`, :func:`heartbeat_interval_s`, :func:`max_attempts`,
-  :func:`heartbeat_thread_enabled`;
-* :func:`stale_q`, the "worker presumed dead" condition (no heartbeat for the timeout);
-* :func:`job_claim`, the claim by one conditional ``UPDATE`` (so two tasks never both win);
-* :class:`HeartbeatThread`, a context manager that keeps ``heartbeat_at`` fresh while a
-  long silent step runs;
-* :func:`is_transient`, which errors a task retries, and :class:`JobLostError`.
+* the Celery task names (the tasks live in ``evaluation.tasks``; the leaderboard enqueues
+  them by name, without importing them) and :func:`job_enqueue`, the one way to send them;
+* :class:`JobKind` (a kind's model, running states, task and how it closes) and
+  :class:`JobLease`, a task's hold on one job: ``(kind, pk, task id)``. Every write after the
+  claim is conditional on the lease, so a task whose job was swept and handed to another worker
+  writes nothing;
+* the life cycle over a lease: :func:`job_claim` (one conditional ``UPDATE``, so two tasks
+  never both win), :func:`job_progress`, :class:`HeartbeatThread`, :func:`job_release` (back to
+  the queue before a retry), :func:`job_fail` and :func:`job_give_up`;
+* the knobs (:func:`heartbeat_timeout_s`, :func:`heartbeat_interval_s`, :func:`max_attempts`,
+  :func:`heartbeat_thread_enabled`), :func:`stale_q` (the "worker presumed dead" condition) and
+  :func:`is_transient` (which errors a task retries).
 
-The kind-specific parts (which states count as running, what the claim writes, what follows
-it) stay with the callers and come in as parameters.
+The kinds themselves are declared next to their own transitions:
+``services.submissions.SUBMISSION_JOBS`` and ``services.benchmark_jobs.BENCHMARK_JOBS``.
 """
 
 from __future__ import annotations
@@ -19,22 +26,43 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, models
+from django.db import InterfaceError, OperationalError, connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..models import JobStatus
+from ..models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
+# Task names ---------------------------------------------------------------------------------
+# Defined here once; ``evaluation.tasks`` registers its tasks under these names.
+
+#: Validate and score one uploaded bundle (argument: the submission's pk).
+SCORE_SUBMISSION_TASK = "evaluation.score_submission"
+#: Train and evaluate one (benchmark run, category) job (argument: the job's pk).
+RUN_BENCHMARK_JOB_TASK = "evaluation.run_benchmark_job"
+#: Requeue or fail jobs whose worker stopped sending heartbeats (Celery beat).
+SWEEP_STALE_JOBS_TASK = "evaluation.sweep_stale_jobs"
+#: Broker -> worker -> database round trip.
+HEALTH_CHECK_TASK = "evaluation.health_check"
+
+#: States in which a job is over; nothing moves it out of them.
+FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED)
+#: Longest progress message a job row holds (longer ones are clipped by :func:`clip`).
+MESSAGE_LENGTH: int = Job._meta.get_field("progress_message").max_length
+#: Longest error message kept on a job row.
+ERROR_LENGTH = 10_000
+
 #: Errors worth retrying: the database or the file system hiccuped, not the job itself.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, OSError)
-#: ``OSError`` subclasses that say something about the job's input, not the environment.
+#: ``OSError`` subclasses that say something about the job's input (a stored archive that is
+#: gone or unreadable, a dataset path that is wrong), not the environment: never retried.
 PERMANENT_OS_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     IsADirectoryError,
@@ -47,9 +75,61 @@ class JobLostError(RuntimeError):
     """The job no longer belongs to this task (the sweeper requeued or failed it, or it finished elsewhere)."""
 
 
-def is_transient(exc: BaseException, *, permanent: tuple[type[BaseException], ...] = PERMANENT_OS_ERRORS) -> bool:
-    """True for errors that a retry with backoff may cure (database or I/O trouble, less ``permanent``)."""
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, permanent)
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that a retry with backoff may cure (database or I/O trouble, less the permanent ones)."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, PERMANENT_OS_ERRORS)
+
+
+def clip(message: object, length: int = MESSAGE_LENGTH) -> str:
+    """``message`` on one line, cut to ``length`` characters (with an ellipsis when cut)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+# Kinds and leases ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of background job: its row model, the states a worker holds it in, its task.
+
+    ``give_up_message`` (with ``{reason}``) is what a job says when its task stops retrying;
+    ``on_failed(pk)`` runs after a job of this kind failed (the benchmark kind finalises the
+    job's run), in the failing transaction.
+    """
+
+    label: str
+    model: type[Job]
+    running: tuple[str, ...]
+    task_name: str
+    give_up_message: str = "gave up after repeated errors: {reason}"
+    on_failed: Callable[[int], None] | None = None
+
+    def lease(self, pk: int, task_id: str) -> JobLease:
+        return JobLease(self, int(pk), str(task_id))
+
+
+@dataclass(frozen=True)
+class JobLease:
+    """A task's hold on one job: the job's kind (so its model), its pk and the task's id."""
+
+    kind: JobKind
+    pk: int
+    task_id: str
+
+    @property
+    def model(self) -> type[Job]:
+        return self.kind.model
+
+    def rows(self) -> models.QuerySet:
+        """The job's row while it still belongs to this task and is running (empty otherwise)."""
+        return self.model.objects.filter(pk=self.pk, celery_task_id=self.task_id, status__in=self.kind.running)
+
+    def lost(self) -> JobLostError:
+        return JobLostError(f"{self.kind.label} {self.pk} no longer belongs to task {self.task_id}")
+
+    def __str__(self) -> str:
+        return f"{self.kind.label} {self.pk} (task {self.task_id})"
 
 
 # Settings -----------------------------------------------------------------------------------
@@ -87,6 +167,41 @@ def heartbeat_thread_enabled() -> bool:
     return bool(getattr(settings, "VADI_HEARTBEAT_THREAD", default))
 
 
+# Enqueue ------------------------------------------------------------------------------------
+
+
+def job_enqueue(task_name: str, pks: Iterable[int], *, task_ids: Sequence[str] | None = None) -> None:
+    """Send ``task_name`` once per pk when the current transaction commits (at once outside one).
+
+    The task is named, not imported, so the web process never imports the worker code; the
+    task modules are imported on first use (Celery's autodiscovery) so that eager mode, with
+    no broker, runs them in-process. ``task_ids`` (one per pk) fixes the Celery task ids, for
+    jobs whose row already names the task that will run them.
+    """
+    pks = [int(pk) for pk in pks]
+    ids = list(task_ids) if task_ids is not None else [None] * len(pks)
+    if len(ids) != len(pks):
+        raise ValueError(f"job_enqueue got {len(pks)} pks but {len(ids)} task ids")
+    if not pks:
+        return
+
+    def send() -> None:
+        from celery import current_app, group, signature
+
+        if task_name not in current_app.tasks:  # this process has not imported the task modules yet
+            current_app.loader.import_default_modules()
+        signatures = [
+            signature(task_name, args=[pk], options={"task_id": task_id} if task_id else {})
+            for pk, task_id in zip(pks, ids)
+        ]
+        if len(signatures) == 1:
+            signatures[0].apply_async()
+        else:
+            group(signatures).apply_async()
+
+    transaction.on_commit(send)
+
+
 # Claim --------------------------------------------------------------------------------------
 
 
@@ -103,87 +218,143 @@ def stale_q(cutoff: datetime, *, untouched: bool = False) -> Q:
 
 
 def job_claim(
-    rows: models.QuerySet,
+    lease: JobLease,
     *,
-    task_id: str,
-    running: Iterable[str],
     claimed_status: str,
     message: str,
     reclaim_own: bool = False,
+    where: Q | None = None,
     now: datetime | None = None,
 ) -> bool:
-    """Claim the job(s) in ``rows`` for ``task_id`` with one conditional ``UPDATE``; ``True`` if won.
+    """Claim the job for ``lease.task_id`` with one conditional ``UPDATE``; ``True`` if won.
 
-    Claimable: a queued job; a job in a ``running`` state whose heartbeat is older than
+    Claimable: a queued job; a job in a running state of its kind whose heartbeat is older than
     :func:`heartbeat_timeout_s` and which has attempts left (its worker died and the broker
-    redelivered the task); with ``reclaim_own``, also a running job already assigned to
-    ``task_id`` (a retry or redelivery of the same task). The winner's row moves to
-    ``claimed_status`` with a fresh start, heartbeat and attempt count and ``message`` as its
-    progress message. ``rows`` narrows the update (the job's pk, plus any condition of the
-    caller's), so two tasks never both win.
+    redelivered the task); with ``reclaim_own``, also a running job already assigned to this
+    task (a retry or redelivery of the same task). ``where`` adds a condition of the kind's own
+    (e.g. the run is not finished). The winner's row moves to ``claimed_status`` with a fresh
+    start, heartbeat and attempt count and ``message`` as its progress message, so two tasks
+    never both win.
     """
     now = timezone.now() if now is None else now
-    running = tuple(running)
+    running = lease.kind.running
     cutoff = now - timedelta(seconds=heartbeat_timeout_s())
     claimable = Q(status=JobStatus.QUEUED) | Q(stale_q(cutoff), status__in=running, attempts__lt=max_attempts())
     if reclaim_own:
-        claimable |= Q(status__in=running, celery_task_id=task_id)
+        claimable |= Q(status__in=running, celery_task_id=lease.task_id)
+    rows = lease.model.objects.filter(claimable, pk=lease.pk)
+    if where is not None:
+        rows = rows.filter(where)
     return bool(
-        rows.filter(claimable).update(
+        rows.update(
             status=claimed_status,
-            celery_task_id=task_id,
+            celery_task_id=lease.task_id,
             attempts=F("attempts") + 1,
             started_at=now,
             heartbeat_at=now,
             finished_at=None,
             progress=0.0,
-            progress_message=message,
+            progress_message=clip(message),
             error_message="",
         )
     )
+
+
+# Progress, release, failure -----------------------------------------------------------------
+
+
+def job_progress(lease: JobLease, *, progress: float, message: str, status: str | None = None) -> None:
+    """Record progress in [0, 1] and a message (optionally a new running state), with a heartbeat.
+
+    Raises
+    ------
+    JobLostError
+        The job no longer belongs to the lease's task.
+    ValueError
+        ``status`` is not a running state of the job's kind.
+    """
+    fields: dict[str, Any] = {
+        "progress": min(1.0, max(0.0, float(progress))),
+        "progress_message": clip(message),
+        "heartbeat_at": timezone.now(),
+    }
+    if status is not None:
+        if status not in lease.kind.running:
+            raise ValueError(
+                f"progress can move a {lease.kind.label} only to {' or '.join(lease.kind.running)}, not {status!r}"
+            )
+        fields["status"] = status
+    if not lease.rows().update(**fields):
+        raise lease.lost()
+
+
+def job_release(lease: JobLease, *, reason: str) -> bool:
+    """Put a running job back in the queue before its task retries (a transient error); ``False`` if not ours."""
+    return bool(
+        lease.rows().update(
+            status=JobStatus.QUEUED,
+            heartbeat_at=timezone.now(),
+            progress=0.0,
+            progress_message=clip(f"retrying after a temporary error: {reason}"),
+        )
+    )
+
+
+def job_fail(lease: JobLease, *, message: str, progress_message: str = "failed") -> bool:
+    """Fail the lease's unfinished job with ``message``; ``True`` if this call changed it.
+
+    Conditional on the job not being finished and still naming the lease's task (running, or
+    queued again by :func:`job_release`). Its kind's ``on_failed`` runs in the same transaction.
+    """
+    text = str(message).strip() or "failed"
+    now = timezone.now()
+    rows = lease.model.objects.filter(pk=lease.pk, celery_task_id=lease.task_id).exclude(status__in=FINISHED_STATUSES)
+    with transaction.atomic():
+        changed = rows.update(
+            status=JobStatus.FAILED,
+            error_message=text[:ERROR_LENGTH],
+            progress_message=clip(progress_message),
+            finished_at=now,
+            heartbeat_at=now,
+        )
+        if changed and lease.kind.on_failed is not None:
+            lease.kind.on_failed(lease.pk)
+    if changed:
+        logger.warning("%s failed: %s", lease, text.splitlines()[0] if text else "")
+    return bool(changed)
+
+
+def job_give_up(lease: JobLease, *, reason: str) -> bool:
+    """Fail the job after its task's last retry, with the kind's ``give_up_message``."""
+    return job_fail(lease, message=lease.kind.give_up_message.format(reason=reason))
 
 
 # Heartbeats ---------------------------------------------------------------------------------
 
 
 class HeartbeatThread(threading.Thread):
-    """Touches ``heartbeat_at`` of one job every ``interval_s`` while its task works, even when silent.
+    """Touches ``heartbeat_at`` of the lease's job every ``interval_s`` while its task works, even when silent.
 
-    Each beat is conditional on the job still being ``task_id``'s and in a ``running`` state;
-    when it no longer is, the thread calls ``on_lost`` (if given) and stops. A failed beat is
-    logged and the next one tried. The thread closes its own database connections on exit.
-    Used as a context manager around the job's work, it beats only when
-    :func:`heartbeat_thread_enabled`.
+    Each beat is conditional on the lease (the job still the task's and running); when it no
+    longer is, the thread calls ``on_lost`` (if given) and stops. A failed beat is logged and
+    the next one tried. The thread closes its own database connections on exit. Used as a
+    context manager around the job's work, it beats only when :func:`heartbeat_thread_enabled`.
     """
 
-    def __init__(
-        self,
-        model: type[models.Model],
-        *,
-        pk: int,
-        task_id: str,
-        running: Iterable[str],
-        interval_s: float,
-        on_lost: Callable[[], None] | None = None,
-        label: str = "job",
-    ) -> None:
-        super().__init__(name=f"heartbeat-{label}-{pk}", daemon=True)
-        self.model, self.pk, self.task_id = model, pk, task_id
-        self.running = tuple(running)
+    def __init__(self, lease: JobLease, *, interval_s: float, on_lost: Callable[[], None] | None = None) -> None:
+        super().__init__(name=f"heartbeat-{lease.kind.label.replace(' ', '-')}-{lease.pk}", daemon=True)
+        self.lease = lease
         self.interval_s = interval_s
         self.on_lost = on_lost
-        self.label = label
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(self.interval_s):
                 try:
-                    alive = self.model.objects.filter(
-                        pk=self.pk, status__in=self.running, celery_task_id=self.task_id
-                    ).update(heartbeat_at=timezone.now())
+                    alive = self.lease.rows().update(heartbeat_at=timezone.now())
                 except Exception:  # a missed beat is not fatal; the next one may succeed
-                    logger.warning("heartbeat of %s %s failed", self.label, self.pk, exc_info=True)
+                    logger.warning("heartbeat of %s failed", self.lease, exc_info=True)
                     continue
                 if not alive:
                     if self.on_lost is not None:

@@ -11,35 +11,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from ..cache import leaderboard_cache_invalidate
 from ..models import BenchmarkRun, Category, Method, Provenance, Result, Submission
 from ..selectors.metrics import UnknownMetricError, metric_get
-
-#: Cache key whose value names the current generation of every cached table (see selectors).
-CACHE_GENERATION_KEY = "leaderboard:generation"
-
-
-def leaderboard_cache_invalidate() -> None:
-    """Move cached tables to a new generation, now and again when the transaction commits.
-
-    Bumping now makes the writer's own later reads fresh; bumping after commit drops anything
-    that a concurrent reader cached from the pre-commit state in between.
-    """
-
-    def bump() -> None:
-        try:
-            cache.incr(CACHE_GENERATION_KEY)
-        except ValueError:  # not set yet (or evicted): any new value differs from what readers saw
-            import time
-
-            cache.set(CACHE_GENERATION_KEY, time.time_ns(), timeout=None)
-
-    bump()
-    transaction.on_commit(bump)
 
 
 def _validate_source(

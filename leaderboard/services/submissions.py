@@ -1,10 +1,11 @@
 """Submission writes: create (quotas, storage), status transitions, failure, admin review.
 
 The lifecycle is ``queued -> validating -> scoring -> done | failed``. Every transition after
-the claim is a conditional ``UPDATE`` on the job still belonging to the claiming task
-(``celery_task_id``), so a task whose job was swept and handed to another worker writes
-nothing. The scoring itself lives in ``evaluation.services.submissions``; this module is the
-leaderboard's side: who may submit what, how often, and what the row says.
+the claim is a conditional ``UPDATE`` on the task's lease (``jobs.JobLease``: the job still
+belongs to the claiming task), so a task whose job was swept and handed to another worker
+writes nothing. The scoring itself (reading and validating the archive, computing metrics)
+lives in ``evaluation.services.submissions``, which writes nothing: every row write of a
+submission, its results included, is made here.
 
 Failures whose message starts with :data:`INVALID_BUNDLE_PREFIX` are the uploader's (a bad
 bundle) and count against the daily quota; any other failure (server error, lost worker,
@@ -16,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,30 +30,32 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from ..models import JobStatus, Method, Result, ReviewStatus, Submission, Suite, Visibility
-from .jobs import JobLostError, job_claim
-from .results import leaderboard_cache_invalidate, results_publish
+from ..cache import leaderboard_cache_invalidate
+from ..models import Category, JobStatus, Method, Provenance, Result, ReviewStatus, Submission, Suite, Visibility
+from .jobs import (
+    SCORE_SUBMISSION_TASK,
+    JobKind,
+    JobLease,
+    clip,
+    job_claim,
+    job_enqueue,
+    job_fail,
+    job_progress,
+)
+from .results import result_record, results_publish
 
 logger = logging.getLogger(__name__)
 
-#: Celery task that scores a submission (``evaluation.tasks.submissions``); enqueued by name.
-SCORE_SUBMISSION_TASK = "evaluation.score_submission"
 #: Failures caused by the upload itself start with this; only they count against the daily quota.
 INVALID_BUNDLE_PREFIX = "Invalid bundle: "
 #: States of a submission that a worker holds (what the claim, heartbeats and the sweeper watch).
 RUNNING_STATUSES = (JobStatus.VALIDATING, JobStatus.SCORING)
 ACTIVE_STATUSES = (JobStatus.QUEUED, *RUNNING_STATUSES)
-_MESSAGE_LENGTH = Submission._meta.get_field("progress_message").max_length
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
 class QuotaExceeded(ValidationError):
     """The user has too many submissions today or in flight."""
-
-
-def _clip(message: str, length: int = _MESSAGE_LENGTH) -> str:
-    message = " ".join(str(message).split())
-    return message if len(message) <= length else message[: length - 1] + "…"
 
 
 def submissions_per_day() -> int:
@@ -167,14 +171,6 @@ def _check_upload(archive) -> None:
         raise ValidationError({"archive": "the bundle must be a zip archive (see the bundle format)"})
 
 
-def _enqueue(submission_id: int, task_id: str) -> None:
-    from celery import signature
-
-    import evaluation.tasks  # noqa: F401  (registers the tasks, so eager mode runs them in-process)
-
-    signature(SCORE_SUBMISSION_TASK, args=[submission_id]).apply_async(task_id=task_id)
-
-
 def submission_create(
     *,
     owner,
@@ -232,8 +228,7 @@ def submission_create(
                 raise ValidationError({"archive": "the upload changed while it was being stored; try again"})
             submission.full_clean()
             submission.save()
-            pk, task_id = submission.pk, submission.celery_task_id
-            transaction.on_commit(lambda: _enqueue(pk, task_id))
+            job_enqueue(SCORE_SUBMISSION_TASK, [submission.pk], task_ids=[submission.celery_task_id])
     except BaseException:
         if stored_name:
             Submission.archive.field.storage.delete(stored_name)
@@ -251,12 +246,10 @@ def submission_claim(*, submission_id: int, task_id: str) -> Submission | None:
     Claimable: a queued submission; an active one already assigned to this task id (a retry or
     a broker redelivery of the same task); an active one whose heartbeat went stale with
     attempts left (its worker died). One conditional ``UPDATE`` decides (``jobs.job_claim``),
-    so two tasks never both win.
+    so two tasks never both win. The winner holds ``SUBMISSION_JOBS.lease(submission_id, task_id)``.
     """
     won = job_claim(
-        Submission.objects.filter(pk=submission_id),
-        task_id=task_id,
-        running=RUNNING_STATUSES,
+        SUBMISSION_JOBS.lease(submission_id, task_id),
         claimed_status=JobStatus.VALIDATING,
         message="validating the bundle",
         reclaim_own=True,
@@ -266,107 +259,119 @@ def submission_claim(*, submission_id: int, task_id: str) -> Submission | None:
     return Submission.objects.select_related("method", "suite", "owner").get(pk=submission_id)
 
 
-def submission_progress(
-    *, submission_id: int, task_id: str, progress: float, message: str, status: str | None = None
-) -> None:
-    """Record progress (and optionally move validating -> scoring), with a heartbeat.
+def submission_progress(lease: JobLease, *, progress: float, message: str) -> None:
+    """Record validation or scoring progress, with a heartbeat.
 
-    Raises :class:`JobLostError` when the submission no longer belongs to ``task_id``.
+    Raises :class:`JobLostError` when the submission no longer belongs to the lease's task.
     """
-    fields = {
-        "progress": min(1.0, max(0.0, float(progress))),
-        "progress_message": _clip(message),
-        "heartbeat_at": timezone.now(),
-    }
-    if status is not None:
-        if status not in RUNNING_STATUSES:
-            raise ValueError(f"progress can move a submission only to validating or scoring, not {status!r}")
-        fields["status"] = status
-    alive = Submission.objects.filter(pk=submission_id, celery_task_id=task_id, status__in=RUNNING_STATUSES).update(
-        **fields
-    )
-    if not alive:
-        raise JobLostError(f"submission {submission_id} no longer belongs to task {task_id}")
+    job_progress(lease, progress=progress, message=message)
 
 
-def submission_release(*, submission_id: int, task_id: str, reason: str) -> bool:
-    """Put an active submission back in the queue before its task retries (transient error)."""
-    return bool(
-        Submission.objects.filter(pk=submission_id, celery_task_id=task_id, status__in=RUNNING_STATUSES).update(
-            status=JobStatus.QUEUED,
-            heartbeat_at=timezone.now(),
-            progress=0.0,
-            progress_message=_clip(f"retrying after a temporary error: {reason}"),
-        )
-    )
+def submission_scoring_start(lease: JobLease, *, progress: float, message: str) -> None:
+    """The bundle passed validation: move the submission from validating to scoring.
+
+    Raises :class:`JobLostError` when the submission no longer belongs to the lease's task.
+    """
+    job_progress(lease, progress=progress, message=message, status=JobStatus.SCORING)
 
 
-def submission_mark_failed(
-    *, submission_id: int, message: str, invalid_bundle: bool = False, task_id: str | None = None
-) -> bool:
-    """Fail an unfinished submission with a message; ``invalid_bundle`` says the upload was at fault.
+def submission_fail(lease: JobLease, *, message: str, invalid_bundle: bool = False) -> bool:
+    """Fail the lease's unfinished submission with a message; ``invalid_bundle`` says the upload was at fault.
 
-    Conditional on the submission not being finished (and, with ``task_id``, on it belonging to
-    that task). Returns whether it changed anything. Any results of the submission stop being
-    current (there should be none: results are written only after a complete validation).
+    Failures of an invalid bundle start with :data:`INVALID_BUNDLE_PREFIX` (they count against
+    the daily quota); no other message does. Returns whether it changed anything. Any results
+    of the submission stop being current (there should be none: results are written only after
+    a complete validation).
     """
     text = str(message).strip() or "failed"
     if invalid_bundle and not text.startswith(INVALID_BUNDLE_PREFIX):
         text = INVALID_BUNDLE_PREFIX + text
     if not invalid_bundle and text.startswith(INVALID_BUNDLE_PREFIX):
         text = text.removeprefix(INVALID_BUNDLE_PREFIX)
-    now = timezone.now()
-    rows = Submission.objects.filter(pk=submission_id).exclude(status__in=(JobStatus.DONE, JobStatus.FAILED))
-    if task_id is not None:
-        rows = rows.filter(Q(celery_task_id=task_id) | Q(status=JobStatus.QUEUED))
-    with transaction.atomic():
-        changed = rows.update(
-            status=JobStatus.FAILED,
-            error_message=text[:10_000],
-            progress_message=_clip("failed: invalid bundle" if invalid_bundle else "failed"),
-            finished_at=now,
-            heartbeat_at=now,
-        )
-        if changed and Result.objects.filter(submission_id=submission_id, is_current=True).update(is_current=False):
-            leaderboard_cache_invalidate()
-    if changed:
-        logger.warning("submission %s failed: %s", submission_id, text)
-    return bool(changed)
+    return job_fail(lease, message=text, progress_message="failed: invalid bundle" if invalid_bundle else "failed")
 
 
-def submission_mark_done(
-    *, submission_id: int, task_id: str, flagged_reason: str = "", summary: str = ""
+def _submission_unpublish(submission_id: int) -> None:
+    """A failed submission's results stop being current (``SUBMISSION_JOBS.on_failed``)."""
+    if Result.objects.filter(submission_id=submission_id, is_current=True).update(is_current=False):
+        leaderboard_cache_invalidate()
+
+
+@transaction.atomic
+def submission_finish(
+    lease: JobLease,
+    *,
+    results: Mapping[str, Mapping[str, float]],
+    extra: Mapping[str, Mapping[str, Any]],
+    evaluator_version: str,
+    flagged_reason: str = "",
+    summary: str = "",
 ) -> Submission:
-    """Finish a scored submission: publish its results, or hold them for review when flagged.
+    """Record a scored submission's values and finish it, in one transaction.
 
-    Call inside the transaction that recorded the results. Public submissions that are not
-    flagged are published (``results_publish``); private ones never are (their scores show
-    only to their owner); flagged ones wait for an admin (``submission_review``).
+    ``results`` maps each category key of the submission's suite to its metric values;
+    ``extra[key]`` is stored with that category's results (map size, dtype, archive hash...).
+    Every value goes through ``result_record`` (update-or-create: a retried job writes each
+    value once). Then the submission is done: public submissions that are not flagged are
+    published (``results_publish``); private ones never are (their scores show only to their
+    owner); flagged ones wait for an admin (``submission_review``).
 
-    Raises :class:`JobLostError` when the submission no longer belongs to ``task_id``.
+    Raises
+    ------
+    JobLostError
+        The submission no longer belongs to the lease's task (nothing is written).
+    django.core.exceptions.ValidationError
+        A value the leaderboard rejects, or a category outside the submission's suite.
     """
+    submission = Submission.objects.select_related("method", "suite").get(pk=lease.pk)
+    categories = {c.key: c for c in Category.objects.filter(suites=submission.suite_id, key__in=list(results))}
+    outside = sorted(set(results) - set(categories))
+    if outside:
+        raise ValidationError(f"categories {', '.join(outside)} are not in suite {submission.suite.key!r}")
+    for key, values in results.items():
+        for metric, value in values.items():
+            result_record(
+                method=submission.method,
+                category=categories[key],
+                metric=metric,
+                value=value,
+                provenance=Provenance.SERVER_SCORED,
+                evaluator_version=evaluator_version,
+                submission=submission,
+                extra=dict(extra.get(key) or {}),
+            )
     now = timezone.now()
     fields = {
         "status": JobStatus.DONE,
         "progress": 1.0,
         "finished_at": now,
         "heartbeat_at": now,
-        "progress_message": _clip(summary or "scored"),
+        "progress_message": clip(summary or "scored"),
         "error_message": "",
     }
     if flagged_reason:
         fields["review_status"] = ReviewStatus.FLAGGED
         fields["review_note"] = flagged_reason
-        fields["progress_message"] = _clip(f"scored; held for review: {flagged_reason}")
-    updated = Submission.objects.filter(pk=submission_id, celery_task_id=task_id, status=JobStatus.SCORING).update(
-        **fields
-    )
-    if not updated:
-        raise JobLostError(f"submission {submission_id} no longer belongs to task {task_id}")
-    submission = Submission.objects.get(pk=submission_id)
+        fields["progress_message"] = clip(f"scored; held for review: {flagged_reason}")
+    if not lease.rows().filter(status=JobStatus.SCORING).update(**fields):
+        raise lease.lost()
+    submission.refresh_from_db()
     if not flagged_reason and submission.visibility == Visibility.PUBLIC:
         results_publish(submission=submission)
     return submission
+
+
+#: Uploaded bundles, scored by the ``evaluation.score_submission`` task.
+SUBMISSION_JOBS = JobKind(
+    label="submission",
+    model=Submission,
+    running=RUNNING_STATUSES,
+    task_name=SCORE_SUBMISSION_TASK,
+    give_up_message=(
+        "Server error: gave up after repeated temporary errors ({reason}); it does not count against your quota"
+    ),
+    on_failed=_submission_unpublish,
+)
 
 
 # Admin review ----------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_new_result_shows_after_cache_invalidation(client, two_methods, catalog)
 def test_writes_from_another_process_are_seen_with_a_local_cache(client, two_methods, catalog):
     from django.core.cache import cache
 
-    from leaderboard.services.results import CACHE_GENERATION_KEY
+    from leaderboard.cache import CACHE_GENERATION_KEY
 
     assert row_order(client.get("/").content.decode()) == ["beta", "alpha"]
     generation = cache.get(CACHE_GENERATION_KEY)

@@ -7,8 +7,8 @@ import math
 import pytest
 from django.core.exceptions import ValidationError
 
+from leaderboard.cache import cache_generation
 from leaderboard.models import Provenance, Result
-from leaderboard.selectors.leaderboard import cache_generation
 from leaderboard.services.results import result_record, results_publish
 
 from .conftest import publish_run, uniform

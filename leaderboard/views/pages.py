@@ -11,21 +11,19 @@ import io
 from collections import defaultdict
 from functools import wraps
 
-from django.core.cache import cache
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from .. import charts
 from ..apis import serializers as shapes
+from ..cache import cached_page
 from ..models import BenchmarkJob, BenchmarkRun, Category, Dataset, Method, Provenance, Result, Submission, Suite
 from ..selectors import catalog, jobs
 from ..selectors.leaderboard import (
-    CACHE_TIMEOUT_S,
     Board,
     InvalidFilterError,
     SuiteNotFoundError,
-    cache_key,
     category_breakdown,
     method_metric_evidence,
     suite_leaderboard_cached,
@@ -51,33 +49,6 @@ def _param(request, name: str, *, choices=None) -> str | None:
 
 def _bad_request(request, message: str, status: int = 400):
     return render(request, "leaderboard/error.html", {"message": message, "status": status}, status=status)
-
-
-def cached_page(view):
-    """Serve a public page from the cache while no write has changed the tables.
-
-    The pages wrapped here show nothing user-specific, so one copy per URL (path + query string)
-    serves everyone; the key follows the same generation and data stamp as the selectors', so a
-    new result shows at once. Only successful answers are cached.
-    """
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        key = cache_key("page", path=request.path, query=request.GET.urlencode())
-        hit = cache.get(key)
-        if hit is not None:
-            content, headers = hit
-            response = HttpResponse(content)
-            for name, value in headers.items():
-                response[name] = value
-            return response
-        response = view(request, *args, **kwargs)
-        if response.status_code == 200 and not response.streaming:
-            headers = {k: v for k, v in response.items() if k in ("Content-Type", "Content-Disposition")}
-            cache.set(key, (response.content, headers), timeout=CACHE_TIMEOUT_S)
-        return response
-
-    return wrapper
 
 
 def answers_bad_requests(view):

@@ -37,7 +37,7 @@ def test_the_halves_are_what_to_protocol_returns():
 
 
 def test_masks_stay_binary_and_maps_at_the_size_are_unchanged():
-    masks, maps, _, _ = _case(side=EVAL_SIZE)
+    masks, _, _, _ = _case(side=EVAL_SIZE)
     assert set(np.unique(masks_to_protocol(masks, size=33))) <= {0, 1}
     exact = np.random.default_rng(1).random((2, EVAL_SIZE, EVAL_SIZE)).astype(np.float32)
     assert np.array_equal(maps_to_protocol(exact), exact)

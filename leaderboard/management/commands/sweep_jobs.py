@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation.services.sweeper import jobs_sweep
+from leaderboard.services.sweeper import jobs_sweep
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """Find jobs whose worker died and requeue them (while attempts remain) or fail them ("worker lost").
 
-A running job proves it is alive by writing ``heartbeat_at`` (see
-``evaluation.services.benchmarks``). When the heartbeat is older than
+A running job proves it is alive by writing ``heartbeat_at`` (its lease's heartbeats and
+progress; see ``services.jobs``). When the heartbeat is older than
 ``VADI_HEARTBEAT_TIMEOUT_S`` (default 120 s) the worker is presumed dead: the job goes back to
 ``queued`` and a fresh task is enqueued for it, once per allowed attempt
 (``VADI_MAX_ATTEMPTS``, default 2, counting every start), after which the job fails with a
@@ -10,54 +10,30 @@ job that comes back to life (or is claimed by a redelivered task) in between is 
 two sweepers never both requeue one job.
 
 The same mechanism covers benchmark jobs and uploaded submissions in ``validating`` or
-``scoring`` state. Run it from ``manage.py sweep_jobs`` (cron) or the Celery task
+``scoring`` state: the kinds are ``SUBMISSION_JOBS`` and ``BENCHMARK_JOBS``, whose task is
+enqueued again by name and whose ``on_failed`` closes what depends on a failed job (the
+benchmark run). Run it from ``manage.py sweep_jobs`` (cron) or the Celery task
 ``evaluation.sweep_stale_jobs`` (Celery beat), every minute or so.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from celery import current_app, signature
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from leaderboard.models import BenchmarkJob, JobStatus, Submission
-from leaderboard.services.jobs import heartbeat_timeout_s, max_attempts, stale_q
-from leaderboard.services.submissions import RUNNING_STATUSES as SUBMISSION_RUNNING
-
-from .benchmarks import RUNNING_STATUSES as BENCHMARK_JOB_RUNNING
-from .benchmarks import benchmark_run_finalize
+from ..models import JobStatus
+from .benchmark_jobs import BENCHMARK_JOBS
+from .jobs import JobKind, heartbeat_timeout_s, job_enqueue, max_attempts, stale_q
+from .submissions import SUBMISSION_JOBS
 
 logger = logging.getLogger(__name__)
 
-#: Celery task names that (re)start a job from its id.
-BENCHMARK_TASK = "evaluation.run_benchmark_job"
-SUBMISSION_TASK = "evaluation.score_submission"
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """One kind of sweepable job: its model, its active states and how to restart/close one."""
-
-    label: str
-    model: type[models.Model]
-    active: tuple[str, ...]
-    task_name: str
-    on_failed: Callable[[models.Model], None] | None = None
-
-
-def _finalize_benchmark_run(job: BenchmarkJob) -> None:
-    benchmark_run_finalize(run_id=job.run_id)
-
-
-KINDS: tuple[_Kind, ...] = (
-    _Kind("benchmark job", BenchmarkJob, BENCHMARK_JOB_RUNNING, BENCHMARK_TASK, _finalize_benchmark_run),
-    _Kind("submission", Submission, SUBMISSION_RUNNING, SUBMISSION_TASK),
-)
+#: The kinds of job the sweeper watches.
+KINDS: tuple[JobKind, ...] = (BENCHMARK_JOBS, SUBMISSION_JOBS)
 
 
 @dataclass
@@ -74,15 +50,9 @@ class SweepReport:
         return bool(self.requeued or self.failed)
 
 
-def _enqueue(task_name: str, object_id: int) -> None:
-    if task_name not in current_app.tasks:  # the task modules are imported lazily (autodiscovery)
-        current_app.loader.import_default_modules()
-    signature(task_name, args=[object_id]).apply_async()
-
-
-def _sweep_kind(kind: _Kind, *, cutoff: datetime, timeout_s: float, limit: int, report: SweepReport) -> None:
+def _sweep_kind(kind: JobKind, *, cutoff: datetime, timeout_s: float, limit: int, report: SweepReport) -> None:
     stale = list(
-        kind.model.objects.filter(stale_q(cutoff, untouched=True), status__in=kind.active).values(
+        kind.model.objects.filter(stale_q(cutoff, untouched=True), status__in=kind.running).values(
             "pk", "status", "attempts", "heartbeat_at", "celery_task_id"
         )
     )
@@ -105,7 +75,7 @@ def _sweep_kind(kind: _Kind, *, cutoff: datetime, timeout_s: float, limit: int, 
                     ),
                 )
                 if changed:
-                    transaction.on_commit(lambda name=kind.task_name, pk=row["pk"]: _enqueue(name, pk))
+                    job_enqueue(kind.task_name, [row["pk"]])
             if changed:
                 entry = f"{kind.label} {row['pk']} (after attempt {attempts} of {limit})"
                 report.requeued.append(entry)
@@ -125,7 +95,7 @@ def _sweep_kind(kind: _Kind, *, cutoff: datetime, timeout_s: float, limit: int, 
                 report.failed.append(entry)
                 logger.error("failed %s: worker lost", entry)
                 if kind.on_failed is not None:
-                    kind.on_failed(kind.model.objects.get(pk=row["pk"]))
+                    kind.on_failed(row["pk"])
 
 
 def jobs_sweep(*, timeout_s: float | None = None, attempts: int | None = None) -> SweepReport:
