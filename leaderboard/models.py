@@ -8,6 +8,7 @@ Writes go through ``leaderboard.services``; reads through ``leaderboard.selector
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -129,12 +130,17 @@ class Job(TimeStampedModel):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     celery_task_id = models.CharField(max_length=255, blank=True)
 
+    #: States in which a worker holds the job (what the claim, heartbeats and the sweeper watch).
+    RUNNING_STATUSES: ClassVar[tuple[str, ...]] = ()
+    #: States in which a job is over; nothing moves it out of them.
+    FINISHED_STATUSES: ClassVar[tuple[str, ...]] = (JobStatus.DONE, JobStatus.FAILED)
+
     class Meta:
         abstract = True
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (JobStatus.DONE, JobStatus.FAILED)
+        return self.status in self.FINISHED_STATUSES
 
 
 def _submission_upload_to(instance: Submission, filename: str) -> str:
@@ -142,7 +148,14 @@ def _submission_upload_to(instance: Submission, filename: str) -> str:
 
 
 class Submission(Job):
-    """An uploaded bundle of anomaly maps, scored server-side (provenance ``server_scored``)."""
+    """An uploaded bundle of anomaly maps, scored server-side (provenance ``server_scored``).
+
+    Lifecycle: ``queued -> validating -> scoring -> done | failed``.
+    """
+
+    RUNNING_STATUSES: ClassVar[tuple[str, ...]] = (JobStatus.VALIDATING, JobStatus.SCORING)
+    #: Waiting or being scored: what the concurrent-submission quota counts.
+    ACTIVE_STATUSES: ClassVar[tuple[str, ...]] = (JobStatus.QUEUED, *RUNNING_STATUSES)
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
@@ -185,7 +198,12 @@ class BenchmarkRun(Job):
 
 
 class BenchmarkJob(Job):
-    """One (run, category) unit of a re-benchmark, executed by one Celery task."""
+    """One (run, category) unit of a re-benchmark, executed by one Celery task.
+
+    Lifecycle: ``queued -> running -> done | failed``.
+    """
+
+    RUNNING_STATUSES: ClassVar[tuple[str, ...]] = (JobStatus.RUNNING,)
 
     run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="jobs")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="benchmark_jobs")

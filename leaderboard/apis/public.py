@@ -16,7 +16,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import Category, Method, Provenance
+from .. import exports
+from ..models import Category, Provenance
 from ..selectors import catalog, jobs
 from ..selectors.leaderboard import suite_leaderboard_cached
 from ..selectors.metrics import metric_keys
@@ -116,7 +117,7 @@ class LeaderboardDetailApi(PublicApi):
             evaluator_version=params.get("evaluator_version"),
             dataset_key=params.get("dataset"),
         )
-        return Response(self.OutputSerializer(out.board_dict(board)).data)
+        return Response(self.OutputSerializer(exports.board_dict(board)).data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ class MethodListApi(PublicApi):
 class MethodDetailApi(PublicApi):
     @extend_schema(responses=out.MethodDetailOutputSerializer)
     def get(self, request, key: str):
-        method = get_object_or_404(Method, key=key)
+        method = get_object_or_404(catalog.method_list(), key=key)
         return Response(out.MethodDetailOutputSerializer(method).data)
 
 

@@ -9,7 +9,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import BenchmarkRun
+from ..selectors.jobs import benchmark_run_list
 from ..services.benchmark_runs import BenchmarkRequestError, benchmark_config_names, benchmark_runs_create
 
 
@@ -59,10 +59,6 @@ class BenchmarkRunOutputSerializer(serializers.Serializer):
     jobs = BenchmarkJobOutputSerializer(many=True)
 
 
-def _runs():
-    return BenchmarkRun.objects.select_related("method", "suite").prefetch_related("jobs__category")
-
-
 class BenchmarkRunListCreateApi(APIView):
     """``GET``: the latest re-benchmark runs; ``POST``: start one run per method on the chosen categories."""
 
@@ -70,7 +66,7 @@ class BenchmarkRunListCreateApi(APIView):
 
     @extend_schema(responses=BenchmarkRunOutputSerializer(many=True))
     def get(self, request):
-        runs = _runs().order_by("-created_at")[:100]
+        runs = benchmark_run_list(with_jobs=True)[:100]
         return Response(BenchmarkRunOutputSerializer(runs, many=True).data)
 
     @extend_schema(request=BenchmarkRunCreateSerializer, responses={201: BenchmarkRunOutputSerializer(many=True)})
@@ -83,7 +79,7 @@ class BenchmarkRunListCreateApi(APIView):
             )
         except BenchmarkRequestError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        fresh = _runs().filter(pk__in=[r.pk for r in runs]).order_by("pk")
+        fresh = benchmark_run_list(pks=[r.pk for r in runs], with_jobs=True).order_by("pk")
         return Response(BenchmarkRunOutputSerializer(fresh, many=True).data, status=status.HTTP_201_CREATED)
 
 
@@ -94,4 +90,5 @@ class BenchmarkRunDetailApi(APIView):
 
     @extend_schema(responses=BenchmarkRunOutputSerializer)
     def get(self, request, run_id: int):
-        return Response(BenchmarkRunOutputSerializer(get_object_or_404(_runs(), pk=run_id)).data)
+        run = get_object_or_404(benchmark_run_list(with_jobs=True), pk=run_id)
+        return Response(BenchmarkRunOutputSerializer(run).data)

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from ..models import Visibility
 from ..services.submissions import QuotaExceeded, submission_create
-from ..views.submit import BundleSizeLimitHandler
+from ..uploads import BundleSizeLimitHandler
 from .public import SubmissionListApi
 from .serializers import SubmissionOutputSerializer
 

@@ -29,13 +29,29 @@ def category_get(*, key: str) -> Category:
     return Category.objects.select_related("dataset").get(key=key)
 
 
+def suite_exists(*, key: str) -> bool:
+    return Suite.objects.filter(key=key).exists()
+
+
+def suite_choices() -> list[tuple[str, str]]:
+    """``(key, name)`` of every suite, in display order (VADI first)."""
+    return list(Suite.objects.order_by("order", "key").values_list("key", "name"))
+
+
+def suite_datasets(*, suite_key: str) -> list[Dataset]:
+    """The datasets that have a category in the suite, in display order."""
+    return list(Dataset.objects.filter(categories__suites__key=suite_key).distinct().order_by("order", "key"))
+
+
 def suite_list() -> QuerySet[Suite]:
     categories = Category.objects.only("id", "key").order_by("dataset__order", "key")
     return Suite.objects.prefetch_related(Prefetch("categories", queryset=categories)).order_by("order", "key")
 
 
-def method_list() -> QuerySet[Method]:
-    return Method.objects.order_by("name")
+def method_list(*, owner=None) -> QuerySet[Method]:
+    """Every method by name; with ``owner``, only the methods that user owns (their uploads)."""
+    qs = Method.objects.order_by("name")
+    return qs if owner is None else qs.filter(owner=owner)
 
 
 def method_get(*, key: str) -> Method:

@@ -6,9 +6,11 @@ Benchmark runs are public (they are our own reproductions).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Q, QuerySet
 
-from ..models import BenchmarkRun, Submission, Visibility
+from ..models import BenchmarkJob, BenchmarkRun, Submission, Visibility
 
 
 def _can_see_all(user) -> bool:
@@ -32,11 +34,33 @@ def submission_get(*, pk: int, user=None) -> Submission:
     return submission_list(user=user).get(pk=pk)
 
 
-def benchmark_run_list(*, method_key: str | None = None) -> QuerySet[BenchmarkRun]:
+def submissions_of(*, owner) -> QuerySet[Submission]:
+    """The submissions ``owner`` made (public and private), newest first."""
+    return Submission.objects.filter(owner=owner).select_related("method", "suite").order_by("-created_at", "-pk")
+
+
+def submission_active_count(*, owner) -> int:
+    """How many of ``owner``'s submissions wait or are being scored (what the concurrent quota counts)."""
+    return Submission.objects.filter(owner=owner, status__in=Submission.ACTIVE_STATUSES).count()
+
+
+def benchmark_run_list(
+    *, method_key: str | None = None, pks: Iterable[int] | None = None, with_jobs: bool = False
+) -> QuerySet[BenchmarkRun]:
+    """Runs, newest first; optionally of one method, or exactly ``pks``; ``with_jobs`` prefetches jobs."""
     qs = BenchmarkRun.objects.select_related("method", "suite")
     if method_key:
         qs = qs.filter(method__key=method_key)
+    if pks is not None:
+        qs = qs.filter(pk__in=list(pks))
+    if with_jobs:
+        qs = qs.prefetch_related("jobs__category")
     return qs.order_by("-created_at", "-pk")
+
+
+def benchmark_job_list(*, run: BenchmarkRun) -> QuerySet[BenchmarkJob]:
+    """The run's per-category jobs, in category order."""
+    return run.jobs.select_related("category")
 
 
 def benchmark_run_get(*, pk: int) -> BenchmarkRun:

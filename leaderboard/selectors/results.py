@@ -1,10 +1,19 @@
-"""Result lists: filtered, with their sources joined (for the API, the method page and downloads)."""
+"""Result lists and the per-page result tables: filtered, grouped, with their sources joined.
+
+``result_list`` serves the API and the downloads; the ``*_table`` functions shape the same
+rows for one page each (a method, a category, a run or submission), and ``method_timings``
+reads the training and inference times that a method's benchmark jobs measured.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
 from django.db.models import QuerySet
 
-from ..models import Result
+from ..models import BenchmarkJob, BenchmarkRun, Method, Result, Submission
 from .leaderboard import provenance_check, visible_results
 from .metrics import metric_get
 
@@ -42,3 +51,89 @@ def result_list(
     if dataset:
         qs = qs.filter(category__dataset__key=dataset)
     return qs.order_by("method__name", "category__dataset__order", "category__key", "metric", "variant", "-created_at")
+
+
+@dataclass(frozen=True)
+class MethodResults:
+    """Every visible result of one method, arranged for its page."""
+
+    results: tuple[Result, ...]  # current and history, in ``result_list`` order (the download)
+    current_table: tuple[dict[str, Any], ...]  # primary variant: one row per category x provenance x evaluator
+    current_variants: tuple[Result, ...]  # current values of the non-primary map variants
+    history: tuple[Result, ...]  # superseded results
+
+
+def method_result_table(*, method_key: str) -> MethodResults:
+    """The method page's tables: current primary-variant values grouped per category, the rest listed."""
+    results = tuple(result_list(method=method_key, current_only=False).select_related("benchmark_run", "submission"))
+    current = [r for r in results if r.is_current]
+    by_category: dict[str, dict] = defaultdict(dict)
+    for r in current:
+        if r.is_primary_variant:
+            by_category[r.category.key].setdefault((r.provenance, r.evaluator_version), {})[r.metric] = r
+    table = tuple(
+        {"category": cat, "provenance": prov, "evaluator_version": ev, "values": values}
+        for cat, groups in sorted(by_category.items())
+        for (prov, ev), values in sorted(groups.items())
+    )
+    return MethodResults(
+        results=results,
+        current_table=table,
+        current_variants=tuple(r for r in current if not r.is_primary_variant),
+        history=tuple(r for r in results if not r.is_current),
+    )
+
+
+def category_result_table(*, category_key: str) -> list[dict[str, Any]]:
+    """A category's current primary-variant values: one row per method x provenance x evaluator version."""
+    table: dict[tuple, dict] = {}
+    for r in result_list(category=category_key).filter(is_primary_variant=True):
+        table.setdefault((r.method.name, r.method.key, r.provenance, r.evaluator_version), {})[r.metric] = r
+    return [
+        {"method": name, "method_key": mkey, "provenance": prov, "evaluator_version": ev, "values": values}
+        for (name, mkey, prov, ev), values in sorted(table.items())
+    ]
+
+
+def source_result_table(*, benchmark_run: BenchmarkRun | None = None, submission: Submission | None = None):
+    """Every result of one run or submission (current or not): a row per category x variant x evaluator.
+
+    The caller has checked that the source is visible to whoever asks (``jobs.submission_get``).
+    """
+    if (benchmark_run is None) == (submission is None):
+        raise ValueError("source_result_table needs exactly one of benchmark_run= or submission=")
+    source = {"benchmark_run": benchmark_run} if benchmark_run is not None else {"submission": submission}
+    results = Result.objects.filter(**source).select_related("category").order_by("category__key", "metric", "variant")
+    grouped: dict[tuple, dict] = {}
+    for r in results:
+        grouped.setdefault((r.category.key, r.variant, r.evaluator_version), {})[r.metric] = r
+    return [
+        {"category": cat, "variant": variant, "evaluator_version": ev, "values": values}
+        for (cat, variant, ev), values in grouped.items()
+    ]
+
+
+def method_timings(*, method: Method) -> list[dict[str, Any]]:
+    """Training and inference times per category from the method's benchmark jobs that measured them."""
+    rows = []
+    jobs = (
+        BenchmarkJob.objects.filter(run__method=method)
+        .exclude(timings={})
+        .select_related("category", "run")
+        .order_by("-run__created_at", "category__key")
+    )
+    for job in jobs:
+        t = job.timings or {}
+        rows.append(
+            {
+                "run": job.run,
+                "category": job.category.key,
+                "epochs": t.get("epochs"),
+                "train_seconds": t.get("train_seconds"),
+                "train_seconds_per_image": t.get("train_seconds_per_image"),
+                "inference_seconds": t.get("inference_seconds"),
+                "inference_seconds_per_image": t.get("inference_seconds_per_image"),
+                "hardware": (job.run.environment or {}).get("hardware", ""),
+            }
+        )
+    return rows

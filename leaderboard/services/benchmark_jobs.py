@@ -39,10 +39,6 @@ from .results import result_record, results_publish
 
 logger = logging.getLogger(__name__)
 
-#: States of a benchmark job that a worker holds (what the claim, heartbeats and the sweeper watch).
-RUNNING_STATUSES = (JobStatus.RUNNING,)
-
-
 # Claim -------------------------------------------------------------------------------------
 
 
@@ -158,7 +154,7 @@ def benchmark_job_complete(lease: JobLease, *, output: Any, error: str = "") -> 
         job = (
             BenchmarkJob.objects.select_for_update()
             .select_related("run", "run__method", "category")
-            .filter(pk=lease.pk, status__in=RUNNING_STATUSES, celery_task_id=lease.task_id)
+            .filter(pk=lease.pk, status__in=BenchmarkJob.RUNNING_STATUSES, celery_task_id=lease.task_id)
             .first()
         )
         if job is None:
@@ -252,7 +248,6 @@ def benchmark_run_finalize(*, run_id: int) -> bool:
 BENCHMARK_JOBS = JobKind(
     label="benchmark job",
     model=BenchmarkJob,
-    running=RUNNING_STATUSES,
     task_name=RUN_BENCHMARK_JOB_TASK,
     give_up_message="gave up after repeated errors: {reason}",
     on_failed=_finalize_run_of,

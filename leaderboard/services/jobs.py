@@ -53,7 +53,7 @@ SWEEP_STALE_JOBS_TASK = "evaluation.sweep_stale_jobs"
 HEALTH_CHECK_TASK = "evaluation.health_check"
 
 #: States in which a job is over; nothing moves it out of them.
-FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED)
+FINISHED_STATUSES = Job.FINISHED_STATUSES
 #: Longest progress message a job row holds (longer ones are clipped by :func:`clip`).
 MESSAGE_LENGTH: int = Job._meta.get_field("progress_message").max_length
 #: Longest error message kept on a job row.
@@ -91,7 +91,7 @@ def clip(message: object, length: int = MESSAGE_LENGTH) -> str:
 
 @dataclass(frozen=True)
 class JobKind:
-    """One kind of background job: its row model, the states a worker holds it in, its task.
+    """One kind of background job: its row model, its task, how it closes.
 
     ``give_up_message`` (with ``{reason}``) is what a job says when its task stops retrying;
     ``on_failed(pk)`` runs after a job of this kind failed (the benchmark kind finalises the
@@ -100,10 +100,14 @@ class JobKind:
 
     label: str
     model: type[Job]
-    running: tuple[str, ...]
     task_name: str
     give_up_message: str = "gave up after repeated errors: {reason}"
     on_failed: Callable[[int], None] | None = None
+
+    @property
+    def running(self) -> tuple[str, ...]:
+        """The states in which a worker holds a job of this kind (``model.RUNNING_STATUSES``)."""
+        return self.model.RUNNING_STATUSES
 
     def lease(self, pk: int, task_id: str) -> JobLease:
         return JobLease(self, int(pk), str(task_id))

@@ -48,9 +48,6 @@ logger = logging.getLogger(__name__)
 
 #: Failures caused by the upload itself start with this; only they count against the daily quota.
 INVALID_BUNDLE_PREFIX = "Invalid bundle: "
-#: States of a submission that a worker holds (what the claim, heartbeats and the sweeper watch).
-RUNNING_STATUSES = (JobStatus.VALIDATING, JobStatus.SCORING)
-ACTIVE_STATUSES = (JobStatus.QUEUED, *RUNNING_STATUSES)
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -81,7 +78,7 @@ def counted_today_q(*, since) -> Q:
 def submission_quota_check(*, owner) -> None:
     """Raise :class:`QuotaExceeded` when ``owner`` may not submit now (call with the user row locked)."""
     mine = Submission.objects.filter(owner=owner)
-    active = mine.filter(status__in=ACTIVE_STATUSES).count()
+    active = mine.filter(status__in=Submission.ACTIVE_STATUSES).count()
     limit = submissions_concurrent()
     if active >= limit:
         raise QuotaExceeded(
@@ -365,7 +362,6 @@ def submission_finish(
 SUBMISSION_JOBS = JobKind(
     label="submission",
     model=Submission,
-    running=RUNNING_STATUSES,
     task_name=SCORE_SUBMISSION_TASK,
     give_up_message=(
         "Server error: gave up after repeated temporary errors ({reason}); it does not count against your quota"

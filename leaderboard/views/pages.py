@@ -1,24 +1,21 @@
 """Public HTML pages (server-rendered; JavaScript only draws charts and polls job status).
 
-Views parse the query string, call one selector, and render. Any table can be downloaded with
-``?format=csv`` or ``?format=json``.
+Views parse the query string, read through ``leaderboard.selectors``, and render. Any table can
+be downloaded with ``?format=csv`` or ``?format=json`` (its ``leaderboard.exports.Export``);
+public pages are cached by ``leaderboard.cache.cached_page``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections import defaultdict
 from functools import wraps
 
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from .. import charts
-from ..apis import serializers as shapes
+from .. import charts, exports
 from ..cache import cached_page
-from ..models import BenchmarkJob, BenchmarkRun, Category, Dataset, Method, Provenance, Result, Submission, Suite
+from ..models import BenchmarkRun, Category, Dataset, Method, Provenance, Submission
 from ..selectors import catalog, jobs
 from ..selectors.leaderboard import (
     Board,
@@ -29,11 +26,11 @@ from ..selectors.leaderboard import (
     suite_leaderboard_cached,
 )
 from ..selectors.metrics import UnknownMetricError, metric_list
-from ..selectors.results import result_list
+from ..selectors.results import category_result_table, method_result_table, method_timings, source_result_table
 
 DEFAULT_SUITE = "vadi"
 DEMO_SUITE = "synthetic"
-FORMATS = ("html", "csv", "json")
+FORMATS = ("html", *exports.DOWNLOAD_FORMATS)
 
 
 class BadRequest(ValueError):
@@ -67,15 +64,10 @@ def answers_bad_requests(view):
     return wrapper
 
 
-def _download(request, *, name: str, as_csv, as_json):
+def _download(request, export: exports.Export) -> HttpResponse | None:
+    """The download that ``?format=`` asks for (``None`` for the HTML page)."""
     fmt = _param(request, "format", choices=FORMATS) or "html"
-    if fmt == "csv":
-        response = HttpResponse(as_csv(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-        return response
-    if fmt == "json":
-        return JsonResponse(as_json(), json_dumps_params={"indent": 1})
-    return None
+    return None if fmt == "html" else export.response(fmt)
 
 
 def _filters(request) -> dict:
@@ -104,13 +96,8 @@ def _board_context(request, board: Board, *, title: str, base_url: str, note: st
         "metrics": _metric_context(),
         "figure": charts.suite_bar_figure(board) if board.rows else None,
         "provenance_choices": Provenance.choices,
-        "suites": list(Suite.objects.order_by("order", "key").values_list("key", "name")),
-        "datasets": list(
-            Dataset.objects.filter(categories__suites__key=board.suite_key)
-            .distinct()
-            .order_by("order", "key")
-            .values_list("key", "name")
-        ),
+        "suites": catalog.suite_choices(),
+        "datasets": [(d.key, d.name) for d in catalog.suite_datasets(suite_key=board.suite_key)],
         "query": request.GET,
         "evidence_qs": _evidence_query(board),
     }
@@ -154,12 +141,7 @@ def home(request):
         if requested is None:  # the catalog is empty: render an empty page, not a 404
             return render(request, "leaderboard/empty.html", {"message": str(exc)})
         raise Http404(str(exc)) from exc
-    download = _download(
-        request,
-        name=f"leaderboard-{board.suite_key}",
-        as_csv=lambda: shapes.board_csv(board),
-        as_json=lambda: shapes.board_dict(board),
-    )
+    download = _download(request, exports.board_export(board, name=f"leaderboard-{board.suite_key}"))
     if download is not None:
         return download
     return render(
@@ -180,16 +162,11 @@ def dataset_detail(request, key: str):
         raise Http404(f"no dataset {key!r}") from exc
     filters = _filters(request)
     sort = _param(request, "sort")
-    if Suite.objects.filter(key=key).exists():
+    if catalog.suite_exists(key=key):
         board = suite_leaderboard_cached(suite_key=key, sort=sort, **filters)
     else:
         board = suite_leaderboard_cached(suite_key=DEFAULT_SUITE, dataset_key=key, sort=sort, **filters)
-    download = _download(
-        request,
-        name=f"leaderboard-{key}",
-        as_csv=lambda: shapes.board_csv(board),
-        as_json=lambda: shapes.board_dict(board),
-    )
+    download = _download(request, exports.board_export(board, name=f"leaderboard-{key}"))
     if download is not None:
         return download
     context = _board_context(request, board, title=f"{dataset.name}", base_url=request.path)
@@ -205,12 +182,7 @@ def breakdown(request, suite: str):
     metric = _param(request, "metric") or "pl"
     dataset_key = _param(request, "dataset")
     table = category_breakdown(suite_key=suite, metric=metric, dataset_key=dataset_key, **_filters(request))
-    download = _download(
-        request,
-        name=f"breakdown-{suite}-{metric}",
-        as_csv=lambda: shapes.breakdown_csv(table),
-        as_json=lambda: shapes.breakdown_dict(table),
-    )
+    download = _download(request, exports.breakdown_export(table, name=f"breakdown-{suite}-{metric}"))
     if download is not None:
         return download
     rows = [{"category": c, "cells": [table.values[c].get(m.id) for m in table.methods]} for c in table.categories]
@@ -223,7 +195,7 @@ def breakdown(request, suite: str):
             "means": [table.means[m.id] for m in table.methods],
             "metrics": metric_list(),
             "figure": charts.breakdown_heatmap_figure(table) if table.methods else None,
-            "datasets": Dataset.objects.filter(categories__suites__key=suite).distinct().order_by("order"),
+            "datasets": catalog.suite_datasets(suite_key=suite),
             "query": request.GET,
         },
     )
@@ -238,25 +210,7 @@ def evidence(request, suite: str, method: str, metric: str):
     except Method.DoesNotExist as exc:
         raise Http404(f"no method {method!r}") from exc
     ev = method_metric_evidence(suite_key=suite, method_id=method_obj.pk, metric=metric, **_filters(request))
-    download = _download(
-        request,
-        name=f"evidence-{suite}-{method}-{metric}",
-        as_csv=lambda: shapes.rows_csv(
-            ["category", "value", "provenance", "variant", "benchmark_run", "submission"],
-            (
-                [
-                    c.category_key,
-                    repr(c.value),
-                    c.provenance,
-                    c.variant,
-                    c.benchmark_run_id or "",
-                    c.submission_id or "",
-                ]
-                for c in ev.cells
-            ),
-        ),
-        as_json=lambda: shapes.evidence_dict(ev),
-    )
+    download = _download(request, exports.evidence_export(ev, name=f"evidence-{suite}-{method}-{metric}"))
     if download is not None:
         return download
     return render(
@@ -272,32 +226,6 @@ def method_list(request):
     return render(request, "leaderboard/method_list.html", {"methods": methods})
 
 
-def _timings(method: Method) -> list[dict]:
-    """Training and inference times per category from the method's finished benchmark jobs."""
-    rows = []
-    jobs_qs = (
-        BenchmarkJob.objects.filter(run__method=method)
-        .exclude(timings={})
-        .select_related("category", "run")
-        .order_by("-run__created_at", "category__key")
-    )
-    for job in jobs_qs:
-        t = job.timings or {}
-        rows.append(
-            {
-                "run": job.run,
-                "category": job.category.key,
-                "epochs": t.get("epochs"),
-                "train_seconds": t.get("train_seconds"),
-                "train_seconds_per_image": t.get("train_seconds_per_image"),
-                "inference_seconds": t.get("inference_seconds"),
-                "inference_seconds_per_image": t.get("inference_seconds_per_image"),
-                "hardware": (job.run.environment or {}).get("hardware", ""),
-            }
-        )
-    return rows
-
-
 @require_GET
 @answers_bad_requests
 def method_detail(request, key: str):
@@ -306,42 +234,8 @@ def method_detail(request, key: str):
         method = catalog.method_get(key=key)
     except Method.DoesNotExist as exc:
         raise Http404(f"no method {key!r}") from exc
-    results = list(result_list(method=key, current_only=False).select_related("benchmark_run", "submission"))
-    current = [r for r in results if r.is_current]
-    history = [r for r in results if not r.is_current]
-    by_category: dict[str, dict] = defaultdict(dict)
-    for r in current:
-        if r.is_primary_variant:
-            by_category[r.category.key].setdefault((r.provenance, r.evaluator_version), {})[r.metric] = r
-    current_table = [
-        {"category": cat, "provenance": prov, "evaluator_version": ev, "values": values}
-        for cat, groups in sorted(by_category.items())
-        for (prov, ev), values in sorted(groups.items())
-    ]
-    download = _download(
-        request,
-        name=f"method-{key}-results",
-        as_csv=lambda: shapes.rows_csv(
-            ["category", "metric", "variant", "value", "provenance", "evaluator_version", "is_current", "source"],
-            (
-                [
-                    r.category.key,
-                    r.metric,
-                    r.variant,
-                    repr(r.value),
-                    r.provenance,
-                    r.evaluator_version,
-                    r.is_current,
-                    f"run {r.benchmark_run_id}" if r.benchmark_run_id else f"submission {r.submission_id}",
-                ]
-                for r in results
-            ),
-        ),
-        as_json=lambda: {
-            "method": key,
-            "results": shapes.ResultOutputSerializer(results, many=True).data,
-        },
-    )
+    tables = method_result_table(method_key=key)
+    download = _download(request, exports.method_results_export(key, tables.results))
     if download is not None:
         return download
     return render(
@@ -350,25 +244,14 @@ def method_detail(request, key: str):
         {
             "method": method,
             "metrics": metric_list(),
-            "current_table": current_table,
-            "current_variants": [r for r in current if not r.is_primary_variant],
-            "history": history,
-            "timings": _timings(method),
+            "current_table": tables.current_table,
+            "current_variants": tables.current_variants,
+            "history": tables.history,
+            "timings": method_timings(method=method),
             "runs": list(jobs.benchmark_run_list(method_key=key)[:50]),
             "submissions": list(jobs.submission_list(user=request.user, method_key=key)[:50]),
         },
     )
-
-
-def _job_results(**source) -> list[dict]:
-    results = Result.objects.filter(**source).select_related("category").order_by("category__key", "metric", "variant")
-    grouped: dict[tuple, dict] = {}
-    for r in results:
-        grouped.setdefault((r.category.key, r.variant, r.evaluator_version), {})[r.metric] = r
-    return [
-        {"category": cat, "variant": variant, "evaluator_version": ev, "values": values}
-        for (cat, variant, ev), values in grouped.items()
-    ]
 
 
 def _submission_or_404(request, pk: int) -> Submission:
@@ -388,7 +271,7 @@ def submission_detail(request, pk: int):
             "job": submission,
             "kind": "submission",
             "status_url_name": "leaderboard:submission-status",
-            "results": _job_results(submission=submission),
+            "results": source_result_table(submission=submission),
             "metrics": metric_list(),
             "status": jobs.job_status(submission),
         },
@@ -417,9 +300,9 @@ def run_detail(request, pk: int):
             "job": run,
             "kind": "run",
             "status_url_name": "leaderboard:run-status",
-            "results": _job_results(benchmark_run=run),
+            "results": source_result_table(benchmark_run=run),
             "metrics": metric_list(),
-            "jobs": list(run.jobs.select_related("category")),
+            "jobs": list(jobs.benchmark_job_list(run=run)),
             "status": jobs.job_status(run),
         },
     )
@@ -431,45 +314,22 @@ def run_status(request, pk: int):
     doc = jobs.job_status(run)
     doc["jobs"] = [
         {"category": j.category.key, "status": j.status, "progress": round(float(j.progress), 4)}
-        for j in run.jobs.select_related("category")
+        for j in jobs.benchmark_job_list(run=run)
     ]
     return JsonResponse(doc)
 
 
 @require_GET
+@answers_bad_requests
 def category_detail(request, key: str):
     """One category: its dataset, the number of public test ids, and every method's values."""
     try:
         category = catalog.category_get(key=key)
     except Category.DoesNotExist as exc:
         raise Http404(f"no category {key!r}") from exc
-    results = result_list(category=key).filter(is_primary_variant=True)
-    table: dict[tuple, dict] = {}
-    for r in results:
-        table.setdefault((r.method.name, r.method.key, r.provenance, r.evaluator_version), {})[r.metric] = r
-    rows = [
-        {"method": name, "method_key": mkey, "provenance": prov, "evaluator_version": ev, "values": values}
-        for (name, mkey, prov, ev), values in sorted(table.items())
-    ]
+    rows = category_result_table(category_key=key)
     metrics = metric_list()
-    flat = [
-        {
-            "method_key": row["method_key"],
-            "method": row["method"],
-            "provenance": row["provenance"],
-            "evaluator_version": row["evaluator_version"],
-            **{m.key: (row["values"][m.key].value if m.key in row["values"] else None) for m in metrics},
-        }
-        for row in rows
-    ]
-    download = _download(
-        request,
-        name=f"category-{category.key.replace('/', '-')}",
-        as_csv=lambda: _csv_text(
-            flat, ["method_key", "method", "provenance", "evaluator_version"] + [m.key for m in metrics]
-        ),
-        as_json=lambda: {"category": category.key, "rows": flat},
-    )
+    download = _download(request, exports.category_table_export(category.key, rows, metrics))
     if download is not None:
         return download
     return render(
@@ -477,11 +337,3 @@ def category_detail(request, key: str):
         "leaderboard/category_detail.html",
         {"category": category, "n_test_ids": len(category.test_ids or []), "rows": rows, "metrics": metrics},
     )
-
-
-def _csv_text(rows: list[dict], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

@@ -8,57 +8,29 @@ copied to storage in chunks by ``submission_create``.
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
-from rest_framework.authtoken.models import Token
 
-from ..models import Method, Submission, Suite, Visibility
+from ..models import Visibility
+from ..selectors import catalog, jobs
+from ..selectors.accounts import api_token_get
+from ..services.accounts import api_token_rotate as token_rotate
 from ..services.submissions import (
-    ACTIVE_STATUSES,
     QuotaExceeded,
     bundle_max_bytes,
     submission_create,
     submissions_concurrent,
     submissions_per_day,
 )
+from ..uploads import BundleSizeLimitHandler
 
 LOGIN_URL = reverse_lazy("submissions:login")
-
-
-class BundleSizeLimitHandler(FileUploadHandler):
-    """Stops storing an upload once it passes ``VADI_BUNDLE_MAX_BYTES``, so a huge body cannot fill the disk.
-
-    Put it first in ``request.upload_handlers`` before the body is read; afterwards ``exceeded``
-    says whether the upload was cut off (the file is then absent from ``request.FILES``).
-    """
-
-    def __init__(self, request=None) -> None:
-        super().__init__(request)
-        self.limit = bundle_max_bytes()
-        self.received = 0
-        self.exceeded = False
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            self.exceeded = True
-            raise StopUpload(connection_reset=False)  # discard the rest of the body, keep nothing
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None
-
-    @property
-    def message(self) -> str:
-        return f"the bundle is larger than the limit of {self.limit:,} bytes"
 
 
 class SubmissionForm(forms.Form):
@@ -78,7 +50,7 @@ class SubmissionForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["suite"].choices = [(suite.key, suite.name) for suite in Suite.objects.order_by("order", "key")]
+        self.fields["suite"].choices = catalog.suite_choices()
 
 
 @csrf_exempt  # CSRF is checked by _submission_new, after the size limit is installed
@@ -126,17 +98,15 @@ def _submission_new(request, limiter: BundleSizeLimitHandler):
             return redirect(reverse("leaderboard:submission-detail", args=[submission.pk]))
     elif request.method == "POST":
         status = 400
-    mine = Submission.objects.filter(owner=request.user).select_related("method", "suite")
-    recent = list(mine.order_by("-created_at")[:20])
     context = {
         "form": form,
-        "recent": recent,
-        "my_methods": Method.objects.filter(owner=request.user).order_by("name"),
-        "token": Token.objects.filter(user=request.user).first(),
+        "recent": list(jobs.submissions_of(owner=request.user)[:20]),
+        "my_methods": catalog.method_list(owner=request.user),
+        "token": api_token_get(user=request.user),
         "per_day": submissions_per_day(),
         "concurrent": submissions_concurrent(),
-        "active": mine.filter(status__in=ACTIVE_STATUSES).count(),
-        "max_mib": getattr(settings, "VADI_BUNDLE_MAX_BYTES", 1 << 30) // (1 << 20),
+        "active": jobs.submission_active_count(owner=request.user),
+        "max_mib": bundle_max_bytes() // (1 << 20),
     }
     return render(request, "submissions/submit.html", context, status=status)
 
@@ -145,8 +115,7 @@ def _submission_new(request, limiter: BundleSizeLimitHandler):
 @require_POST
 def api_token_rotate(request):
     """Create (or replace) the signed-in user's API token for ``Authorization: Token <key>``."""
-    Token.objects.filter(user=request.user).delete()
-    Token.objects.create(user=request.user)
+    token_rotate(user=request.user)
     messages.success(request, "A new API token was created; the previous one no longer works.")
     return redirect("submissions:new")
 
