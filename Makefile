@@ -13,7 +13,7 @@ PORT   ?= 8000
 help:
 	@echo "make demo   - install, train the algorithms on the synthetic suite, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install (incl. test tools and Chromium) and run the whole test suite"
-	@echo "make lint   - ruff check ."
+	@echo "make lint   - ruff check . and the architecture contracts (lint-imports, see pyproject.toml)"
 	@echo "make worker - run a Celery worker (needs CELERY_BROKER_URL)"
 
 $(VENV)/bin/activate:
@@ -50,6 +50,7 @@ test: venv-dev browser
 
 lint: venv-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 serve: venv
 	$(PY) manage.py runserver $(HOST):$(PORT)

@@ -1,0 +1,95 @@
+"""The architecture is checked, not just drawn: import-linter's contracts (``pyproject.toml``).
+
+``make lint`` runs ``lint-imports`` over the checkout; these tests show that the contracts hold
+and that each one fails on a deliberate violation, written into a scratch copy of the packages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("algorithms", "config", "evaluation", "leaderboard")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(tree: Path, *contracts: str) -> subprocess.CompletedProcess:
+    args = [str(LINT_IMPORTS), "--no-cache", *(part for c in contracts for part in ("--contract", c))]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def scratch_copy(tmp_path_factory) -> Path:
+    """The packages' Python files and ``pyproject.toml``, copied once; each test adds one module."""
+    tree = tmp_path_factory.mktemp("architecture")
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package,
+            tree / package,
+            ignore=lambda folder, names: [
+                n for n in names if (not n.endswith(".py") and not (Path(folder) / n).is_dir()) or n == "__pycache__"
+            ],
+        )
+    shutil.copy2(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    return tree
+
+
+def test_the_contracts_hold_on_the_checkout():
+    proc = _lint(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 broken" in proc.stdout
+
+
+def test_the_unchanged_copy_passes(scratch_copy):
+    proc = _lint(scratch_copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+#: (scratch module, its source, the contract it breaks)
+VIOLATIONS = [
+    ("evaluation/metrics/_scratch.py", "from leaderboard.models import Result\n", "metrics-ground-floor"),
+    ("evaluation/metrics/_scratch.py", "import torch\n", "metrics-ground-floor"),
+    ("evaluation/metrics/_scratch.py", "from algorithms import runner\n", "layers"),
+    ("algorithms/_scratch.py", "from django.db import models\n", "library-without-django"),
+    ("algorithms/_scratch.py", "from evaluation.bundles import BundleReader\n", "layers"),
+    # the old six-file cycle: the leaderboard importing the tasks to register them
+    ("leaderboard/services/_scratch.py", "import evaluation.tasks\n", "layers"),
+    ("evaluation/services/_scratch.py", "from leaderboard.models import Submission\n", "rows-written-by-leaderboard"),
+    ("leaderboard/selectors/_scratch.py", "from leaderboard.services import results\n", "leaderboard-layers"),
+    ("leaderboard/views/_scratch.py", "from leaderboard.apis import public\n", "leaderboard-layers"),
+    ("leaderboard/apis/_scratch.py", "from leaderboard.views.submit import SubmissionForm\n", "leaderboard-layers"),
+    ("leaderboard/views/_scratch.py", "def page():\n    import torch\n", "web-without-torch"),
+    ("leaderboard/selectors/_scratch.py", "from algorithms.base import AnomalyDetector\n", "web-without-torch"),
+]
+
+
+@pytest.mark.parametrize(("path", "source", "contract"), VIOLATIONS, ids=[f"{v[2]}:{v[0]}" for v in VIOLATIONS])
+def test_a_deliberate_violation_breaks_its_contract(scratch_copy, path, source, contract):
+    module = scratch_copy / path
+    module.write_text(source)
+    try:
+        proc = _lint(scratch_copy, contract)
+    finally:
+        module.unlink()
+    assert proc.returncode != 0, proc.stdout
+    assert "BROKEN" in proc.stdout and "_scratch" in proc.stdout, proc.stdout
+
+
+def test_a_cycle_between_sibling_modules_breaks_the_acyclic_contract(scratch_copy):
+    first, second = scratch_copy / "algorithms" / "_scratch_a.py", scratch_copy / "algorithms" / "_scratch_b.py"
+    first.write_text("from algorithms import _scratch_b\n")
+    second.write_text("from algorithms import _scratch_a\n")
+    try:
+        proc = _lint(scratch_copy, "no-cycles")
+    finally:
+        first.unlink()
+        second.unlink()
+    assert proc.returncode != 0, proc.stdout
+    assert "_scratch_a" in proc.stdout and "_scratch_b" in proc.stdout, proc.stdout
