@@ -14,6 +14,8 @@ from pathlib import Path
 
 import environ
 
+from leaderboard.tasknames import SWEEP_STALE_JOBS_TASK
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -77,6 +79,8 @@ VADI_SUBMISSIONS_CONCURRENT = env.int("VADI_SUBMISSIONS_CONCURRENT", default=2)
 VADI_HEARTBEAT_TIMEOUT_S = env.int("VADI_HEARTBEAT_TIMEOUT_S", default=120)
 VADI_MAX_ATTEMPTS = env.int("VADI_MAX_ATTEMPTS", default=2)
 VADI_SWEEP_INTERVAL_S = env.int("VADI_SWEEP_INTERVAL_S", default=60)
+# `manage.py migrate` also creates the catalog: suites, datasets, categories, registered methods.
+VADI_CATALOG_ON_MIGRATE = env.bool("VADI_CATALOG_ON_MIGRATE", default=True)
 
 # DATABASES
 # ------------------------------------------------------------------------------
@@ -222,7 +226,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT 
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=50)
 # `celery -A config beat` (or `worker -B`) runs the stuck-job sweeper every minute.
 CELERY_BEAT_SCHEDULE = {
-    "sweep-stale-jobs": {"task": "evaluation.sweep_stale_jobs", "schedule": float(VADI_SWEEP_INTERVAL_S)},
+    "sweep-stale-jobs": {"task": SWEEP_STALE_JOBS_TASK, "schedule": float(VADI_SWEEP_INTERVAL_S)},
 }
 
 # LOGGING

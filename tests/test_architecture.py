@@ -2,14 +2,20 @@
 
 ``make lint`` runs ``lint-imports`` over the checkout; these tests show that the contracts hold
 and that each one fails on a deliberate violation, written into a scratch copy of the packages.
+Two rules that are about call sites rather than imports are read from the source here: the
+Celery task names are spelled once (``leaderboard/tasknames.py``) and one helper enqueues
+(``leaderboard.services.jobs.job_enqueue``).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,3 +99,56 @@ def test_a_cycle_between_sibling_modules_breaks_the_acyclic_contract(scratch_cop
         second.unlink()
     assert proc.returncode != 0, proc.stdout
     assert "_scratch_a" in proc.stdout and "_scratch_b" in proc.stdout, proc.stdout
+
+
+# Task names and the enqueue helper ------------------------------------------------------------
+
+#: Methods that send a Celery task, and Celery's canvas functions (called by their imported name).
+SENDING_METHODS = {"apply_async", "delay", "send_task"}
+CANVAS_FUNCTIONS = {"signature", "group", "chord", "chain"}
+
+
+def _sources() -> Iterator[tuple[str, ast.Module]]:
+    """Every non-test module of the packages, parsed: ``(path relative to the root, tree)``."""
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            if "tests" not in relative.parts:
+                yield relative.as_posix(), ast.parse(path.read_text(), filename=str(path))
+
+
+def _task_names() -> set[str]:
+    from leaderboard import tasknames
+
+    return {value for key, value in vars(tasknames).items() if key.endswith("_TASK")}
+
+
+def test_task_names_are_spelled_once():
+    names = _task_names()
+    spelled = defaultdict(set)
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names:
+                spelled[node.value].add(path)
+    assert dict(spelled) == {name: {"leaderboard/tasknames.py"} for name in names}
+
+
+def test_the_workers_register_exactly_the_named_tasks():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    assert {name for name in app.tasks if name.startswith("evaluation.")} == _task_names()
+
+
+def test_one_helper_enqueues():
+    senders = set()
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if (isinstance(func, ast.Attribute) and func.attr in SENDING_METHODS) or (
+                isinstance(func, ast.Name) and func.id in CANVAS_FUNCTIONS
+            ):
+                senders.add(path)
+    assert senders == {"leaderboard/services/jobs.py"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from leaderboard.services.benchmark_jobs import BENCHMARK_JOBS
-from leaderboard.services.jobs import RUN_BENCHMARK_JOB_TASK, SWEEP_STALE_JOBS_TASK
+from leaderboard.tasknames import RUN_BENCHMARK_JOB_TASK, SWEEP_STALE_JOBS_TASK
 
 from .jobs import run_job_task
 

@@ -6,7 +6,7 @@ import socket
 
 from celery import shared_task
 
-from leaderboard.services.jobs import HEALTH_CHECK_TASK
+from leaderboard.tasknames import HEALTH_CHECK_TASK
 
 
 @shared_task(name=HEALTH_CHECK_TASK)

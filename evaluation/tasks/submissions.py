@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from leaderboard.services.jobs import SCORE_SUBMISSION_TASK
 from leaderboard.services.submissions import SUBMISSION_JOBS
+from leaderboard.tasknames import SCORE_SUBMISSION_TASK
 
 from .jobs import run_job_task
 

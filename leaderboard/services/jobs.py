@@ -4,8 +4,8 @@ Jobs belong to the leaderboard: every write of a job row and every enqueue happe
 ``leaderboard.services``, the same way for each kind. This module holds what does not depend
 on the kind:
 
-* the Celery task names (the tasks live in ``evaluation.tasks``; the leaderboard enqueues
-  them by name, without importing them) and :func:`job_enqueue`, the one way to send them;
+* :func:`job_enqueue`, the one way to send a job's task, by its name (``leaderboard.tasknames``:
+  the tasks live in ``evaluation.tasks`` and are never imported here);
 * :class:`JobKind` (a kind's model, running states, task and how it closes) and
   :class:`JobLease`, a task's hold on one job: ``(kind, pk, task id)``. Every write after the
   claim is conditional on the lease, so a task whose job was swept and handed to another worker
@@ -37,20 +37,34 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..models import Job, JobStatus
+from ..tasknames import HEALTH_CHECK_TASK, RUN_BENCHMARK_JOB_TASK, SCORE_SUBMISSION_TASK, SWEEP_STALE_JOBS_TASK
+
+__all__ = [  # the task names are re-exported for the services that enqueue them
+    "HEALTH_CHECK_TASK",
+    "RUN_BENCHMARK_JOB_TASK",
+    "SCORE_SUBMISSION_TASK",
+    "SWEEP_STALE_JOBS_TASK",
+    "HeartbeatThread",
+    "JobKind",
+    "JobLease",
+    "JobLostError",
+    "clip",
+    "heartbeat_interval_s",
+    "heartbeat_thread_enabled",
+    "heartbeat_timeout_s",
+    "is_transient",
+    "job_claim",
+    "job_enqueue",
+    "job_fail",
+    "job_give_up",
+    "job_progress",
+    "job_release",
+    "max_attempts",
+    "setting_or_env",
+    "stale_q",
+]
 
 logger = logging.getLogger(__name__)
-
-# Task names ---------------------------------------------------------------------------------
-# Defined here once; ``evaluation.tasks`` registers its tasks under these names.
-
-#: Validate and score one uploaded bundle (argument: the submission's pk).
-SCORE_SUBMISSION_TASK = "evaluation.score_submission"
-#: Train and evaluate one (benchmark run, category) job (argument: the job's pk).
-RUN_BENCHMARK_JOB_TASK = "evaluation.run_benchmark_job"
-#: Requeue or fail jobs whose worker stopped sending heartbeats (Celery beat).
-SWEEP_STALE_JOBS_TASK = "evaluation.sweep_stale_jobs"
-#: Broker -> worker -> database round trip.
-HEALTH_CHECK_TASK = "evaluation.health_check"
 
 #: States in which a job is over; nothing moves it out of them.
 FINISHED_STATUSES = Job.FINISHED_STATUSES
