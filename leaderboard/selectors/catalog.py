@@ -48,10 +48,15 @@ def suite_list() -> QuerySet[Suite]:
     return Suite.objects.prefetch_related(Prefetch("categories", queryset=categories)).order_by("order", "key")
 
 
-def method_list(*, owner=None) -> QuerySet[Method]:
-    """Every method by name; with ``owner``, only the methods that user owns (their uploads)."""
+def method_list(*, owner=None, reproducible: bool = False) -> QuerySet[Method]:
+    """Methods by name; with ``owner``, the ones that user owns (their uploads); with ``reproducible``,
+    the registered algorithms our workers can re-train."""
     qs = Method.objects.order_by("name")
-    return qs if owner is None else qs.filter(owner=owner)
+    if owner is not None:
+        qs = qs.filter(owner=owner)
+    if reproducible:
+        qs = qs.exclude(algorithm_key="")
+    return qs
 
 
 def method_get(*, key: str) -> Method:
