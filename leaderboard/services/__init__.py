@@ -1,7 +1,11 @@
-"""Writes: every change to leaderboard rows goes through a function in this package.
+"""Writes: every change to leaderboard rows, and every enqueue, goes through a function in this package.
 
-Import from the submodules (``leaderboard.services.results``, ``leaderboard.services.catalog``);
-the names are re-exported here for convenience.
+Modules: ``catalog`` (datasets, categories, suites, methods), ``results`` (record and publish),
+``submissions`` and ``benchmark_runs`` (create jobs), ``jobs`` (the life cycle every job shares:
+leases, claim, progress, heartbeats, release, failure, the enqueue), ``benchmark_jobs`` (a
+benchmark job's transitions and its run's finalisation), ``sweeper`` (lost workers),
+``accounts`` (API tokens), ``seed`` (fake results for load tests). Import from the submodules;
+the most used names are re-exported here.
 """
 
 from .catalog import catalog_sync, method_sync_from_registry
