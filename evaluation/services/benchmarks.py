@@ -1,14 +1,14 @@
 """Run one (benchmark run, category) job on a worker: claim it, train + evaluate, hand back the output.
 
 ``benchmark_job_execute`` is what the Celery task ``evaluation.run_benchmark_job`` runs. It
-computes and writes nothing itself: the claim, progress, heartbeats, the results and the run's
-finalisation are ``leaderboard.services.benchmark_jobs`` transitions on the task's lease, so a
+trains and evaluates, and writes no row itself: the claim, progress, heartbeats, the results and
+the run's finalisation are ``leaderboard.services.benchmark_jobs`` transitions on the task's lease, so a
 task whose job was taken away (swept, then claimed by another worker) writes nothing. The
 runner's progress callback is throttled here and reports through the lease; a small background
 thread beats while a long silent phase (building a memory bank) runs, so it does not look like
 a dead worker.
 
-Only ``benchmark_job_execute`` imports torch (through ``algorithms.runner``), inside the call.
+Only ``benchmark_job_execute`` imports torch (through the runner's training), inside the call.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from algorithms.runner import SCHEMA as RUN_SCHEMA
 from leaderboard.services.benchmark_jobs import (
     BENCHMARK_JOBS,
     benchmark_job_claim,
@@ -42,8 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from leaderboard.models import BenchmarkJob
 
 logger = logging.getLogger(__name__)
-
-RUN_SCHEMA = "vadi-run/1"
 
 
 def benchmark_runner() -> Callable[..., dict]:
