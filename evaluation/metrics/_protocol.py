@@ -118,7 +118,18 @@ def _resize_maps(maps_f: np.ndarray, size: int) -> np.ndarray:
     for i in range(maps_f.shape[0]):
         with np.errstate(over="ignore"):  # an overflow is reported below, by name
             amap = maps_f[i].astype(np.float32, copy=False)
-        out[i] = amap if amap.shape == (size, size) else cv2.resize(amap, (size, size), interpolation=cv2.INTER_LINEAR)
+        if amap.shape == (size, size):
+            out[i] = amap
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            resized = cv2.resize(amap, (size, size), interpolation=cv2.INTER_LINEAR)
+        if not np.isfinite(resized).all() and np.isfinite(amap).all():
+            # float32 arithmetic overflowed between finite values near +-3.4e38 (a weighted sum or a
+            # difference of two of them); a bilinear value is a convex combination of its four
+            # neighbours, so computed in float64 it fits float32 again
+            resized = cv2.resize(amap.astype(np.float64), (size, size), interpolation=cv2.INTER_LINEAR)
+            resized = resized.astype(np.float32)
+        out[i] = resized
     if not np.isfinite(out).all():
         raise ValueError("maps overflow float32 (values beyond about 3.4e38)")
     return out

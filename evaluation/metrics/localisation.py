@@ -60,11 +60,22 @@ def _linear_percentile_plan(count: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _lerp(below: np.ndarray, above: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-    """numpy's ``_lerp`` as ``np.percentile`` applies it (same operations, dtypes and branch)."""
-    step = above - below
-    result = np.add(below, step * gamma)
-    np.subtract(above, step * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe",
-                dtype=type(result.dtype))
+    """numpy's ``_lerp`` as ``np.percentile`` applies it (same operations, dtypes and branch).
+
+    Where float32 overflows (``above - below`` beyond 3.4e38, for finite maps near the float32
+    limits) numpy's result is infinite or NaN; those thresholds alone are recomputed in float64
+    (the result is then float64, holding the float32 values exactly elsewhere).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        step = above - below
+        result = np.add(below, step * gamma)
+        np.subtract(above, step * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe",
+                    dtype=type(result.dtype))
+    overflowed = ~np.isfinite(result)
+    if overflowed.any() and below.dtype != np.float64:
+        wide = _lerp(below.astype(np.float64), above.astype(np.float64), gamma)
+        result = result.astype(np.float64)
+        result[overflowed] = wide[overflowed]
     return result
 
 
