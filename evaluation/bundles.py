@@ -498,8 +498,8 @@ class _ZipIndex:
             if cd_offset + cd_size > cd_end:
                 raise BundleError("the central directory runs past its end record (corrupt or truncated zip archive)")
             raise BundleError(
-                f"{cd_end - cd_offset - cd_size:,} unaccounted bytes lie between the central directory and its end "
-                "record (corrupt zip archive)"
+                f"the central directory ends {cd_end - cd_offset - cd_size:,} bytes before its end record: bytes were "
+                "inserted, or the archive was joined to another (corrupt or concatenated zip archive)"
             )
         return cd_offset, cd_size, entries
 
@@ -898,6 +898,22 @@ class _MemberStream:
             )
         return data
 
+    def corruption(self, *, limit: int) -> BundleError | None:
+        """After a content problem: read on to the end (at most ``limit`` more bytes, discarded) and
+        return the corruption error (CRC, compressed data) if there is one, which explains the problem
+        better than what the damaged bytes happened to look like; ``None`` otherwise."""
+        if self.remaining > limit:
+            return None
+        try:
+            while self.remaining:
+                self.read_exact(min(self.remaining, 1 << 20), what="the rest of the member")
+            self.finish()
+        except BundleError as exc:
+            if "budget" in str(exc) or "uncompressed limit" in str(exc):
+                return None
+            return exc
+        return None
+
     def finish(self) -> None:
         """Check that the member ends exactly at its declared size and that its CRC-32 matches."""
         if self.remaining:
@@ -938,6 +954,17 @@ class _MemberStream:
                 "the member is corrupt",
                 member=self.name,
             )
+
+
+#: After a content problem in a member, up to this many more bytes are read to tell damage (a CRC
+#: mismatch) from content; a larger rest is not read (the content message stands).
+_CORRUPTION_CHECK_BYTES = 64 * _MIB
+
+
+def _is_content_problem(problem: BundleError) -> bool:
+    """True for problems with what the bytes say, as opposed to the damage or limit checks themselves."""
+    text = str(problem)
+    return not any(word in text for word in ("CRC-32", "corrupt", "uncompressed limit", "decompresses to more"))
 
 
 # -- .npy headers -------------------------------------------------------------------------------
@@ -1330,16 +1357,25 @@ class BundleReader:
     def _infos(self) -> dict[str, _Entry]:
         return self._index.entries
 
+    def _missing(self, name: str) -> BundleError:
+        """``missing member``, with a hint when a member differs only by case or is a directory entry."""
+        if f"{name}/" in self._infos:
+            return BundleError("is a directory entry, not a file", member=name)
+        folded = [other for other in self._infos if other.lower() == name.lower()]
+        if folded:
+            return BundleError(f"missing member (the archive has {folded[0]!r}; names are case-sensitive)", member=name)
+        return BundleError("missing member", member=name)
+
     def _stream(self, name: str, *, charge: bool = True) -> _MemberStream:
         entry = self._infos.get(name)
         if entry is None:
-            raise BundleError("missing member", member=name)
+            raise self._missing(name)
         return _MemberStream(self._file, entry, self.limits, self._budget if charge else None)
 
     def _read_small(self, name: str, *, limit: int) -> bytes:
         entry = self._infos.get(name)
         if entry is None:
-            raise BundleError("missing member", member=name)
+            raise self._missing(name)
         if entry.is_dir:
             raise BundleError("is a directory entry, not a file", member=name)
         if entry.file_size > limit:
@@ -1397,7 +1433,7 @@ class BundleReader:
                 member=name,
             )
         for name in sorted(expected - self._infos.keys()):
-            raise BundleError("missing member", member=name)
+            raise self._missing(name)
 
     # -- upload-time check ----------------------------------------------------------------------
 
@@ -1598,17 +1634,24 @@ class BundleReader:
 
     def _scan_array(self, name: str, *, ndim: int, n: int, row_id: Callable[[int], str]) -> _NpyHeader:
         stream = self._stream(name)
-        header = self._read_npy_header(stream, ndim=ndim, n=n)
-        fortran = header.fortran_order and ndim == 3
-        for start, block in self._chunks(stream, header):
-            if np.isfinite(block).all():
-                continue
-            bad = ~np.isfinite(block)
-            if fortran:
-                first = int(np.flatnonzero(bad.any(axis=0))[0])
-            else:
-                first = start + int(np.flatnonzero(bad.reshape(len(block), -1).any(axis=1))[0])
-            raise BundleError(f"contains NaN or infinite values (first at row {first}{row_id(first)})", member=name)
+        try:
+            header = self._read_npy_header(stream, ndim=ndim, n=n)
+            fortran = header.fortran_order and ndim == 3
+            for start, block in self._chunks(stream, header):
+                if np.isfinite(block).all():
+                    continue
+                bad = ~np.isfinite(block)
+                if fortran:
+                    first = int(np.flatnonzero(bad.any(axis=0))[0])
+                else:
+                    first = start + int(np.flatnonzero(bad.reshape(len(block), -1).any(axis=1))[0])
+                raise BundleError(
+                    f"contains NaN or infinite values (first at row {first}{row_id(first)})", member=name
+                )
+        except BundleError as problem:
+            # damaged data can look like a bad header or NaNs: report the damage when that is what it is
+            corrupt = stream.corruption(limit=_CORRUPTION_CHECK_BYTES) if _is_content_problem(problem) else None
+            raise (corrupt or problem) from None
         stream.finish()
         return header
 
