@@ -1,16 +1,31 @@
-"""The bundle reader and writer: every failure mode of the corpus, and valid bundles round-tripping."""
+"""The bundle reader and writer: every hostile case of the corpus refused, every valid variant scored."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from algorithms.bundle import BundleWriteError, bundle_from_predictions, main, write_bundle
-from evaluation.bundles import BundleError, BundleLimits, BundleReader
-from evaluation.tests.bundle_corpus import BAD_BUNDLES, Spec, members_of, valid_categories, write_valid, write_zip
+from evaluation.bundles import BundleError, BundleLimits, BundleReader, precheck
+from evaluation.scoring import score_bundle
+from evaluation.tests.bundle_corpus import (
+    BAD_BUNDLES,
+    GOOD_BUNDLES,
+    Spec,
+    bad_bundle,
+    members_of,
+    npy_bytes,
+    valid_categories,
+    write_valid,
+    write_zip,
+)
+from evaluation.tests.rawzip import Member, build_zip
 
 SPEC = Spec(
     suite="synthetic",
@@ -21,9 +36,37 @@ SPEC = Spec(
 )
 
 
+@dataclass
+class GroundTruth:
+    ids: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+
+
+def ground_truths(spec: Spec) -> dict[str, GroundTruth]:
+    """Labels from the ids ("good" or not) and one defect rectangle per anomalous image, at 256 x 256."""
+    out = {}
+    for key, ids in spec.ids.items():
+        labels = np.array([0 if "/good/" in image_id else 1 for image_id in ids], dtype=np.uint8)
+        masks = np.zeros((len(ids), 256, 256), dtype=np.uint8)
+        for i in np.flatnonzero(labels):
+            masks[i, 20 + 10 * i : 60 + 10 * i, 30:90] = 1
+        out[key] = GroundTruth(np.array(ids), labels, masks)
+    return out
+
+
+GROUND_TRUTHS = ground_truths(SPEC)
+
+
 def _validate(path, spec: Spec = SPEC, **limits):
     with BundleReader(path, limits=BundleLimits(**limits)) as reader:
         return reader.validate(suite=spec.suite, expected_ids=spec.ids)
+
+
+def _validate_and_score(path, spec: Spec = SPEC, **limits):
+    with BundleReader(path, limits=BundleLimits(**limits)) as reader:
+        summary = reader.validate(suite=spec.suite, expected_ids=spec.ids)
+        return summary, score_bundle(reader, ground_truths(spec))
 
 
 @pytest.mark.parametrize("case", BAD_BUNDLES, ids=[case.name for case in BAD_BUNDLES])
@@ -31,16 +74,47 @@ def test_every_bad_bundle_fails_with_its_message(case, tmp_path):
     path = case.build(tmp_path / f"{case.name}.zip", SPEC)
     with pytest.raises(BundleError, match=case.message) as caught:
         _validate(path, **case.limits)
-    assert isinstance(caught.value, ValueError)
+    message = str(caught.value)
+    if caught.value.member is not None:  # the member is named first, as the uploader would write it
+        assert message.startswith(f"{caught.value.member}: ")
+    assert len(message) < 600  # quotes from the upload are cut short
 
 
-def test_corpus_cases_are_distinct_and_their_base_is_valid(tmp_path):
-    assert len({case.name for case in BAD_BUNDLES}) == len(BAD_BUNDLES)
+def test_the_corpus_covers_every_kind_with_distinct_cases(tmp_path):
+    names = [case.name for case in BAD_BUNDLES] + [case.name for case in GOOD_BUNDLES]
+    assert len(set(names)) == len(names)
+    kinds = {case.kind for case in BAD_BUNDLES}
+    assert kinds == {"archive", "limits", "bombs", "structure", "names", "member types", "compressed data",
+                     "manifest", "member set", "ids", "npy"}  # fmt: skip
+    assert all(sum(case.kind == kind for case in BAD_BUNDLES) >= 5 for kind in kinds)
     summary = _validate(write_valid(tmp_path / "ok.zip", SPEC))
     assert set(summary.categories) == set(SPEC.ids)
-    # the low-level writer used by the corpus makes valid bundles too
+    # the low-level writers used by the corpus make valid bundles too
     summary = _validate(write_zip(tmp_path / "ok2.zip", members_of(SPEC)))
     assert summary.manifest.method == SPEC.method
+    (tmp_path / "ok3.zip").write_bytes(build_zip([Member(name, data) for name, data in members_of(SPEC)]))
+    assert _validate(tmp_path / "ok3.zip").members == 7
+
+
+#: Valid variants that hold the very arrays of ``write_valid``: they must score exactly like it.
+SAME_ARRAYS = {"stored", "bzip2", "lzma", "streamed_with_descriptors", "descriptor_layouts_and_methods",
+               "zip64_records", "windows_extras_comments", "shuffled_with_directories", "bom_crlf_description",
+               "npy_version_2", "raw_stored", "raw_lzma"}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", GOOD_BUNDLES, ids=[case.name for case in GOOD_BUNDLES])
+def test_every_valid_variant_is_accepted_and_scored(case, tmp_path):
+    path = case.build(tmp_path / f"{case.name}.zip", SPEC)
+    summary, results = _validate_and_score(path)
+    assert set(summary.categories) == set(results) == set(SPEC.ids)
+    for values in results.values():
+        assert set(values) == {"image_auroc", "pixel_auroc", "aupro", "pl"}
+        assert all(0.0 <= value <= 1.0 for value in values.values()), values
+    if case.name in SAME_ARRAYS:
+        _, reference = _validate_and_score(write_valid(tmp_path / "reference.zip", SPEC))
+        assert results == reference
+    # the upload-time check passes every valid bundle too
+    assert precheck(path, suite=SPEC.suite, method=SPEC.method, categories=list(SPEC.ids)).manifest.suite == "synthetic"
 
 
 def test_valid_bundle_round_trips_in_server_order(tmp_path):
@@ -65,38 +139,47 @@ def test_valid_bundle_round_trips_in_server_order(tmp_path):
             np.testing.assert_array_equal(maps[rows], categories[key]["maps"])
 
 
-def test_fortran_order_float32_and_directory_entries_are_accepted(tmp_path):
+@pytest.mark.parametrize("pass_bytes", [64 * 64 * 4, 3 * 64 * 80 * 4, 1 << 20])
+def test_fortran_order_float32_and_directory_entries_are_accepted(tmp_path, pass_bytes):
+    """Fortran-order maps stream in passes of whole images (one, three, all) and come out in C order."""
     categories = valid_categories(SPEC)
     key = "synthetic/aa"
-    maps32 = np.asfortranarray(categories[key]["maps"].astype(np.float32))
-    members = []
-    for name, data in members_of(SPEC, categories):
-        if name == f"{key}/maps.npy":
-            import io
-
-            buffer = io.BytesIO()
-            np.save(buffer, maps32)
-            data = buffer.getvalue()
-        members.append((name, data))
+    maps32 = np.asfortranarray(np.random.default_rng(5).random((7, 64, 80)).astype(np.float32))
+    members = [(name, npy_bytes(maps32) if name == f"{key}/maps.npy" else data)
+               for name, data in members_of(SPEC, categories)]  # fmt: skip
     members[1:1] = [("synthetic/", b""), ("synthetic/aa/", b"")]
     path = write_zip(tmp_path / "f.zip", members)
-    with BundleReader(path) as reader:
+    with BundleReader(path, limits=BundleLimits(fortran_pass_bytes=pass_bytes, chunk_bytes=5000)) as reader:
         summary = reader.validate(suite="synthetic", expected_ids=SPEC.ids)
         assert summary.categories[key].maps_dtype == np.float32
-        got = np.empty_like(maps32)
-        for positions, batch in reader.iter_map_batches(key):
+        assert summary.categories[key].maps_fortran_order
+        assert summary.categories[key].map_size == (64, 80)
+        got = np.full_like(maps32, np.nan)
+        batches = list(reader.iter_map_batches(key))
+        for positions, batch in batches:
+            assert batch.flags.c_contiguous
             got[positions] = batch
+        assert len(batches) == -(-7 // max(1, pass_bytes // (64 * 80 * 4)))
         rows = [SPEC.ids[key].index(i) for i in categories[key]["ids"]]
         np.testing.assert_array_equal(got[rows], maps32)
 
 
-def test_ids_with_crlf_and_bom_are_read(tmp_path):
+def test_ids_with_crlf_and_bom_are_read_in_their_order(tmp_path):
     categories = valid_categories(SPEC)
     members = members_of(SPEC, categories)
     key = "synthetic/bb"
     text = "\ufeff" + "\r\n".join(categories[key]["ids"]) + "\r\n"
     members = [(n, text.encode() if n == f"{key}/ids.txt" else d) for n, d in members]
-    _validate(write_zip(tmp_path / "crlf.zip", members))
+    with BundleReader(write_zip(tmp_path / "crlf.zip", members)) as reader:
+        summary = reader.validate(suite=SPEC.suite, expected_ids=SPEC.ids)
+        rows = [SPEC.ids[key].index(i) for i in categories[key]["ids"]]
+        np.testing.assert_array_equal(summary.categories[key].order, rows)
+        np.testing.assert_array_equal(reader.read_scores(key)[rows], categories[key]["scores"])
+
+
+def test_manifest_with_a_bom_is_read(tmp_path):
+    members = [(n, b"\xef\xbb\xbf" + d if n == "manifest.json" else d) for n, d in members_of(SPEC)]
+    assert _validate(write_zip(tmp_path / "bom.zip", members)).manifest.method == SPEC.method
 
 
 def test_readers_refuse_arrays_before_validation(tmp_path):
@@ -114,15 +197,160 @@ def test_limits_are_checked():
     assert BundleLimits.from_mapping({"max_members": 9, "max_bytes": None}).max_members == 9
 
 
-def test_a_member_that_decompresses_beyond_its_declared_size_is_refused(tmp_path):
-    """Headers can lie: the declared sizes pass the budget, the real data are far larger."""
-    from evaluation.tests.bundle_corpus import bad_bundle
-
-    path = bad_bundle("lying_header_sizes").build(tmp_path / "lie.zip", SPEC)
+def test_a_member_that_decompresses_beyond_its_declared_size_is_refused_after_its_declared_bytes(tmp_path):
+    """Headers can lie consistently: both say 10 bytes; the reader stops there and refuses."""
+    path = bad_bundle("lying_sizes_both_headers").build(tmp_path / "lie.zip", SPEC)
     with zipfile.ZipFile(path) as zf:
-        assert zf.getinfo("synthetic/aa/maps.npy").file_size == 100
-    with pytest.raises(BundleError, match=r"maps\.npy"):
-        _validate(path, max_uncompressed_bytes=200_000)
+        assert zf.getinfo("synthetic/aa/ids.txt").file_size == 10
+    with BundleReader(path) as reader:
+        with pytest.raises(BundleError, match=r"^synthetic/aa/ids\.txt: decompresses to more than its declared 10"):
+            reader.validate(suite=SPEC.suite, expected_ids=SPEC.ids)
+        manifest_size = len(members_of(SPEC)[0][1])
+        assert reader._budget.used == manifest_size + 10  # nothing beyond the declared bytes was charged or kept
+
+
+def test_every_read_is_charged_before_it_happens(tmp_path):
+    """A stream refuses a read that would pass the budget before decompressing a byte of it."""
+    from evaluation.bundles import _Budget, _MemberStream
+
+    path = write_valid(tmp_path / "b.zip", SPEC)
+    with BundleReader(path) as reader:
+        entry = reader._infos["synthetic/aa/maps.npy"]
+        budget = _Budget(limit=1000)
+        stream = _MemberStream(reader._file, entry, reader.limits, budget)
+        assert stream.read_exact(600, what="x")[:6] == b"\x93NUMPY"
+        with pytest.raises(BundleError, match=r"maps\.npy: reading 500 more bytes would exceed .* of 1,000 bytes"):
+            stream.read_exact(500, what="x")
+        assert (budget.used, stream.position) == (600, 600)
+
+
+def test_a_huge_claimed_npy_header_is_refused_before_it_is_read(tmp_path):
+    path = bad_bundle("npy_huge_header_claim").build(tmp_path / "h.zip", SPEC)
+    with BundleReader(path) as reader:
+        with pytest.raises(BundleError, match=r"maps\.npy: its \.npy header claims 4,294,967,280 bytes"):
+            reader.validate(suite=SPEC.suite, expected_ids=SPEC.ids)
+        stream = reader._stream("synthetic/aa/maps.npy")
+        with pytest.raises(BundleError, match="header claims"):
+            reader._read_npy_header(stream, ndim=3, n=7)
+        assert stream.position == 12  # magic, version and the 4-byte length: the claimed header was not read
+        assert reader._budget.used <= reader._index.declared  # never more than the members declare
+
+
+def test_names_are_read_from_the_raw_bytes_not_as_zipfile_sees_them(tmp_path):
+    """zipfile cuts a name at NUL ('maps.npy\\x00../../x' looks like 'maps.npy'); the reader does not."""
+    path = bad_bundle("nul_in_name").build(tmp_path / "nul.zip", SPEC)
+    with zipfile.ZipFile(path) as zf:
+        assert "synthetic/aa/maps.npy" in zf.namelist()  # what a zipfile-based check would have accepted
+    with pytest.raises(BundleError, match=r"maps\.npy\\x00\.\./\.\./x: member name contains a NUL byte"):
+        _validate(path)
+
+
+def test_damage_is_reported_as_damage(tmp_path):
+    """A flipped byte in deflated map data is a CRC mismatch, whatever the damaged bytes look like."""
+    members = [Member(name, data) for name, data in members_of(SPEC)]
+    data = bytearray(build_zip(members))
+    with BundleReader(io.BytesIO(bytes(data))) as reader:
+        entry = reader._infos["synthetic/aa/maps.npy"]
+    messages = set()
+    for offset in range(entry.data_offset + 5, entry.data_end - 5, max(1, entry.compress_size // 25)):
+        damaged = bytearray(data)
+        damaged[offset] ^= 0x55
+        with pytest.raises(BundleError) as caught:
+            _validate(io.BytesIO(bytes(damaged)))
+        assert str(caught.value).startswith("synthetic/aa/maps.npy: ")
+        messages.add(str(caught.value).split(": ")[1].split(" (")[0])
+    assert all(m.startswith(("CRC-32 mismatch", "corrupt deflate data", "decompresses to more", "truncated"))
+               for m in messages), messages  # fmt: skip
+
+
+# Upload-time check -------------------------------------------------------------------------------
+
+
+class CountingFile(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def read(self, n=-1):
+        chunk = super().read(n)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+def test_precheck_reads_the_structure_and_manifest_but_no_array(tmp_path):
+    categories = valid_categories(SPEC)
+    big = np.random.default_rng(0).random((7, 512, 512)).astype(np.float32)
+    categories["synthetic/aa"]["maps"] = big
+    data = write_valid(tmp_path / "b.zip", SPEC, categories).read_bytes()
+    handle = CountingFile(data)
+    handle.seek(123)
+    result = precheck(handle, suite="synthetic", method="corpus METHOD", categories=list(SPEC.ids))
+    assert result.manifest.suite == "synthetic" and result.manifest.method == SPEC.method
+    assert result.members == 7 and result.archive_bytes == len(data)
+    assert result.declared_uncompressed_bytes > big.nbytes
+    assert handle.bytes_read < 80_000 < len(data) // 50  # headers, central directory and the manifest only
+    assert handle.tell() == 123  # the caller's file position is restored
+
+
+def test_precheck_does_not_look_at_array_data(tmp_path):
+    """NaN maps pass the precheck (they are the worker's business) and fail validation."""
+    path = bad_bundle("nan_in_maps").build(tmp_path / "nan.zip", SPEC)
+    assert precheck(path).manifest.categories == tuple(SPEC.ids)
+    with pytest.raises(BundleError, match="NaN"):
+        _validate(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"suite": "vadi"}, "manifest.json: the manifest says suite 'synthetic' but the form says 'vadi': choose "
+                            "suite 'synthetic', or upload a bundle made for suite 'vadi'"),
+        ({"method": "PatchCore"}, "manifest.json: the manifest names method 'Corpus method' but the form says "
+                                  "'PatchCore': choose method 'Corpus method', or change the manifest's \"method\" "
+                                  "to 'PatchCore'"),
+        ({"method": ["Other", "other-key"]}, "the manifest names method 'Corpus method' but the form says 'Other'"),
+        ({"categories": ["synthetic/aa"]}, "manifest.json: category 'synthetic/bb' is not in suite 'synthetic'"),
+        ({"categories": [*SPEC.ids, "synthetic/cc"]}, "manifest.json: missing category 'synthetic/cc' of suite"),
+    ],
+)  # fmt: skip
+def test_precheck_says_what_to_change(tmp_path, options, message):
+    path = write_valid(tmp_path / "b.zip", SPEC)
+    with pytest.raises(BundleError) as caught:
+        precheck(path, **options)
+    assert str(caught.value).startswith(message) if message.startswith("manifest") else message in str(caught.value)
+
+
+def test_precheck_accepts_any_of_the_method_names_case_insensitively(tmp_path):
+    path = write_valid(tmp_path / "b.zip", SPEC)
+    assert precheck(path, method=["corpus-method", "CORPUS METHOD"]).manifest.method == "Corpus method"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("not_a_zip", "not a zip archive"),
+        ("trailing_bytes", "bytes follow the end of the zip archive"),
+        ("missing_manifest", "manifest.json: missing member"),
+        ("manifest_deep_nesting", "manifest.json: nests JSON"),
+        ("manifest_duplicate_key", "manifest.json: has the key 'suite' twice"),
+        ("missing_maps_member", "synthetic/aa/maps.npy: missing member"),
+        ("unexpected_member", "synthetic/notes.txt: unexpected member"),
+        ("nul_in_name", "member name contains a NUL byte"),
+        ("zip_bomb", "compression ratio"),
+    ],
+)
+def test_precheck_refuses_what_it_can_see(tmp_path, case, message):
+    path = bad_bundle(case).build(tmp_path / f"{case}.zip", SPEC)
+    with pytest.raises(BundleError, match=re.escape(message)):
+        precheck(path)
+
+
+def test_precheck_applies_the_limits(tmp_path):
+    path = write_valid(tmp_path / "b.zip", SPEC)
+    with pytest.raises(BundleError, match=r"the archive is .*; the limit is 1\.0 KiB"):
+        precheck(path, limits=BundleLimits(max_bytes=1024))
+    with pytest.raises(BundleError, match=r"uncompressed; the limit is"):
+        precheck(path, limits=BundleLimits(max_uncompressed_bytes=10_000))
 
 
 # Writer -------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 
 from evaluation.metrics import EVALUATOR_VERSION, evaluate, to_protocol
-from evaluation.tests.bundle_corpus import BAD_BUNDLES, Spec, valid_categories, write_valid
+from evaluation.tests.bundle_corpus import BAD_BUNDLES, GOOD_BUNDLES, Spec, valid_categories, write_valid
 from leaderboard.models import (
     Category,
     Dataset,
@@ -180,7 +180,11 @@ def test_valid_bundle_is_scored_and_equals_evaluate(tiny_suite, tiny_data_root, 
     assert submission.review_status == ReviewStatus.NONE
 
 
-@pytest.mark.parametrize("case", BAD_BUNDLES, ids=[case.name for case in BAD_BUNDLES])
+#: Cases whose tightened limits the server's settings can express (all but a few reader-only limits).
+SERVICE_BAD_BUNDLES = [case for case in BAD_BUNDLES if set(case.limits) <= set(LIMIT_SETTINGS)]
+
+
+@pytest.mark.parametrize("case", SERVICE_BAD_BUNDLES, ids=[case.name for case in SERVICE_BAD_BUNDLES])
 def test_every_bad_bundle_fails_with_its_message_and_writes_nothing(case, tiny_suite, tiny_data_root, tmp_path,
                                                                     settings):  # fmt: skip
     from evaluation.services.submissions import submission_score
@@ -196,6 +200,22 @@ def test_every_bad_bundle_fails_with_its_message_and_writes_nothing(case, tiny_s
     assert re.search(case.message, submission.error_message), submission.error_message
     assert not Result.objects.filter(submission=submission).exists()
     assert submission.finished_at is not None
+
+
+@pytest.mark.parametrize("case", GOOD_BUNDLES, ids=[case.name for case in GOOD_BUNDLES])
+def test_every_valid_variant_is_scored_by_the_service(case, tiny_suite, tiny_data_root, tmp_path):
+    """Whatever the validator accepts, the worker scores (every compression method, layout and float range)."""
+    from evaluation.services.submissions import submission_score
+
+    path = case.build(tmp_path / f"{case.name}.zip", spec_for(tiny_data_root))
+    submission = stored_submission(user(), path)
+    assert submission_score(submission_id=submission.pk, task_id="task-0") == "done"
+    submission.refresh_from_db()
+    assert submission.status == JobStatus.DONE, submission.error_message
+    values = results_of(submission)
+    assert set(values) == {f"synthetic/{name}" for name in NAMES}
+    assert all(0.0 <= v <= 1.0 for metrics in values.values() for v in metrics.values())
+    assert sum(len(metrics) for metrics in values.values()) == 2 * 4
 
 
 def test_manifest_method_must_match_the_submission(tiny_suite, tiny_data_root, tmp_path):
