@@ -444,7 +444,10 @@ class _ZipIndex:
                 raise BundleError(
                     f"{extra:,} bytes follow the end of the zip archive; trailing data is not allowed (remove them)"
                 )
-            raise BundleError("corrupt or truncated zip archive (no end-of-central-directory record at its end)")
+            raise BundleError(
+                "corrupt or truncated zip archive, or bytes appended after it (no end-of-central-directory record "
+                "at its end)"
+            )
         if len(exact) > 1:
             raise BundleError(
                 "the archive comment contains a zip end-of-central-directory signature (ambiguous archive)"
@@ -452,7 +455,7 @@ class _ZipIndex:
         eocd_pos = tail_start + exact[0]
         (_, disk, cd_disk, entries_here, entries, cd_size, cd_offset, comment_len) = _EOCD.unpack_from(tail, exact[0])
         comment = tail[exact[0] + _EOCD.size :]
-        if any(sig in comment for sig in (_SIG_LOCAL, _SIG_CENTRAL, _SIG_ZIP64_EOCD, _SIG_ZIP64_LOCATOR)):
+        if any(sig in comment for sig in (_SIG_LOCAL, _SIG_CENTRAL, _SIG_EOCD, _SIG_ZIP64_EOCD, _SIG_ZIP64_LOCATOR)):
             raise BundleError("the archive comment contains zip record signatures (a hidden or ambiguous archive)")
         cd_end = eocd_pos
         locator_pos = eocd_pos - _ZIP64_LOCATOR.size
@@ -514,7 +517,7 @@ class _ZipIndex:
                     f"the central directory ends after {index} of its {count} entries (corrupt zip archive)"
                 )
             fixed = _CENTRAL.unpack(self._read(pos, _CENTRAL.size))
-            (sig, made_by, _needed, flags, method, _time, _date, crc, csize, usize, name_len, extra_len,
+            (sig, _made_by, _needed, flags, method, _time, _date, crc, csize, usize, name_len, extra_len,
              comment_len, disk_start, _internal, external, offset) = fixed  # fmt: skip
             if sig != _SIG_CENTRAL:
                 raise BundleError(f"bad signature in central directory entry {index + 1} (corrupt zip archive)")
@@ -539,7 +542,7 @@ class _ZipIndex:
                 raise BundleError("it starts on another disk (multi-disk zip archives are not supported)", member=name)
             self._check_unicode_path(records, raw_name, "central directory entry", name)
             entry = _Entry(name, raw_name, flags, method, crc, csize, usize, offset, external)
-            self._check_entry(entry, records, made_by)
+            self._check_entry(entry, records)
             entries.append(entry)
             pos += _CENTRAL.size + name_len + extra_len + comment_len
         if pos != end:
@@ -558,7 +561,7 @@ class _ZipIndex:
                 member=name,
             )
 
-    def _check_entry(self, entry: _Entry, records: dict[int, bytes], made_by: int) -> None:
+    def _check_entry(self, entry: _Entry, records: dict[int, bytes]) -> None:
         name, limits = entry.name, self.limits
         if entry.flags & _FLAGS_ENCRYPTION or _EXTRA_AES in records or entry.method == 99:
             raise BundleError("encrypted members are not allowed", member=name)
@@ -1613,9 +1616,7 @@ class BundleReader:
             low, high = self.limits.min_map_side, self.limits.max_map_side
             h, w = shape[1], shape[2]
             if not (low <= h <= high and low <= w <= high):
-                raise BundleError(
-                    f"maps are {h} x {w}; each side must be between {low} and {high} pixels", member=name
-                )
+                raise BundleError(f"maps are {h} x {w}; each side must be between {low} and {high} pixels", member=name)
 
     def _chunks(self, stream: _MemberStream, header: _NpyHeader) -> Iterator[tuple[int, np.ndarray]]:
         """``(first, block)`` in storage order: C order yields row blocks ``(rows, ...)`` starting at row
@@ -1645,9 +1646,7 @@ class BundleReader:
                     first = int(np.flatnonzero(bad.any(axis=0))[0])
                 else:
                     first = start + int(np.flatnonzero(bad.reshape(len(block), -1).any(axis=1))[0])
-                raise BundleError(
-                    f"contains NaN or infinite values (first at row {first}{row_id(first)})", member=name
-                )
+                raise BundleError(f"contains NaN or infinite values (first at row {first}{row_id(first)})", member=name)
         except BundleError as problem:
             # damaged data can look like a bad header or NaNs: report the damage when that is what it is
             corrupt = stream.corruption(limit=_CORRUPTION_CHECK_BYTES) if _is_content_problem(problem) else None
