@@ -111,3 +111,73 @@ def test_suspicion_check_flags_maps_that_are_the_masks():
     half = {**copied, **{k: honest[k] for k in list(gts)[:2]}}
     assert not suspicion_check(half).flagged
     assert not suspicion_check({}).flagged
+
+
+# Finite maps near the float32 limits: whatever validation accepts is scored ---------------------------
+
+F32_MAX = np.finfo(np.float32).max
+
+
+def test_to_protocol_resizes_finite_maps_near_the_float32_limits():
+    """Bilinear sums of +-3.4e38 overflow in float32; those images are resized in float64 instead."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    maps = rng.choice(np.array([F32_MAX, -F32_MAX, 3e38, 0.0], dtype=np.float32), size=(3, 64, 80))
+    masks = np.zeros((3, EVAL_SIZE, EVAL_SIZE), dtype=np.uint8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert not np.isfinite(cv2.resize(maps[0], (EVAL_SIZE, EVAL_SIZE), interpolation=cv2.INTER_LINEAR)).all()
+    _, resized = to_protocol(masks, maps)
+    assert resized.dtype == np.float32 and np.isfinite(resized).all()
+    expected = np.stack([cv2.resize(m.astype(np.float64), (EVAL_SIZE, EVAL_SIZE), interpolation=cv2.INTER_LINEAR)
+                         for m in maps]).astype(np.float32)  # fmt: skip
+    np.testing.assert_array_equal(resized, expected)
+    assert resized.max() <= F32_MAX and resized.min() >= -F32_MAX
+
+
+def test_to_protocol_is_unchanged_for_ordinary_maps():
+    """The float64 path is taken only where float32 overflowed: ordinary maps resize bit for bit as before."""
+    import cv2
+
+    maps = np.random.default_rng(1).random((4, 100, 72)).astype(np.float32) * 1e6
+    _, resized = to_protocol(np.zeros((4, EVAL_SIZE, EVAL_SIZE), np.uint8), maps)
+    for i in range(4):
+        plain = cv2.resize(maps[i], (EVAL_SIZE, EVAL_SIZE), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(resized[i], plain)
+
+
+def test_pl_thresholds_between_the_float32_limits_are_their_true_percentiles():
+    """numpy's float32 percentile of {-max, +max} is -inf (max - (-max) overflows); ours is 0, the true value."""
+    from evaluation.metrics.localisation import _thresholds
+
+    pool = np.sort(np.array([-F32_MAX] * 50 + [F32_MAX] * 50, dtype=np.float32))
+    with np.errstate(over="ignore"):
+        assert np.percentile(pool, 50) == -np.inf
+    thresholds = _thresholds(pool, [(0, pool.size)])
+    assert np.isfinite(thresholds).all()
+    median = int(np.argmin(np.abs(np.linspace(0, 100, 27)[1:-1] - 50)))
+    assert thresholds[median] == 0.0
+    # elsewhere the thresholds are numpy's, bit for bit
+    ordinary = np.sort(np.random.default_rng(2).random(1000).astype(np.float32))
+    np.testing.assert_array_equal(_thresholds(ordinary, [(0, 1000)]),
+                                  np.percentile(ordinary, np.linspace(0, 100, 27)[1:-1]))  # fmt: skip
+
+
+@pytest.mark.parametrize("palette", ["limits", "signal_at_limits", "subnormal", "float16_limits"])
+def test_score_arrays_scores_any_finite_maps(palette):
+    gt = _ground_truth(8, seed=3)
+    rng = np.random.default_rng(4)
+    if palette == "limits":
+        maps = rng.choice(np.array([F32_MAX, -F32_MAX, 0.0], np.float32), size=(8, 64, 64))
+    elif palette == "signal_at_limits":  # a perfect detector whose values sit at the limits
+        maps = np.where(gt.masks[:, ::4, ::4] > 0, F32_MAX, -F32_MAX).astype(np.float32)
+    elif palette == "subnormal":
+        maps = (rng.random((8, 64, 64)) * 1e-44).astype(np.float32)
+    else:
+        maps = rng.choice(np.array([65504, -65504, 0], np.float16), size=(8, 64, 64))
+    scores = rng.choice(np.array([F32_MAX, -F32_MAX, 1.0], np.float32), size=8)
+    values = score_arrays(ground_truth=gt, scores=scores, maps=maps)
+    assert set(values) == {"image_auroc", "pixel_auroc", "aupro", "pl"}
+    assert all(0.0 <= value <= 1.0 for value in values.values()), values
+    if palette == "signal_at_limits":
+        assert values["pixel_auroc"] > 0.99 and values["aupro"] > 0.9
