@@ -253,6 +253,7 @@ def worker(path: str, expected: str, module_path: str | None) -> None:
     if module_path:
         spec = importlib.util.spec_from_file_location("reference_bundles", module_path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it executes
         spec.loader.exec_module(module)
     else:
         from evaluation import bundles as module
