@@ -1227,7 +1227,9 @@ def _parse_manifest(raw: bytes) -> Manifest:
         if key in seen:
             raise BundleError(f"categories lists {key!r} twice", member=member)
         seen.add(key)
-    description = payload.get("description", "")
+    description = payload.get("description")
+    if description is None:  # absent or null: no description
+        description = ""
     if not isinstance(description, str):
         raise BundleError(f"description must be a string, got {_json_type(description)}", member=member)
     problem = _text_problem(description, newlines=True)
