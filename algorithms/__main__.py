@@ -1,8 +1,9 @@
-"""Command line: ``python -m algorithms run|list|bundle``.
+"""Command line: ``python -m algorithms list|check|run|bundle``.
 
 Examples
 --------
 ``python -m algorithms list``
+``python -m algorithms check --config algorithms/configs/synthetic_cpu.py`` (validate; print the runs)
 ``python -m algorithms run --config algorithms/configs/synthetic_cpu.py --device cpu --out var/runs/demo``
 ``python -m algorithms bundle ...`` (see ``algorithms/bundle.py``)
 """
@@ -20,19 +21,40 @@ from pathlib import Path
 def _cmd_list(args: argparse.Namespace) -> int:
     from .registry import get_algorithm_info, list_algorithms
 
-    names = list_algorithms()
+    infos = [get_algorithm_info(name) for name in list_algorithms()]
     if args.json:
-        rows = []
-        for name in names:
-            info = get_algorithm_info(name)
-            rows.append({k: getattr(info, k) for k in info.__dataclass_fields__})
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([info.to_json() for info in infos], indent=2))
         return 0
-    width = max(len(n) for n in names)
-    for name in names:
-        info = get_algorithm_info(name)
-        print(f"{name:<{width}}  {info.display_name} [{info.family}], {info.default_input_size}px"
-              f"{'  (baseline)' if info.is_baseline else ''}")
+    width = max(len(info.key) for info in infos)
+    for info in infos:
+        families = info.family.display_name
+        if info.secondary_family is not None:
+            families += f" + {info.secondary_family.display_name}"
+        print(f"{info.key:<{width}}  {info.display_name} [{families}]; {info.schedule.summary()}"
+              f"{'  (baseline)' if info.is_baseline else ''}")  # fmt: skip
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .runspec import ConfigError, load_run_config
+
+    try:
+        loaded = load_run_config(args.config)
+        specs = [spec.replace(device=args.device) if args.device else spec for spec in loaded.specs]
+        loaded.check_params()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([spec.to_json() for spec in specs], indent=2))
+        return 0
+    for spec in specs:
+        unit = spec.schedule_unit[:-1] if spec.schedule_length == 1 else spec.schedule_unit
+        schedule = f"{spec.schedule_length} {unit}"
+        print(f"{spec.name:<24} {spec.algorithm}: {schedule}, batch {spec.batch_size}, "
+              f"cap {spec.train_time_limit_s:g} s, {len(spec.categories)} categories, seeds {list(spec.seeds)}, "
+              f"device {spec.device}, params {dict(spec.params)}")  # fmt: skip
+    print(f"{loaded.source}: {len(specs)} run(s), valid")
     return 0
 
 
@@ -56,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         metrics = r["metrics"].get(variant, {}) if variant else {}
         shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         status = "ok" if r["status"] == "ok" else f"FAILED: {r['error']}"
-        print(f"{r['model_name']:<24} {r['category']:<28} {status}  {shown}")
+        print(f"{r['model_name']:<24} {r['category']:<28} seed {r['seed']}  {status}  {shown}")
     print(f"summary: {Path(args.out) / 'summary.json'}")
     return 1 if failed else 0
 
@@ -74,9 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="list the registered algorithms")
     p_list.add_argument("--json", action="store_true", help="print the metadata as JSON")
     p_list.set_defaults(func=_cmd_list)
-    p_run = sub.add_parser("run", help="train and evaluate the models of a config on its categories")
+    device_help = "override the config's device: auto, cpu, cuda or cuda:N (default: the config's, else auto)"
+    p_check = sub.add_parser("check", help="validate a config (hyperparameters too) and print its runs")
+    p_check.add_argument("--config", required=True, help="config .py file or module (algorithms/configs/*.py)")
+    p_check.add_argument("--device", default=None, help=device_help)
+    p_check.add_argument("--json", action="store_true", help="print the run specifications as JSON")
+    p_check.set_defaults(func=_cmd_check)
+    p_run = sub.add_parser("run", help="train and evaluate the runs of a config on their categories")
     p_run.add_argument("--config", required=True, help="config .py file or module (algorithms/configs/*.py)")
-    p_run.add_argument("--device", default="cpu", help="torch device: cpu or cuda:0 (default cpu)")
+    p_run.add_argument("--device", default=None, help=device_help)
     p_run.add_argument("--out", default="var/runs", help="output directory (default var/runs)")
     p_run.add_argument(
         "--data-root", action="append", type=_parse_root, metavar="DATASET=PATH",

@@ -1,7 +1,7 @@
 """The standard algorithm API (the paper's six-method contract, made Pythonic).
 
-An algorithm is an ``AnomalyDetector`` subclass registered with
-``@register_algorithm("name", ...)``:
+An algorithm is an ``AnomalyDetector`` subclass in its package's ``detector.py``, registered with
+``@register_algorithm(INFO)`` (see ``algorithms/registry.py`` for the package layout):
 
 * ``__init__(*, ...)``: keyword-only hyperparameters whose defaults are the publication's;
   it calls ``super().__init__(**hparams_from_locals(locals()))`` so the config round-trips.
@@ -13,10 +13,10 @@ An algorithm is an ``AnomalyDetector`` subclass registered with
 * ``_predict(images) -> (scores, maps)``: scores ``(B,)``, maps ``{name: (B, H, W)}``; the
   first map is the primary variant. ``predict`` wraps it (eval mode, no grad) and checks the
   contract, naming the algorithm that broke it.
-* ``save(path)`` / ``AnomalyDetector.load(path)``: a directory holding ``config.json`` and
-  ``state.pt`` (a ``state_dict``, loaded with ``weights_only=True``). Learned state must live
-  in parameters or buffers; buffers whose size depends on data (memory banks) are resized on
-  load.
+* ``save(path)``: a directory holding ``config.json`` and ``state.pt`` (a ``state_dict``,
+  loaded with ``weights_only=True``); ``algorithms.registry.load_algorithm(path)`` rebuilds any
+  saved algorithm, ``MyDetector.load(path)`` one of its own class. Learned state must live in
+  parameters or buffers; buffers whose size depends on data (memory banks) are resized on load.
 
 Algorithms never see ground truth, test labels or file paths.
 """
@@ -165,19 +165,25 @@ class AnomalyDetector(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, *, map_location: str | torch.device = "cpu") -> AnomalyDetector:
-        """Rebuild a saved algorithm (any registered one when called on the base class)."""
-        from .registry import get_algorithm_class
+        """Rebuild a saved instance of this class (``algorithms.registry.load_algorithm`` loads any).
 
+        Raises ``FileNotFoundError`` when ``path`` holds no saved algorithm, ``TypeError`` when
+        called on the base class, ``ValueError`` when the directory holds another algorithm.
+        """
+        if cls is AnomalyDetector:
+            raise TypeError("AnomalyDetector.load needs a concrete class; algorithms.registry.load_algorithm(path) "
+                            "finds the class of any saved algorithm")  # fmt: skip
         path = Path(path)
         config_path = path / CONFIG_FILE
         if not config_path.is_file():
             raise FileNotFoundError(f"no saved algorithm at {path}: expected {config_path}")
         config = json.loads(config_path.read_text())
-        algo_cls = get_algorithm_class(config["algorithm"]) if cls is AnomalyDetector else cls
+        if cls.algorithm_name and config.get("algorithm") != cls.algorithm_name:
+            raise ValueError(f"{path} holds a saved {config.get('algorithm')!r}, not {cls.algorithm_name!r}")
         hparams = dict(config["hparams"])
         if "pretrained" in hparams:  # the weights come from state.pt, never from the hub
             hparams["pretrained"] = False
-        model = algo_cls(**hparams)
+        model = cls(**hparams)
         model.hparams = dict(config["hparams"])  # keep the saved config verbatim
         state = torch.load(path / STATE_FILE, map_location=map_location, weights_only=True)
         model._resize_buffers_for(state)

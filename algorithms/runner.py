@@ -1,32 +1,28 @@
-"""The benchmark runner: train within budgets, predict, evaluate, record (schema ``vadi-run/1``).
+"""The benchmark runner: train on a schedule, predict, evaluate, record (schema ``vadi-run/1``).
 
-``run_category`` trains one algorithm on one category for at most ``epochs`` epochs and at most
-``train_time_limit_s`` seconds of training (the paper gave every algorithm two hours), evaluates
-every ``evaluate_every`` epochs and at the end, and returns (and optionally writes) the
-per-category results JSON described in ``docs/contracts.md``. The algorithm sees images only:
-ground truth is read by the evaluation step alone.
+``run_category(spec, category)`` runs one ``RunSpec`` (``algorithms.runspec``) on one category
+for one of its seeds: it trains for the spec's epochs or iterations, stopping early only at the
+wall-clock cap ``train_time_limit_s`` (the paper gave every algorithm two hours), evaluates every
+``evaluate_every`` epochs (or iterations) and at the end, and returns (and optionally writes) the
+per-category results JSON described in ``docs/contracts.md``, which records the spec. The
+algorithm sees images only: ground truth is read by the evaluation step alone.
 
-The training budget is enforced inside an epoch too: the training loader handed to
-``fit_epoch`` stops yielding batches once the budget is spent, so a slow epoch cannot overrun
-it by more than one batch. ``pre_eval`` (e.g. PatchCore's memory bank) is counted as training
-time, as in VisionAD, but never cut short.
+The cap is enforced inside an epoch too: the training loader handed to ``fit_epoch`` stops
+yielding batches once the time is spent (or the iterations are done), so a slow epoch cannot
+overrun it by more than one batch. ``pre_eval`` (e.g. PatchCore's memory bank) is counted as
+training time, as in VisionAD, but never cut short.
 
-``run_config`` runs every model of a config over every category of it and writes a summary.
+``run_config`` runs every spec of a config over its categories and seeds and writes a summary.
 A failing category is recorded with ``status: "failed"``, the error and its traceback, and does
 not stop the others.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import json
 import math
 import platform
-import re
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,12 +35,13 @@ import numpy as np
 
 from evaluation.metrics import EVALUATOR_VERSION, evaluate_at_protocol
 
+from .runspec import ConfigError, RunSpec, load_run_config
+
 __all__ = [
     "SCHEMA",
     "ConfigError",
     "environment_info",
-    "expand_categories",
-    "load_config",
+    "resolve_device",
     "run_category",
     "run_config",
 ]
@@ -58,24 +55,6 @@ SUMMARY_FILE = "summary.json"
 DEFAULT_OUT_DIR = Path("var/runs")
 
 ProgressCallback = Callable[[float, str], None]
-
-#: Keys a model entry of a config may have, with their defaults (``algorithm`` is required).
-MODEL_KEYS: dict[str, Any] = {
-    "algorithm": None,
-    "name": None,
-    "params": {},
-    "epochs": 1,
-    "train_time_limit_s": 7200.0,
-    "evaluate_every": None,
-    "batch_size": 8,
-    "save_predictions": False,
-    "save_checkpoint": False,
-}
-
-
-class ConfigError(ValueError):
-    """A run config (or a ``run_category`` argument) is invalid; nothing has been run or written."""
-
 
 # -- environment --------------------------------------------------------------------------
 
@@ -136,73 +115,46 @@ def environment_info(device: str) -> dict[str, str]:
     }
 
 
-# -- validation ---------------------------------------------------------------------------
-
-
-def _check_params(algorithm: str, params: Mapping[str, Any]) -> None:
-    from .registry import UnknownAlgorithmError, get_algorithm_class
-
-    try:
-        cls = get_algorithm_class(algorithm)
-    except UnknownAlgorithmError as exc:
-        raise ConfigError(str(exc)) from None
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"{algorithm}: params must be a dict, got {type(params).__name__}")
-    signature = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    known = {n for n, p in signature.parameters.items() if n != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
-    unknown = sorted(set(params) - known)
-    if unknown and not accepts_any:
-        raise ConfigError(f"{algorithm}: unknown hyperparameter(s) {unknown}; accepted: {sorted(known)}")
-
-
-def _check_run_args(
-    *, algorithm: str, params: Mapping[str, Any], epochs: Any, train_time_limit_s: Any, evaluate_every: Any,
-    batch_size: Any, seed: Any,
-) -> None:
-    _check_params(algorithm, params)
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if not is_int(epochs) or epochs < 1:
-        raise ConfigError(f"{algorithm}: epochs must be a positive integer, got {epochs!r}")
-    if (
-        isinstance(train_time_limit_s, bool)
-        or not isinstance(train_time_limit_s, int | float)
-        or not math.isfinite(train_time_limit_s)
-        or train_time_limit_s <= 0
-    ):
-        raise ConfigError(f"{algorithm}: train_time_limit_s must be a positive number, got {train_time_limit_s!r}")
-    if evaluate_every is not None and (not is_int(evaluate_every) or evaluate_every < 1):
-        raise ConfigError(f"{algorithm}: evaluate_every must be None or a positive integer, got {evaluate_every!r}")
-    if not is_int(batch_size) or batch_size < 1:
-        raise ConfigError(f"{algorithm}: batch_size must be a positive integer, got {batch_size!r}")
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-
-
 # -- training helpers ---------------------------------------------------------------------
 
 
 class _BudgetedLoader:
-    """Iterates a loader until a training-time deadline; remembers whether it cut an epoch short."""
+    """Iterates a loader until a training-time deadline or a number of batches, whichever comes first.
 
-    def __init__(self, loader: Iterable, *, remaining_s: float) -> None:
+    ``truncated`` tells whether the deadline (not the batch limit) cut the pass short;
+    ``batches`` counts the batches handed out.
+    """
+
+    def __init__(self, loader: Iterable, *, remaining_s: float, max_batches: int | None = None) -> None:
         self.loader = loader
         self.remaining_s = remaining_s
+        self.max_batches = max_batches
         self.truncated = False
+        self.batches = 0
 
     def __len__(self) -> int:
-        return len(self.loader)  # type: ignore[arg-type]
+        n = len(self.loader)  # type: ignore[arg-type]
+        return n if self.max_batches is None else min(n, self.max_batches)
 
     def __iter__(self):
         deadline = time.perf_counter() + self.remaining_s
         for batch in self.loader:
+            self.batches += 1
             yield batch
+            if self.max_batches is not None and self.batches >= self.max_batches:
+                return
             if time.perf_counter() >= deadline:
                 self.truncated = True
                 return
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` to ``"cuda:0"`` when CUDA is available, else ``"cpu"``; other devices unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def _predict_all(model, loader, n_expected: int, *, desc: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -268,75 +220,59 @@ def _save_predictions(path: Path, ids: Sequence[str], scores: np.ndarray, maps: 
 
 
 def run_category(
-    *,
-    algorithm: str,
-    params: Mapping[str, Any],
+    spec: RunSpec,
     category: str,
+    *,
+    seed: int | None = None,
     roots: Mapping[str, str | Path] | None = None,
-    device: str = "cpu",
-    epochs: int,
-    train_time_limit_s: float,
-    evaluate_every: int | None = None,
-    batch_size: int = 8,
-    seed: int = 0,
     out_dir: str | Path | None = None,
-    save_predictions: bool = False,
-    save_checkpoint: bool = False,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Train, evaluate and record one algorithm on one category.
+    """Train, evaluate and record one run specification on one of its categories, for one seed.
 
     Parameters
     ----------
-    algorithm : str
-        Registered algorithm name.
-    params : dict
-        Hyperparameter overrides of the algorithm's publication defaults.
+    spec : RunSpec
+        What to run: algorithm, hyperparameters, schedule, time cap, evaluation schedule, batch
+        size, device and what to save (see ``algorithms.runspec``). Taken whole, never unpacked
+        by the caller.
     category : str
-        Category key, e.g. ``"synthetic/woven"``.
+        One of ``spec.categories``, e.g. ``"synthetic/woven"``.
+    seed : int, optional
+        One of ``spec.seeds`` (default: the first). Seeds Python, NumPy and torch, and the
+        shuffling of the training data: a run repeats exactly.
     roots : dict, optional
         Dataset root overrides (see ``algorithms.data.dataset_roots``).
-    device : str
-        Torch device, ``"cpu"`` or ``"cuda:0"``.
-    epochs : int
-        Maximum number of training epochs (one-shot methods use 1).
-    train_time_limit_s : float
-        Budget of training time in seconds (``fit_epoch`` plus ``pre_eval``).
-    evaluate_every : int, optional
-        Also evaluate after every ``n``-th epoch (always after the last one).
-    batch_size : int
-        Batch size of the training and test loaders.
-    seed : int
-        Seed of Python, NumPy and torch (makes a run repeatable).
     out_dir : path, optional
-        Directory for ``results.json`` (and ``predictions.npz``, ``checkpoint/``).
-    save_predictions : bool
-        Write ``predictions.npz`` (ids, float32 scores and maps) into ``out_dir``.
-    save_checkpoint : bool
-        Save the trained model into ``out_dir/checkpoint``.
+        Directory for ``results.json`` (and, when the spec saves them, ``predictions.npz``: ids,
+        float32 scores and maps; ``checkpoint/``: the trained model).
     progress : callable, optional
         ``progress(fraction, message)``, called as the run advances (worker heartbeats).
 
     Returns
     -------
     dict
-        The ``vadi-run/1`` results document; ``status`` is ``"failed"`` (with ``error`` and
-        ``traceback``) when anything went wrong after validation.
+        The ``vadi-run/1`` results document (``"spec"`` records the run); ``status`` is
+        ``"failed"`` (with ``error`` and ``traceback``) when anything went wrong after validation.
 
     Raises
     ------
     ConfigError
-        Invalid arguments (unknown algorithm or hyperparameter, bad epochs/budget/batch size);
-        raised before anything is run or written.
+        A category or seed the spec does not name, an unknown hyperparameter, or outputs to
+        save without ``out_dir``; raised before anything is run or written.
     """
-    params = dict(params or {})
-    _check_run_args(
-        algorithm=algorithm, params=params, epochs=epochs, train_time_limit_s=train_time_limit_s,
-        evaluate_every=evaluate_every, batch_size=batch_size, seed=seed,
-    )
-    if (save_predictions or save_checkpoint) and out_dir is None:
+    if not isinstance(spec, RunSpec):
+        raise TypeError(f"run_category takes a RunSpec (algorithms.runspec), got {type(spec).__name__}")
+    if category not in spec.categories:
+        raise ConfigError(f"category {category!r} is not one of the run's categories {list(spec.categories)}")
+    seed = spec.seeds[0] if seed is None else seed
+    if seed not in spec.seeds:
+        raise ConfigError(f"seed {seed!r} is not one of the run's seeds {list(spec.seeds)}")
+    spec.check_params()
+    if (spec.save_predictions or spec.save_checkpoint) and out_dir is None:
         raise ConfigError("save_predictions and save_checkpoint need an out_dir")
     out_path = Path(out_dir) if out_dir is not None else None
+    algorithm, train_time_limit_s, evaluate_every = spec.algorithm, spec.train_time_limit_s, spec.evaluate_every
 
     def report(fraction: float, message: str) -> None:
         if progress is not None:
@@ -347,7 +283,7 @@ def run_category(
         "status": "running",
         "error": "",
         "algorithm": algorithm,
-        "params": params,
+        "params": dict(spec.params),
         "category": category,
         "seed": seed,
         "evaluator_version": EVALUATOR_VERSION,
@@ -355,12 +291,7 @@ def run_category(
         "metrics": {},
         "history": [],
         "timings": {},
-        "run": {
-            "epochs": epochs,
-            "train_time_limit_s": float(train_time_limit_s),
-            "evaluate_every": evaluate_every,
-            "batch_size": batch_size,
-        },
+        "spec": spec.to_json(),
         "environment": {},
         "predictions": None,
         "checkpoint": None,
@@ -374,15 +305,16 @@ def run_category(
         from .registry import create_algorithm, get_algorithm_info
         from .utils import seed_everything
 
+        device = resolve_device(spec.device)
         result["environment"] = environment_info(device)
         info = get_algorithm_info(algorithm)
         report(0.0, "loading data")
         seed_everything(seed)
         data = load_category(category, roots=roots)
         ground_truth = data.ground_truth()  # read and validated before any training: bad masks fail fast
-        model = create_algorithm(algorithm, **params).to(torch.device(device))
+        model = create_algorithm(algorithm, **spec.params).to(torch.device(device))
         result["params"] = model.get_config()  # the full configuration, defaults included
-        size = model.input_size
+        size, batch_size = model.input_size, spec.batch_size
         train_images, test_images = data.train_images(), data.test_images()
         test_ids = list(data.test_ids)
         train_loader = make_loader(train_images, size=size, batch_size=batch_size, shuffle=True, seed=seed)
@@ -394,26 +326,42 @@ def run_category(
             raise RuntimeError(f"{category}: needs training and test images (found {n_train} and {n_test})")
         if len(test_ids) != n_test:
             raise RuntimeError(f"{category}: {len(test_ids)} test ids for {n_test} test images")
-        max_epochs = 1 if info.one_shot else epochs
+        iterations = spec.iterations  # None for a schedule in epochs
+        if iterations is not None:
+            max_epochs = math.ceil(iterations / len(train_loader))
+        else:
+            max_epochs = 1 if info.one_shot else int(spec.epochs)  # type: ignore[arg-type]
 
         train_seconds = 0.0
         last_inference_s = 0.0
         budget_exhausted = False
         last: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
-        epoch = 0
+        epoch = iterations_done = 0
         bar = tqdm(total=max_epochs, desc=f"{algorithm} {category}", leave=False, disable=None)
         try:
             for epoch in range(1, max_epochs + 1):
                 model.train()
-                budgeted = _BudgetedLoader(train_loader, remaining_s=train_time_limit_s - train_seconds)
+                budgeted = _BudgetedLoader(
+                    train_loader,
+                    remaining_s=train_time_limit_s - train_seconds,
+                    max_batches=None if iterations is None else iterations - iterations_done,
+                )
                 start = time.perf_counter()
                 logs = model.fit_epoch(budgeted) or {}
                 train_seconds += time.perf_counter() - start
+                iterations_done += budgeted.batches
                 budget_exhausted = budgeted.truncated or train_seconds >= train_time_limit_s
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, int | float)})
-                is_last = epoch == max_epochs or budget_exhausted
-                due = is_last or (evaluate_every is not None and epoch % evaluate_every == 0)
+                schedule_done = epoch == max_epochs or (iterations is not None and iterations_done >= iterations)
+                is_last = schedule_done or budget_exhausted
+                if evaluate_every is None:
+                    due = is_last
+                elif iterations is None:
+                    due = is_last or epoch % evaluate_every == 0
+                else:  # a multiple of evaluate_every iterations was passed during this epoch
+                    before = iterations_done - budgeted.batches
+                    due = is_last or iterations_done // evaluate_every > before // evaluate_every
                 report(0.9 * epoch / max_epochs, f"epoch {epoch}/{max_epochs} trained")
                 if not due:
                     continue
@@ -429,6 +377,7 @@ def run_category(
                 result["history"].append(
                     {
                         "epoch": epoch,
+                        "iterations": iterations_done,
                         "train_seconds": round(train_seconds, 4),
                         "pre_eval_seconds": round(pre_eval_s, 4),
                         "logs": {k: float(v) for k, v in logs.items() if isinstance(v, int | float)},
@@ -446,6 +395,7 @@ def run_category(
         result["primary_variant"] = next(iter(maps))
         result["timings"] = {
             "epochs": epoch,
+            "iterations": iterations_done,
             "train_seconds": round(train_seconds, 4),
             "train_seconds_per_image": round(train_seconds / n_train, 6),
             "inference_seconds": round(last_inference_s, 4),
@@ -454,10 +404,10 @@ def run_category(
             "n_test": n_test,
             "budget_exhausted": budget_exhausted,
         }
-        if out_path is not None and save_predictions:
+        if out_path is not None and spec.save_predictions:
             _save_predictions(out_path / PREDICTIONS_FILE, test_ids, scores, maps)
             result["predictions"] = str(out_path / PREDICTIONS_FILE)
-        if out_path is not None and save_checkpoint:
+        if out_path is not None and spec.save_checkpoint:
             model.save(out_path / CHECKPOINT_DIR)
             result["checkpoint"] = str(out_path / CHECKPOINT_DIR)
         result["status"] = "ok"
@@ -476,125 +426,30 @@ def run_category(
 # -- configs ------------------------------------------------------------------------------
 
 
-def load_config(config: str | Path | ModuleType | Mapping[str, Any]) -> dict[str, Any]:
-    """Read and validate a run config: a ``.py`` path, a dotted module name, a module or a dict.
-
-    A config defines ``models`` (a list of dicts: ``algorithm``, optional ``name``, ``params``,
-    ``epochs``, ``train_time_limit_s``, ``evaluate_every``, ``batch_size``, ``save_predictions``,
-    ``save_checkpoint``), ``categories`` (suite names or category keys) and optionally ``seed``
-    and ``roots``.
-
-    Returns
-    -------
-    dict
-        ``{"name", "models" (with every key filled in), "categories" (expanded keys), "seed",
-        "roots"}``.
-
-    Raises
-    ------
-    ConfigError
-        Naming the first problem found.
-    """
-    if isinstance(config, Mapping):
-        namespace, name = dict(config), str(config.get("name", "config"))
-    else:
-        module = config if isinstance(config, ModuleType) else _import_config(config)
-        namespace = {k: getattr(module, k) for k in dir(module) if not k.startswith("_")}
-        name = Path(getattr(module, "__file__", "") or module.__name__).stem
-    models = namespace.get("models")
-    if not isinstance(models, list | tuple) or not models:
-        raise ConfigError(f"config {name!r}: 'models' must be a non-empty list of dicts")
-    categories = namespace.get("categories")
-    if isinstance(categories, str):
-        categories = [categories]
-    if not isinstance(categories, list | tuple) or not categories:
-        raise ConfigError(f"config {name!r}: 'categories' must be a non-empty list of suite names or category keys")
-    seed = namespace.get("seed", 0)
-    roots = namespace.get("roots")
-    filled, labels = [], set()
-    for i, entry in enumerate(models):
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"config {name!r}: models[{i}] must be a dict, got {type(entry).__name__}")
-        unknown = sorted(set(entry) - set(MODEL_KEYS))
-        if unknown:
-            raise ConfigError(f"config {name!r}: models[{i}] has unknown key(s) {unknown}; known: {sorted(MODEL_KEYS)}")
-        if not isinstance(entry.get("algorithm"), str):
-            raise ConfigError(f"config {name!r}: models[{i}] needs an 'algorithm' name")
-        model = {k: entry.get(k, v) for k, v in MODEL_KEYS.items()}
-        model["params"] = dict(model["params"] or {})
-        model["name"] = model["name"] or model["algorithm"]
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", model["name"]):
-            raise ConfigError(f"config {name!r}: model name {model['name']!r} must be letters, digits, '_', '.', '-'")
-        if model["name"] in labels:
-            raise ConfigError(f"config {name!r}: two models are named {model['name']!r}; give them distinct 'name's")
-        labels.add(model["name"])
-        _check_run_args(
-            algorithm=model["algorithm"], params=model["params"], epochs=model["epochs"],
-            train_time_limit_s=model["train_time_limit_s"], evaluate_every=model["evaluate_every"],
-            batch_size=model["batch_size"], seed=seed,
-        )
-        filled.append(model)
-    return {"name": name, "models": filled, "categories": expand_categories(categories), "seed": seed, "roots": roots}
-
-
-def _import_config(config: str | Path) -> ModuleType:
-    text = str(config)
-    path = Path(text)
-    if text.endswith(".py") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        spec = importlib.util.spec_from_file_location(f"_vadi_config_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"cannot import config file {path}")
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ConfigError(f"config file {path} failed to import: {type(exc).__name__}: {exc}") from exc
-        return module
-    try:
-        return importlib.import_module(text)
-    except ImportError as exc:
-        raise ConfigError(f"config {text!r} is neither a .py file nor an importable module ({exc})") from exc
-
-
-def expand_categories(entries: Iterable[str]) -> list[str]:
-    """Suite names (``"synthetic"``, ``"vadi"``) and category keys to a de-duplicated key list."""
-    from .data import SUITES, list_categories
-
-    keys: list[str] = []
-    for entry in entries:
-        if not isinstance(entry, str) or not entry:
-            raise ConfigError(f"categories must be suite names or category keys, got {entry!r}")
-        if "/" in entry:
-            found = [entry]
-        elif entry in SUITES:
-            found = list_categories(entry)
-        else:
-            suites = ", ".join(sorted(SUITES))
-            raise ConfigError(f"unknown suite {entry!r} (suites: {suites}); category keys look like 'mvtec/bottle'")
-        keys.extend(k for k in found if k not in keys)
-    return keys
+def run_out_dir(out_dir: str | Path, spec: RunSpec, category: str, seed: int) -> Path:
+    """Where a run writes: ``<out>/<name>/<dataset>/<category>``, with ``seed-<n>/`` when it has several seeds."""
+    base = Path(out_dir) / spec.name
+    return (base / f"seed-{seed}" if len(spec.seeds) > 1 else base) / category
 
 
 def run_config(
     config: str | Path | ModuleType | Mapping[str, Any],
     *,
-    device: str = "cpu",
+    device: str | None = None,
     out_dir: str | Path = DEFAULT_OUT_DIR,
     roots: Mapping[str, str | Path] | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every model of a config on every category; write ``summary.json`` into ``out_dir``.
+    """Run every spec of a config on every category and seed; write ``summary.json`` into ``out_dir``.
 
-    Per-category documents go to ``out_dir/<model name>/<dataset>/<category>/results.json``.
+    Per-category documents go to :func:`run_out_dir` (``out_dir/<name>/<dataset>/<category>/``).
 
     Parameters
     ----------
     config : path, module name, module or dict
-        See :func:`load_config`.
-    device : str
-        Torch device for every run.
+        See ``algorithms.runspec.load_run_config``.
+    device : str, optional
+        Overrides every spec's device (``--device`` of the CLI).
     out_dir : path
         Output directory (created).
     roots : dict, optional
@@ -605,66 +460,60 @@ def run_config(
     Returns
     -------
     list of dict
-        The per-category results documents, in run order.
+        The per-category results documents, in run order (each with ``model_name``).
+
+    Raises
+    ------
+    ConfigError
+        Before anything runs: the config's own problems and unknown hyperparameters, naming the
+        file and the entry.
     """
-    spec = load_config(config)
+    loaded = load_run_config(config)
+    specs = list(loaded.specs)
+    if device is not None:
+        try:
+            specs = [spec.replace(device=device) for spec in specs]
+        except ConfigError as exc:
+            raise ConfigError(f"--device: {exc}") from None
+    loaded.check_params()
     out_path = Path(out_dir)
-    roots = roots if roots is not None else spec["roots"]
-    jobs = [(m, c) for m in spec["models"] for c in spec["categories"]]
+    roots = roots if roots is not None else loaded.roots
+    jobs = [(spec, seed, category) for spec in specs for seed in spec.seeds for category in spec.categories]
     results: list[dict[str, Any]] = []
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    for index, (model, category) in enumerate(jobs):
+    for index, (spec, seed, category) in enumerate(jobs):
 
         def job_progress(fraction: float, message: str, index: int = index) -> None:
             if progress is not None:
                 progress((index + fraction) / len(jobs), f"[{index + 1}/{len(jobs)}] {message}")
 
-        results.append(
-            run_category(
-                algorithm=model["algorithm"],
-                params=model["params"],
-                category=category,
-                roots=roots,
-                device=device,
-                epochs=model["epochs"],
-                train_time_limit_s=model["train_time_limit_s"],
-                evaluate_every=model["evaluate_every"],
-                batch_size=model["batch_size"],
-                seed=spec["seed"],
-                out_dir=out_path / model["name"] / category,
-                save_predictions=model["save_predictions"],
-                save_checkpoint=model["save_checkpoint"],
-                progress=job_progress,
-            )
-        )
-        results[-1]["model_name"] = model["name"]
+        result = run_category(
+            spec, category, seed=seed, roots=roots, out_dir=run_out_dir(out_path, spec, category, seed),
+            progress=job_progress,
+        )  # fmt: skip
+        result["model_name"] = spec.name
+        results.append(result)
     summary = {
         "schema": SUMMARY_SCHEMA,
-        "config": spec["name"],
-        "device": device,
-        "seed": spec["seed"],
+        "config": loaded.source,
         "started_at": started,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "models": [{k: v for k, v in m.items()} for m in spec["models"]],
-        "categories": spec["categories"],
+        "specs": [spec.to_json() for spec in specs],
         "runs": [
             {
                 "model_name": r["model_name"],
                 "algorithm": r["algorithm"],
                 "category": r["category"],
+                "seed": r["seed"],
                 "status": r["status"],
                 "error": r["error"],
                 "primary_variant": r["primary_variant"],
                 "metrics": r["metrics"],
                 "timings": r["timings"],
-                "results": str(out_path / r["model_name"] / r["category"] / RESULTS_FILE),
+                "results": str(run_out_dir(out_path, spec, r["category"], r["seed"]) / RESULTS_FILE),
             }
-            for r in results
+            for (spec, _, _), r in zip(jobs, results, strict=True)
         ],
     }
     _write_json(out_path / SUMMARY_FILE, summary)
     return results
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: python -m algorithms run --config CONFIG")

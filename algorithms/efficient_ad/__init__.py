@@ -21,6 +21,52 @@ which is fine for tests but not the published method.
 >>> model = create_algorithm("efficient_ad", tiny=True)   # small PDN at quarter width, 64 px
 """
 
-from .detector import PAPER_SCHEDULE, EfficientAd, color_jitter, paper_epochs
+from ..info import AlgorithmInfo, Family, Schedule
 
-__all__ = ["PAPER_SCHEDULE", "EfficientAd", "color_jitter", "paper_epochs"]
+INFO = AlgorithmInfo(
+    key="efficient_ad",
+    display_name="EfficientAD",
+    family=Family.KNOWLEDGE_DISTILLATION,
+    secondary_family=Family.RECONSTRUCTION,
+    paper_title="EfficientAD: Accurate Visual Anomaly Detection at Millisecond-Level Latencies",
+    paper_url="https://arxiv.org/abs/2303.14535",
+    code_url="https://github.com/nelson1425/EfficientAD",
+    code_licence="Apache-2.0",
+    description=(
+        "A student network learns to predict a pretrained teacher's patch descriptors and an autoencoder's "
+        "output on normal images; disagreement marks structural and logical anomalies. Needs the distilled "
+        "teacher weights (random teacher otherwise)."
+    ),
+    deviations=(
+        "The authors released no code; the code link is the unofficial implementation the field uses. "
+        "Map-normalisation quantiles are computed on the training images (as VisionAD), not on a held-out "
+        "validation split. The image score is the maximum over the valid (unpadded) map region, not after "
+        "zero padding. The ImageNet penalty is off unless imagenet_dir is given, and the teacher is random "
+        "unless teacher_weights is given."
+    ),
+    schedule=Schedule(
+        iterations=70_000,
+        batch_size=1,
+        input_size=256,
+        optimizer="Adam, lr 1e-4, weight decay 1e-5; lr x0.1 after 95 % of the steps",
+    ),
+    map_variants=("combined", "student_teacher", "student_autoencoder"),
+    tiny={"input_size": 64, "model_size": "small", "width": 0.25, "out_channels": 64, "pretrained": False},
+    tiny_epochs=1,
+    # The colleague's CPU recommendation (benchmarks/c2_synthetic_config.py): a 10x learning rate
+    # for the few steps the budget allows, and replicate padding of the map border.
+    demo={
+        "params": {
+            "input_size": 128,
+            "model_size": "small",
+            "width": 0.25,
+            "out_channels": 64,
+            "pretrained": False,
+            "lr": 1e-3,
+            "map_padding": "replicate",
+        },
+        "epochs": 20,
+        "train_time_limit_s": 8,
+        "batch_size": 8,
+    },
+)

@@ -12,12 +12,10 @@ import torch.nn.functional as F
 from ..base import AnomalyDetector, hparams_from_locals
 from ..components.training import check_images, iter_images, local_seed, quantile
 from ..registry import register_algorithm
+from . import INFO
 from .model import MODEL_SIZES, AutoEncoder, load_pdn_weights, make_pdn, pdn_output_size
 
-__all__ = ["PAPER_SCHEDULE", "EfficientAd", "color_jitter", "paper_epochs"]
-
-#: The publication's schedule: 70,000 optimiser steps with batch 1 (run as epochs by the runner).
-PAPER_SCHEDULE = {"train_steps": 70_000, "batch_size": 1}
+__all__ = ["EfficientAd", "color_jitter", "paper_epochs"]
 
 _MAP_PADDINGS = ("constant", "replicate")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,23 +101,7 @@ class _PenaltyImages:
         return (x - mean) / std
 
 
-@register_algorithm(
-    "efficient_ad",
-    display_name="EfficientAD",
-    family="knowledge_distillation",
-    paper_title="EfficientAD: Accurate Visual Anomaly Detection at Millisecond-Level Latencies",
-    paper_url="https://arxiv.org/abs/2303.14535",
-    code_url="https://github.com/nelson1425/EfficientAD",
-    description=(
-        "A student network learns to predict a pretrained teacher's patch descriptors and an autoencoder's "
-        "output on normal images; disagreement marks structural and logical anomalies. Needs the distilled "
-        "teacher weights (random teacher otherwise)."
-    ),
-    default_input_size=256,
-    default_epochs=290,
-    tiny_epochs=1,
-    tiny={"input_size": 64, "model_size": "small", "width": 0.25, "out_channels": 64, "pretrained": False},
-)
+@register_algorithm(INFO)
 class EfficientAd(AnomalyDetector):
     """EfficientAD (Batzner, Heckler & König, WACV 2024) with the publication's defaults.
 
@@ -148,9 +130,9 @@ class EfficientAd(AnomalyDetector):
         Adam settings (publication: 1e-4 and 1e-5).
     train_steps : int
         Planned optimiser steps (publication: 70,000); the learning rate drops x0.1 after 95% of
-        them, and training stops after all of them (later epochs do nothing). The registry's
-        ``default_epochs`` (290) gives 70,000 steps on an average MVTec AD category (242 images)
-        at batch 1; :func:`paper_epochs` computes the exact number for a training-set size.
+        them, and training stops after all of them (later epochs do nothing). The publication's
+        schedule (``INFO.schedule``: 70,000 iterations of batch 1) makes the runner stop at the same
+        step; :func:`paper_epochs` gives the epochs that reach it on a training set of a given size.
     hard_quantile : float
         Hard-feature mining quantile of the student-teacher loss (publication: 0.999).
     q_a, q_b : float

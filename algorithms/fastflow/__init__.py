@@ -13,6 +13,39 @@ standard normal. Training minimises the negative log-likelihood (Adam, lr 1e-3, 
 >>> model = create_algorithm("fastflow", tiny=True)   # resnet18, random init, 64 px
 """
 
-from .detector import PAPER_SCHEDULE, Fastflow
+from ..info import AlgorithmInfo, Family, Schedule
 
-__all__ = ["PAPER_SCHEDULE", "Fastflow"]
+INFO = AlgorithmInfo(
+    key="fastflow",
+    display_name="FastFlow",
+    family=Family.NORMALIZING_FLOW,
+    paper_title="FastFlow: Unsupervised Anomaly Detection and Localization via 2D Normalizing Flows",
+    paper_url="https://arxiv.org/abs/2111.07677",
+    code_url="https://github.com/gathierry/FastFlow",
+    code_licence="Apache-2.0",
+    description=(
+        "A frozen CNN's multi-scale features are normalised (LayerNorm) and mapped by one 2-D normalising "
+        "flow per scale to a standard normal; pixels with low likelihood are anomalous."
+    ),
+    deviations=(
+        "The authors released no code; the code link is the unofficial implementation the field uses. "
+        "Image score: the maximum of the anomaly map by default (VisionAD takes its mean: score_reduction='mean'). "
+        "The loss averages the three scales instead of summing them (the same optimum under Adam)."
+    ),
+    schedule=Schedule(epochs=500, batch_size=32, input_size=256, optimizer="Adam, lr 1e-3, weight decay 1e-5"),
+    map_variants=("anomaly_map",),
+    tiny={"input_size": 64, "backbone": "resnet18", "pretrained": False, "flow_steps": 2, "conv3x3_only": True},
+    tiny_epochs=1,
+    demo={
+        "params": {
+            "input_size": 128,
+            "backbone": "resnet18",
+            "pretrained": False,
+            "flow_steps": 2,
+            "conv3x3_only": True,
+        },
+        "epochs": 20,
+        "train_time_limit_s": 8,
+        "batch_size": 8,
+    },
+)

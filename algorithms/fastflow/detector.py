@@ -9,38 +9,15 @@ import torch
 from ..base import AnomalyDetector, hparams_from_locals
 from ..components.training import check_images, gradient_epoch, local_seed
 from ..registry import register_algorithm
+from . import INFO
 from .model import FastflowModel
 
-__all__ = ["PAPER_SCHEDULE", "Fastflow"]
-
-#: The publication's training schedule (run by the runner, not by the detector).
-PAPER_SCHEDULE = {"epochs": 500, "batch_size": 32}
+__all__ = ["Fastflow"]
 
 _SCORE_REDUCTIONS = ("max", "mean")
 
 
-@register_algorithm(
-    "fastflow",
-    display_name="FastFlow",
-    family="normalizing_flow",
-    paper_title="FastFlow: Unsupervised Anomaly Detection and Localization via 2D Normalizing Flows",
-    paper_url="https://arxiv.org/abs/2111.07677",
-    code_url="https://github.com/gathierry/FastFlow",
-    description=(
-        "A frozen CNN's multi-scale features are normalised (LayerNorm) and mapped by one 2-D normalising "
-        "flow per scale to a standard normal; pixels with low likelihood are anomalous."
-    ),
-    default_input_size=256,
-    default_epochs=500,
-    tiny_epochs=1,
-    tiny={
-        "input_size": 64,
-        "backbone": "resnet18",
-        "pretrained": False,
-        "flow_steps": 2,
-        "conv3x3_only": True,
-    },
-)
+@register_algorithm(INFO)
 class Fastflow(AnomalyDetector):
     """FastFlow (Yu et al., 2021) with the publication's defaults.
 
@@ -79,7 +56,7 @@ class Fastflow(AnomalyDetector):
     sums over scales; the factor 3 is immaterial to Adam). Anomaly map: the mean over scales of
     ``1 - exp(-0.5 * mean_c z**2)``, bilinearly upsampled to the input size; this is the reference's
     ``-exp(...)`` map plus one, so higher means more anomalous and values lie in ``[0, 1]``.
-    The publication trains 500 epochs with batch 32 (``PAPER_SCHEDULE``).
+    The publication trains 500 epochs with batch 32 (``INFO.schedule``).
     """
 
     def __init__(

@@ -15,6 +15,46 @@ image score is its maximum.
 >>> model = create_algorithm("reverse_distillation", tiny=True)   # resnet18, random init, 64 px
 """
 
-from .detector import PAPER_SCHEDULE, ReverseDistillation
+from ..info import AlgorithmInfo, Family, Schedule
 
-__all__ = ["PAPER_SCHEDULE", "ReverseDistillation"]
+INFO = AlgorithmInfo(
+    key="reverse_distillation",
+    display_name="Reverse Distillation",
+    family=Family.KNOWLEDGE_DISTILLATION,
+    paper_title="Anomaly Detection via Reverse Distillation from One-Class Embedding",
+    paper_url="https://arxiv.org/abs/2201.10703",
+    code_url="https://github.com/hq-deng/RD4AD",
+    code_licence="MIT",
+    description=(
+        "A trainable decoder reconstructs a frozen encoder's multi-scale features from a compact one-class "
+        "embedding; where the reconstruction disagrees (cosine distance), the image is anomalous."
+    ),
+    deviations=(
+        "The default encoder weights are timm's wide_resnet50_2 weights; the publication used torchvision's "
+        "(pass backbone='wide_resnet50_2.tv_in1k' for those)."
+    ),
+    schedule=Schedule(
+        epochs=200, batch_size=16, input_size=256, optimizer="Adam, lr 0.005, betas (0.5, 0.999)"
+    ),
+    map_variants=("anomaly_map",),
+    tiny={
+        "input_size": 64,
+        "backbone": "resnet18",
+        "pretrained": False,
+        "bottleneck_blocks": 1,
+        "decoder_blocks": [1, 1, 1],
+    },
+    tiny_epochs=1,
+    demo={
+        "params": {
+            "input_size": 128,
+            "backbone": "resnet18",
+            "pretrained": False,
+            "bottleneck_blocks": 1,
+            "decoder_blocks": [1, 1, 1],
+        },
+        "epochs": 20,
+        "train_time_limit_s": 8,
+        "batch_size": 8,
+    },
+)

@@ -10,36 +10,13 @@ from ..base import AnomalyDetector, hparams_from_locals
 from ..components.blur import gaussian_blur
 from ..components.training import check_images, gradient_epoch, local_seed
 from ..registry import register_algorithm
+from . import INFO
 from .model import ReverseDistillationModel
 
-__all__ = ["PAPER_SCHEDULE", "ReverseDistillation"]
-
-#: The publication's training schedule (run by the runner, not by the detector).
-PAPER_SCHEDULE = {"epochs": 200, "batch_size": 16}
+__all__ = ["ReverseDistillation"]
 
 
-@register_algorithm(
-    "reverse_distillation",
-    display_name="Reverse Distillation",
-    family="knowledge_distillation",
-    paper_title="Anomaly Detection via Reverse Distillation from One-Class Embedding",
-    paper_url="https://arxiv.org/abs/2201.10703",
-    code_url="https://github.com/hq-deng/RD4AD",
-    description=(
-        "A trainable decoder reconstructs a frozen encoder's multi-scale features from a compact one-class "
-        "embedding; where the reconstruction disagrees (cosine distance), the image is anomalous."
-    ),
-    default_input_size=256,
-    default_epochs=200,
-    tiny_epochs=1,
-    tiny={
-        "input_size": 64,
-        "backbone": "resnet18",
-        "pretrained": False,
-        "bottleneck_blocks": 1,
-        "decoder_blocks": [1, 1, 1],
-    },
-)
+@register_algorithm(INFO)
 class ReverseDistillation(AnomalyDetector):
     """Reverse Distillation (Deng & Li, CVPR 2022) with the publication's defaults.
 
@@ -77,7 +54,7 @@ class ReverseDistillation(AnomalyDetector):
     the decoder's flattened feature maps. Anomaly map: the sum over levels of the per-pixel
     ``1 - cos`` (along channels), bilinearly upsampled (``align_corners=True``) to the input size
     and blurred with ``sigma``; score: its maximum. The publication trains 200 epochs with batch 16
-    (``PAPER_SCHEDULE``).
+    (``INFO.schedule``).
     """
 
     def __init__(

@@ -9,10 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.base import AnomalyDetector
-from algorithms.efficient_ad import EfficientAd, color_jitter, paper_epochs
+from algorithms.efficient_ad.detector import EfficientAd, color_jitter, paper_epochs
 from algorithms.efficient_ad.model import AutoEncoder, make_pdn, pdn_output_size
-from algorithms.registry import create_algorithm, get_algorithm_info
+from algorithms.registry import create_algorithm, get_algorithm_info, load_algorithm
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -50,7 +49,8 @@ def test_publication_defaults_and_schedule():
     assert defaults["lr"] == 1e-4 and defaults["weight_decay"] == 1e-5 and defaults["train_steps"] == 70_000
     assert defaults["hard_quantile"] == 0.999 and (defaults["q_a"], defaults["q_b"]) == (0.9, 0.995)
     assert defaults["imagenet_dir"] is None
-    assert get_algorithm_info("efficient_ad").default_epochs == paper_epochs(242)
+    schedule = get_algorithm_info("efficient_ad").schedule
+    assert (schedule.iterations, schedule.batch_size) == (defaults["train_steps"], 1)
     assert paper_epochs(200) == 350 and paper_epochs(200, batch_size=8) == 2800
 
 
@@ -82,7 +82,7 @@ def test_pdn_sizes_and_teacher_loading_from_either_key_style(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(other.teacher.parameters(), model.teacher.parameters()))
     model.save(tmp_path / "saved")
     (tmp_path / "teacher.pth").unlink()  # a saved model carries its teacher: the file is not needed
-    loaded = AnomalyDetector.load(tmp_path / "saved")
+    loaded = load_algorithm(tmp_path / "saved")
     assert loaded.hparams["teacher_weights"] == str(tmp_path / "teacher.pth")
     assert all(torch.equal(a, b) for a, b in zip(loaded.teacher.parameters(), model.teacher.parameters()))
 
@@ -188,7 +188,7 @@ def test_fit_predict_save_load_and_determinism(tmp_path):
     runs[0].save(tmp_path / "ead")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        loaded = AnomalyDetector.load(tmp_path / "ead")
+        loaded = load_algorithm(tmp_path / "ead")
     c = loaded.predict(test)
     assert (c.scores == a.scores).all() and all((c.maps[k] == a.maps[k]).all() for k in a.maps)
 

@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
-from algorithms.base import AnomalyDetector
 from algorithms.components.flows import AffineCouplingStep, Flow2d, soft_clamp
-from algorithms.registry import create_algorithm, get_algorithm_info
+from algorithms.registry import create_algorithm, get_algorithm_info, load_algorithm
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
@@ -97,13 +96,13 @@ def test_publication_defaults_are_documented_in_the_signature():
     info = get_algorithm_info("fastflow")
     import inspect
 
-    from algorithms.fastflow import Fastflow
+    from algorithms.fastflow.detector import Fastflow
 
     defaults = {k: v.default for k, v in inspect.signature(Fastflow.__init__).parameters.items() if k != "self"}
     assert defaults["backbone"] == "wide_resnet50_2"
     assert defaults["flow_steps"] == 8 and defaults["hidden_ratio"] == 1.0 and defaults["clamp"] == 2.0
     assert defaults["lr"] == 1e-3 and defaults["weight_decay"] == 1e-5 and defaults["input_size"] == 256
-    assert info.default_epochs == 500
+    assert (info.schedule.epochs, info.schedule.batch_size, info.schedule.input_size) == (500, 32, 256)
 
 
 def test_loss_and_map_follow_the_definitions():
@@ -156,7 +155,7 @@ def test_training_determinism_and_save_load(tmp_path):
         untrained[0].model.flows[0].steps[0].permutation, untrained[1].model.flows[0].steps[0].permutation
     )
     models[0].save(tmp_path / "ff")
-    loaded = AnomalyDetector.load(tmp_path / "ff")
+    loaded = load_algorithm(tmp_path / "ff")
     c = loaded.predict(test)
     assert (c.scores == a.scores).all() and (c.maps["anomaly_map"] == a.maps["anomaly_map"]).all()
 

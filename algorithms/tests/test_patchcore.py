@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.base import AnomalyDetector
 from algorithms.components.blur import gaussian_blur
 from algorithms.components.coreset import (
     approximate_greedy_coreset,
@@ -15,9 +14,9 @@ from algorithms.components.coreset import (
     greedy_coreset,
     random_projection,
 )
-from algorithms.patchcore import PatchCore
+from algorithms.patchcore.detector import PatchCore
 from algorithms.patchcore.model import adaptive_avg_pool_channels, nearest_neighbours
-from algorithms.registry import create_algorithm
+from algorithms.registry import create_algorithm, load_algorithm
 
 
 def _tiny(**overrides) -> PatchCore:
@@ -137,8 +136,8 @@ def test_embedding_is_the_reference_locally_aware_patch_feature():
     ``pretrain_embed_dim``, stack layer-major, pool to ``target_embed_dim``."""
     model = _tiny(pretrain_embed_dim=96, target_embed_dim=80)
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    ours = model.embed(images)
-    features = model.extractor(images)
+    ours = model.model.embed(images)
+    features = model.model.extractor(images)
     h, w = features[0].shape[-2:]
     per_layer = []
     for feature in features:
@@ -176,7 +175,7 @@ def test_embedding_equals_the_direct_pool_then_upsample_formulation():
     neighbourhood, the pooled deeper layer upsampled, concatenated, pooled again."""
     model = _tiny(pretrain_embed_dim=100, target_embed_dim=70)  # uneven, layer-straddling windows
     images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    features = model.extractor(images)
+    features = model.model.extractor(images)
     b = images.shape[0]
     h, w = features[0].shape[-2:]
     per_layer = []
@@ -189,7 +188,7 @@ def test_embedding_equals_the_direct_pool_then_upsample_formulation():
         per_layer.append(pooled)
     stacked = torch.cat(per_layer, dim=1).permute(0, 2, 3, 1).reshape(-1, 1, 200)
     expected = F.adaptive_avg_pool1d(stacked, 70).reshape(b, h, w, 70)
-    torch.testing.assert_close(model.embed(images), expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(model.model.embed(images), expected, rtol=1e-6, atol=1e-7)
 
 
 # -- scoring ------------------------------------------------------------------------------------
@@ -211,7 +210,7 @@ def test_scores_and_maps_follow_the_paper():
     model, _, test = _fitted()
     prediction = model.predict(test)
     bank = model.memory_bank.double()
-    embedding = model.embed(test).double()
+    embedding = model.model.embed(test).double()
     b, h, w, d = embedding.shape
     flat = embedding.reshape(b, h * w, d)
     dist = torch.cdist(flat, bank[None].expand(b, -1, -1))  # (B, P, M)
@@ -239,7 +238,7 @@ def test_scores_and_maps_follow_the_paper():
 def test_one_neighbour_means_the_plain_maximum():
     model, _, test = _fitted(num_neighbours=1, blur_sigma=0.0)
     prediction = model.predict(test)
-    embedding = model.embed(test).double()
+    embedding = model.model.embed(test).double()
     b, h, w, d = embedding.shape
     # float64 oracle: float32 cdist itself is off by ~1e-4 relative on these small distances
     # (it expands |a - b|^2 too, and cancels digits); ours recomputes |q - m| for the winner.
@@ -253,7 +252,7 @@ def test_one_neighbour_means_the_plain_maximum():
 
 def test_memory_bank_is_the_coreset_of_the_training_features():
     model, train, _ = _fitted(coreset_ratio=0.25)
-    features = model.embed(train).reshape(-1, model.hparams["target_embed_dim"])
+    features = model.model.embed(train).reshape(-1, model.hparams["target_embed_dim"])
     keep = approximate_greedy_coreset(features, ratio=0.25, projection_dim=128, seed=0)
     assert model.memory_bank.shape == (int(len(features) * 0.25), model.hparams["target_embed_dim"])
     assert torch.allclose(model.memory_bank, features[keep])
@@ -273,7 +272,7 @@ def test_bank_is_built_once_per_fit_and_rebuilt_after_a_new_epoch():
 
 def test_save_load_round_trip_keeps_the_bank(tmp_path):
     model, _, test = _fitted()
-    loaded = AnomalyDetector.load(model.save(tmp_path / "pc"))
+    loaded = load_algorithm(model.save(tmp_path / "pc"))
     assert torch.equal(loaded.memory_bank, model.memory_bank)
     a, b = model.predict(test), loaded.predict(test)  # no pre_eval needed after loading
     np.testing.assert_array_equal(a.scores, b.scores)
@@ -350,12 +349,12 @@ def test_calibrate_batchnorm_sets_exact_statistics_of_the_training_images():
 def test_patchcore_bn_calibration_is_opt_in_and_round_trips(tmp_path):
     plain, train, test = _fitted()
     calibrated, _, _ = _fitted(bn_calibration=True)
-    bn = "extractor.model.bn1.running_mean"
+    bn = "model.extractor.model.bn1.running_mean"
     assert torch.equal(plain.state_dict()[bn], torch.zeros(64))  # off by default
-    stem = calibrated.extractor.model.conv1(train)
+    stem = calibrated.model.extractor.model.conv1(train)
     assert torch.allclose(calibrated.state_dict()[bn], stem.mean(dim=(0, 2, 3)), atol=1e-5)
     assert not torch.allclose(calibrated.memory_bank[:1], plain.memory_bank[:1])
-    loaded = AnomalyDetector.load(calibrated.save(tmp_path / "pc"))
+    loaded = load_algorithm(calibrated.save(tmp_path / "pc"))
     assert torch.equal(loaded.state_dict()[bn], calibrated.state_dict()[bn])
     np.testing.assert_array_equal(loaded.predict(test).scores, calibrated.predict(test).scores)
     again, _, _ = _fitted(bn_calibration=True)  # deterministic

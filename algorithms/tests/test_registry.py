@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -11,14 +12,18 @@ import torch
 from algorithms import registry
 from algorithms.base import AnomalyDetector, ContractError, hparams_from_locals, validate_prediction
 from algorithms.components.feature_extractor import FeatureExtractor, PretrainedWeightsUnavailable
+from algorithms.info import AlgorithmInfo, Family, Schedule
 from algorithms.registry import (
+    AlgorithmPackageError,
     UnknownAlgorithmError,
     create_algorithm,
     get_algorithm_class,
     get_algorithm_info,
     list_algorithms,
+    load_algorithm,
     register_algorithm,
 )
+from algorithms.runspec import RunSpec
 
 
 class Broken(AnomalyDetector):
@@ -37,18 +42,23 @@ class Broken(AnomalyDetector):
         return self.outputs(images)
 
 
+def _info(key: str, **fields) -> AlgorithmInfo:
+    values = {"display_name": key.title(), "family": Family.OTHER, "schedule": Schedule(epochs=1, batch_size=2)}
+    return AlgorithmInfo(key=key, **{**values, **fields})
+
+
 @pytest.fixture
 def temporary_registration():
     added = []
 
-    def register(name, cls, **info):
-        register_algorithm(name, **info)(cls)
-        added.append(name)
+    def register(cls, info):
+        register_algorithm(info)(cls)
+        added.append(info.key)
         return cls
 
     yield register
-    for name in added:
-        registry._REGISTRY.pop(name, None)
+    for key in added:
+        registry.unregister_algorithm(key)
 
 
 def test_builtins_are_registered_with_metadata():
@@ -59,28 +69,62 @@ def test_builtins_are_registered_with_metadata():
     assert list_algorithms("patch*") == ["patchcore"]
     info = get_algorithm_info("patchcore")
     assert info.display_name == "PatchCore"
-    assert info.family == "memory bank"
-    assert info.one_shot and not info.is_baseline
-    assert info.paper_url.startswith("https://")
+    assert info.family is Family.MEMORY_BANK and info.family.display_name == "Memory bank"
+    assert info.one_shot and not info.is_baseline and info.primary_variant == "anomaly_map"
+    assert info.paper_url.startswith("https://") and info.code_licence == "Apache-2.0"
     assert get_algorithm_class("patchcore").algorithm_name == "patchcore"
+    assert get_algorithm_info("efficient_ad").secondary_family is Family.RECONSTRUCTION
+    assert get_algorithm_info("efficient_ad").schedule.summary().startswith("70,000 iterations, batch 1, 256 px; Adam")
 
 
 @pytest.mark.parametrize("name", list_algorithms())
 def test_metadata_matches_the_class(name):
     cls, info = get_algorithm_class(name), get_algorithm_info(name)
     signature = inspect.signature(cls.__init__)
-    assert signature.parameters["input_size"].default == info.default_input_size
-    assert info.display_name and info.family
-    assert info.tiny_epochs >= 1 and info.default_epochs >= 1
-    unknown = set(info.tiny) - set(signature.parameters)
-    assert not unknown, f"tiny overrides name unknown hyperparameters {unknown}"
-    if "pretrained" in signature.parameters:
-        assert info.tiny.get("pretrained") is False, "tests must never need pretrained weights"
+    assert signature.parameters["input_size"].default == info.schedule.input_size
+    assert info.display_name and isinstance(info.family, Family)
+    assert info.description, f"{name}: say in one sentence how the method finds anomalies"
+    if not info.is_baseline:
+        assert info.paper_url.startswith("https://") and info.code_licence, f"{name}: paper and code licence"
+    for what, params in (("tiny", info.tiny), ("demo", info.demo.get("params", {}))):
+        unknown = set(params) - set(signature.parameters)
+        assert not unknown, f"{what} names unknown hyperparameters {unknown}"
+        if "pretrained" in signature.parameters:
+            assert params.get("pretrained") is False, f"{what}: tests and the CPU demo never download weights"
     assert info.tiny.get("input_size", 10**6) <= 64
+    # the demo settings are a valid run entry (same validator as every config)
+    RunSpec.from_entry({"algorithm": name, **info.demo}, shared={"categories": ["synthetic/woven"]})
     # every hyperparameter is keyword-only (the registry builds algorithms from keywords)
     for pname, param in signature.parameters.items():
         if pname != "self":
             assert param.kind is inspect.Parameter.KEYWORD_ONLY, f"{name}.{pname} must be keyword-only"
+
+
+def test_algorithm_info_is_checked_when_declared():
+    schedule = Schedule(epochs=1, batch_size=2)
+    with pytest.raises(ValueError, match="snake_case"):
+        _info("Bad-Name")
+    with pytest.raises(ValueError, match=r"family must be one of memory_bank, .*, other .* got 'flow'"):
+        _info("x", family="flow")
+    assert _info("x", family="normalizing_flow").family is Family.NORMALIZING_FLOW
+    with pytest.raises(ValueError, match="secondary_family repeats"):
+        _info("x", secondary_family=Family.OTHER)
+    with pytest.raises(ValueError, match="exactly one of epochs and iterations"):
+        Schedule(epochs=2, iterations=100, batch_size=1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        Schedule(epochs=2, batch_size=0)
+    with pytest.raises(ValueError, match="one-shot method's schedule is epochs=1"):
+        _info("x", one_shot=True, schedule=Schedule(epochs=3, batch_size=1))
+    with pytest.raises(ValueError, match="map_variants must be distinct"):
+        _info("x", map_variants=("a", "a"))
+    with pytest.raises(ValueError, match="tiny must hold JSON values"):
+        _info("x", tiny={"size": object()})
+    with pytest.raises(ValueError, match="demo is a run entry without 'algorithm'"):
+        _info("x", demo={"algorithm": "y"})
+    info = _info("x", schedule=schedule, tiny={"input_size": 8})
+    with pytest.raises(TypeError):
+        info.tiny["input_size"] = 9  # read-only
+    assert json.loads(json.dumps(info.to_json()))["family_display"] == "Other"
 
 
 def test_create_algorithm_applies_tiny_then_overrides():
@@ -94,21 +138,26 @@ def test_create_algorithm_applies_tiny_then_overrides():
 def test_unknown_names_and_hyperparameters_are_named():
     with pytest.raises(UnknownAlgorithmError, match=r"unknown algorithm 'nope'.*patchcore"):
         create_algorithm("nope")
+    with pytest.raises(UnknownAlgorithmError, match=r"unknown algorithm 'nope'"):
+        get_algorithm_info("nope")
     with pytest.raises(TypeError, match=r"^random: .*colour"):
         create_algorithm("random", colour="red")
 
 
-def test_register_rejects_bad_and_duplicate_names(temporary_registration):
-    with pytest.raises(ValueError, match="snake_case"):
-        register_algorithm("Bad-Name", display_name="x", family="x")
-    temporary_registration("tmp_broken", type("TmpBroken", (Broken,), {}), display_name="Broken", family="test")
+def test_register_rejects_duplicates_and_bare_names(temporary_registration):
+    with pytest.raises(TypeError, match="takes the algorithm's AlgorithmInfo"):
+        register_algorithm("tmp_broken")
+    tmp = temporary_registration(type("TmpBroken", (Broken,), {}), _info("tmp_broken"))
     assert "tmp_broken" in list_algorithms()
+    assert get_algorithm_class("tmp_broken").algorithm_name == "tmp_broken"
 
     class Other(Broken):
         pass
 
-    with pytest.raises(ValueError, match="already registered"):
-        register_algorithm("tmp_broken", display_name="x", family="x")(Other)
+    with pytest.raises(AlgorithmPackageError, match="already registered"):
+        register_algorithm(_info("tmp_broken"))(Other)
+    with pytest.raises(AlgorithmPackageError, match="two algorithms are registered as 'tmp_broken'"):
+        register_algorithm(_info("tmp_broken", display_name="Another record"))(tmp)
 
 
 def test_input_size_is_mandatory():
@@ -168,7 +217,18 @@ def test_predict_rejects_bad_images_and_restores_training_mode():
 
 def test_load_missing_directory_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
+        load_algorithm(tmp_path / "nothing")
+    with pytest.raises(TypeError, match="load_algorithm"):
         AnomalyDetector.load(tmp_path / "nothing")
+
+
+def test_a_class_loads_only_its_own_checkpoints(tmp_path):
+    from algorithms.patchcore.detector import PatchCore
+
+    saved = create_algorithm("random", tiny=True).save(tmp_path / "r")
+    assert type(load_algorithm(saved)).__name__ == "RandomBaseline"
+    with pytest.raises(ValueError, match="holds a saved 'random', not 'patchcore'"):
+        PatchCore.load(saved)
 
 
 # -- backbone weights -------------------------------------------------------------------------
@@ -222,22 +282,3 @@ def test_unavailable_hub_weights_explain_how_to_provide_them(tmp_path, monkeypat
         FeatureExtractor("resnet18", ["layer2"], pretrained=True)
     text = str(info.value)
     assert "'resnet18'" in text and "HF_HOME" in text and "weights_path" in text and "pretrained=False" in text
-
-
-def test_the_documented_example_registers_and_runs():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "examples" / "my_algorithm.py"
-    spec = importlib.util.spec_from_file_location("my_algorithm_example", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        model = create_algorithm("mean_colour", tiny=True)
-        assert model.fit_epoch([torch.full((2, 3, 64, 64), 0.5)]) == {"mean_norm": pytest.approx(0.5 * 3**0.5)}
-        images = torch.full((2, 3, 64, 64), 0.5)
-        images[1, :, 20:30, 20:30] = 3.0
-        prediction = model.predict(images)
-        assert prediction.scores[1] > prediction.scores[0]
-    finally:
-        registry._REGISTRY.pop("mean_colour", None)

@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.base import AnomalyDetector
 from algorithms.components.blur import gaussian_blur
-from algorithms.registry import create_algorithm, get_algorithm_info
-from algorithms.reverse_distillation import ReverseDistillation
+from algorithms.registry import create_algorithm, get_algorithm_info, load_algorithm
+from algorithms.reverse_distillation.detector import ReverseDistillation
 from algorithms.reverse_distillation.model import OneClassBottleneck, ReverseDecoder, ReverseDistillationModel
 
 _ANOMALIB = Path(importlib.util.find_spec("anomalib").submodule_search_locations[0])  # not imported
@@ -91,7 +90,8 @@ def test_publication_defaults():
     defaults = {k: v.default for k, v in inspect.signature(ReverseDistillation.__init__).parameters.items()}
     assert defaults["backbone"] == "wide_resnet50_2" and defaults["input_size"] == 256
     assert defaults["lr"] == 0.005 and tuple(defaults["betas"]) == (0.5, 0.999) and defaults["sigma"] == 4.0
-    assert get_algorithm_info("reverse_distillation").default_epochs == 200
+    schedule = get_algorithm_info("reverse_distillation").schedule
+    assert (schedule.epochs, schedule.batch_size) == (200, 16)
 
 
 def test_loss_map_and_score_follow_the_definitions():
@@ -132,7 +132,7 @@ def test_training_determinism_and_save_load(tmp_path):
     a, b = runs[0].predict(test), runs[1].predict(test)
     assert (a.scores == b.scores).all() and (a.maps["anomaly_map"] == b.maps["anomaly_map"]).all()
     runs[0].save(tmp_path / "rd")
-    loaded = AnomalyDetector.load(tmp_path / "rd")
+    loaded = load_algorithm(tmp_path / "rd")
     c = loaded.predict(test)
     assert (c.scores == a.scores).all() and (c.maps["anomaly_map"] == a.maps["anomaly_map"]).all()
     assert loaded.get_config() == runs[0].get_config()
