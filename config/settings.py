@@ -65,6 +65,8 @@ DATASET_ROOTS = {
 }
 # Where benchmark workers keep run outputs (results JSON, checkpoints).
 VADI_RUNS_ROOT = Path(env("VADI_RUNS_ROOT", default=str(VAR_DIR / "runs")))
+# The run configs that re-benchmarks (admin, staff API, manage.py rebenchmark) may name.
+VADI_RUN_CONFIG_DIR = Path(env("VADI_RUN_CONFIG_DIR", default=str(BASE_DIR / "algorithms" / "configs")))
 
 # SUBMISSIONS (uploaded bundles; see docs/bundle-format.md). Sized for MVTec AD + VisA at 256^2.
 # ------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from algorithms.info import FAMILY_CHOICES, Schedule
+
 
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -73,15 +75,28 @@ class Suite(TimeStampedModel):
 
 
 class Method(TimeStampedModel):
-    """An anomaly-detection method: a registered algorithm or an external method with uploads."""
+    """An anomaly-detection method: a registered algorithm or an external method with uploads.
+
+    For a registered algorithm every descriptive field is a copy of its ``AlgorithmInfo``
+    (``algorithms.info``), written by ``method_sync_from_registry`` (``manage.py sync_catalog
+    --methods``); the web process reads them here and never imports the algorithms.
+    """
 
     key = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=120)
-    family = models.CharField(max_length=80, blank=True)
+    family = models.CharField(max_length=40, blank=True, choices=FAMILY_CHOICES)
+    secondary_family = models.CharField(max_length=40, blank=True, choices=FAMILY_CHOICES)
     description = models.TextField(blank=True)
     paper_title = models.CharField(max_length=300, blank=True)
     paper_url = models.URLField(blank=True)
     code_url = models.URLField(blank=True)
+    code_licence = models.CharField(max_length=80, blank=True)
+    # Known deviations of our implementation from the publication (free text, shown on its page).
+    deviations = models.TextField(blank=True)
+    # The publication's training schedule (``algorithms.info.Schedule`` as JSON); {} when unknown.
+    schedule = models.JSONField(default=dict, blank=True)
+    # Names of the anomaly-map variants, the primary (ranked) one first.
+    map_variants = models.JSONField(default=list, blank=True)
     # Registry key in ``algorithms`` when our workers can reproduce it; blank otherwise.
     algorithm_key = models.CharField(max_length=80, blank=True)
     is_baseline = models.BooleanField(default=False)
@@ -94,6 +109,14 @@ class Method(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def schedule_summary(self) -> str:
+        """The publication's schedule in one line (``"500 epochs, batch 32, 256 px; Adam, ..."``), or ''."""
+        try:
+            return Schedule(**self.schedule).summary() if self.schedule else ""
+        except (TypeError, ValueError):
+            return ""
 
 
 class JobStatus(models.TextChoices):

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from algorithms.runner import SCHEMA as RUN_SCHEMA
+from algorithms.runspec import RunSpec
 from leaderboard.services.benchmark_jobs import (
     BENCHMARK_JOBS,
     benchmark_job_claim,
@@ -48,7 +49,8 @@ logger = logging.getLogger(__name__)
 def benchmark_runner() -> Callable[..., dict]:
     """The function that trains + evaluates one category (``VADI_BENCHMARK_RUNNER``, a dotted path).
 
-    Default ``algorithms.runner.run_category``; any replacement must accept the same keywords.
+    Default ``algorithms.runner.run_category``; any replacement takes the same arguments:
+    ``(spec: RunSpec, category: str, *, roots, out_dir, progress)``.
     """
     return import_string(str(setting_or_env("VADI_BENCHMARK_RUNNER", "algorithms.runner.run_category")))
 
@@ -90,14 +92,6 @@ class _ProgressReporter:
 
 
 # Execute -----------------------------------------------------------------------------------
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def _job_out_dir(job: BenchmarkJob) -> Path:
@@ -149,7 +143,7 @@ def output_error(output: Any, *, category: str) -> str:
 
 
 def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., dict] | None = None) -> str:
-    """Claim the job, train + evaluate its category with the run's config, hand back the outcome.
+    """Claim the job, train + evaluate its category with the run's ``RunSpec``, hand back the outcome.
 
     Returns ``"done"``, ``"failed"``, ``"skipped"`` (another task has the job or it is finished)
     or ``"lost"`` (the job was taken away while it ran). Transient errors (database, I/O)
@@ -163,25 +157,17 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
         return "skipped"
 
     lease = BENCHMARK_JOBS.lease(job.pk, task_id)
-    config = job.run.config
     reporter = _ProgressReporter(job, lease, interval_s=heartbeat_interval_s())
     try:
         with HeartbeatThread(lease, interval_s=heartbeat_interval_s(), on_lost=reporter.mark_lost):
             if runner is None:
                 runner = benchmark_runner()
+            spec = RunSpec.from_json(job.run.config.get("spec"))  # as recorded, validated again
             output = runner(
-                algorithm=config["algorithm"],
-                params=dict(config.get("params") or {}),
-                category=job.category.key,
+                spec,
+                job.category.key,
                 roots={name: Path(root) for name, root in settings.DATASET_ROOTS.items()},
-                device=_resolve_device(str(config.get("device") or "auto")),
-                epochs=int(config["epochs"]),
-                train_time_limit_s=float(config["train_time_limit_s"]),
-                evaluate_every=config.get("evaluate_every"),
-                batch_size=int(config.get("batch_size") or 8),
-                seed=int(config.get("seed") or 0),
                 out_dir=_job_out_dir(job),
-                save_predictions=bool(config.get("save_predictions", False)),
                 progress=reporter,
             )
     except JobLostError:

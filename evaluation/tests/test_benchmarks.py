@@ -13,12 +13,15 @@ from django.core.management import call_command
 from django.db import OperationalError
 from django.utils import timezone
 
+from algorithms.runspec import RunSpec
 from evaluation.tests.test_benchmarks_support import make_catalog, make_tiny_suite
 from leaderboard.models import BenchmarkJob, BenchmarkRun, JobStatus, Method, Provenance, Result
 from leaderboard.services.benchmark_runs import (
     BenchmarkRequestError,
     benchmark_config_load,
+    benchmark_run_repeat,
     benchmark_runs_create,
+    run_spec_build,
 )
 
 
@@ -54,7 +57,10 @@ def test_rebenchmark_records_and_publishes_the_runners_numbers(catalog, tiny_roo
     run.refresh_from_db()
     assert run.status == JobStatus.DONE, run.error_message
     assert run.is_published and run.progress == 1.0 and run.error_message == ""
-    assert run.config["algorithm"] == "random" and run.config["config_name"] == "tiny"
+    assert run.config["spec"]["algorithm"] == "random" and run.config["config_name"] == "tiny"
+    spec = RunSpec.from_json(run.config["spec"])
+    assert spec.categories == ("synthetic/grid", "synthetic/woven") and spec.device == "cpu"
+    assert run.config["fingerprint"] == spec.fingerprint()
     assert run.environment.get("torch") and run.finished_at is not None
     jobs = list(run.jobs.select_related("category"))
     assert [j.category.key for j in jobs] == ["synthetic/grid", "synthetic/woven"]
@@ -64,16 +70,7 @@ def test_rebenchmark_records_and_publishes_the_runners_numbers(catalog, tiny_roo
         assert output["schema"] == "vadi-run/1" and output["status"] == "ok"
         assert _results_as_output(run, job.category.key) == output["metrics"]
         # The same run in this process gives the same numbers: the worker recorded the runner's JSON.
-        again = run_category(
-            algorithm="random",
-            params=run.config["params"],
-            category=job.category.key,
-            roots={"synthetic": tiny_root},
-            epochs=run.config["epochs"],
-            train_time_limit_s=run.config["train_time_limit_s"],
-            batch_size=run.config["batch_size"],
-            seed=run.config["seed"],
-        )
+        again = run_category(spec, job.category.key, roots={"synthetic": tiny_root})
         assert again["metrics"] == output["metrics"]
     results = Result.objects.filter(benchmark_run=run)
     assert results.count() == sum(len(v) for j in jobs for v in j.output["metrics"].values())
@@ -154,17 +151,17 @@ def test_redelivered_and_duplicate_tasks_write_results_once(catalog, django_capt
     assert benchmark_job_claim(job_id=job.pk, task_id="d") is None
 
 
-def flaky_run_category(**kwargs):
+def flaky_run_category(spec, category, **kwargs):
     """A runner whose first call hits a database outage (a transient error), then runs for real."""
     from algorithms.runner import run_category
 
     flaky_run_category.calls += 1
     if flaky_run_category.calls == 1:
         raise OperationalError("server closed the connection unexpectedly")
-    return run_category(**kwargs)
+    return run_category(spec, category, **kwargs)
 
 
-def failing_run_category(**kwargs):
+def failing_run_category(spec, category, **kwargs):
     raise TypeError("unexpected keyword argument 'bogus'")
 
 
@@ -191,7 +188,8 @@ def test_bad_requests_are_refused_before_anything_is_written(catalog):
         (dict(methods=["nope"], suites=["tiny"], config="tiny"), "unknown method(s): nope"),
         (dict(methods=["random"], suites=["nosuch"], config="tiny"), "unknown suite(s) or category key(s): nosuch"),
         (dict(methods=["random"], suites=["tiny"], config="nosuch"), "unknown config 'nosuch'"),
-        (dict(methods=["random"], suites=["tiny"], config="tiny", device="gpu"), "device must be"),
+        (dict(methods=["random"], suites=["tiny"], config="tiny", device="gpu"),
+         "'device' must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
         (dict(methods=[], suites=["tiny"], config="tiny"), "choose at least one method"),
     ]
     Method.objects.create(key="external", name="External")
@@ -202,17 +200,34 @@ def test_bad_requests_are_refused_before_anything_is_written(catalog):
     assert not BenchmarkRun.objects.exists() and not BenchmarkJob.objects.exists()
 
 
-def test_config_files_load_with_budgets_and_fail_clearly(tmp_path):
+def test_config_files_load_as_run_specs_and_fail_clearly(tmp_path):
     config = benchmark_config_load("synthetic_cpu")
-    assert config.name == "synthetic_cpu" and config.categories == ("synthetic",)
-    entry = config.entry_for("random")
-    assert entry["epochs"] >= 1 and entry["train_time_limit_s"] > 0
+    assert config.name == "synthetic_cpu" and config.source == "algorithms/configs/synthetic_cpu.py"
+    spec = config.spec_for("random")
+    assert spec.epochs >= 1 and spec.train_time_limit_s > 0 and len(spec.categories) == 9
     bad = tmp_path / "bad.py"
-    bad.write_text("models = [{'algorithm': 'random'}]\n")
-    with pytest.raises(BenchmarkRequestError, match=r"bad.py: models\[0\] \(random\) lacks 'epochs'"):
+    bad.write_text("models = [{'algorithm': 'random', 'epoch': 1}]\ncategories = ['synthetic']\n")
+    with pytest.raises(BenchmarkRequestError, match=r"bad.py: models\[0\] \(random\): unknown key 'epoch' \(did you"):
         benchmark_config_load(bad)
-    with pytest.raises(BenchmarkRequestError, match="must be one of"):
+    with pytest.raises(BenchmarkRequestError, match=r"unknown config '.*bad.py'; available: paper, synthetic_cpu"):
         benchmark_config_load(str(bad), allow_paths=False)
+    two_seeds = tmp_path / "seeds.py"
+    two_seeds.write_text("models = [{'algorithm': 'random'}]\ncategories = ['synthetic/woven']\nseeds = [0, 1]\n")
+    with pytest.raises(BenchmarkRequestError, match=r"has seeds \[0, 1\]; a re-benchmark runs one seed"):
+        run_spec_build(benchmark_config_load(two_seeds), "random", categories=["synthetic/woven"], device="cpu")
+
+
+def test_a_repeat_runs_the_recorded_spec(catalog, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        (first,) = benchmark_runs_create(methods=["random"], categories=["synthetic/woven"], config="tiny")
+    with django_capture_on_commit_callbacks(execute=True):
+        again = benchmark_run_repeat(run=first)
+    again.refresh_from_db()
+    assert again.pk != first.pk and again.config == first.config and again.status == JobStatus.DONE
+    BenchmarkRun.objects.filter(pk=first.pk).update(config={"config_name": "tiny", "algorithm": "random"})
+    first.refresh_from_db()
+    with pytest.raises(BenchmarkRequestError, match=rf"run {first.pk} cannot be repeated as it was recorded"):
+        benchmark_run_repeat(run=first)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -46,7 +46,7 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, what: str, inte
         time.sleep(interval)
 
 
-def paused_run_category(*, progress=None, **kwargs) -> dict:
+def paused_run_category(spec, category, *, progress=None, **kwargs) -> dict:
     """A runner for the worker-death test: reports progress, then hangs until its worker is killed."""
     if progress is not None:
         progress(0.05, "paused for the worker-death test")

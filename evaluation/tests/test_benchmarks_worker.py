@@ -64,6 +64,7 @@ def _finished(runs):
 
 def test_rebenchmark_runs_end_to_end_on_a_real_worker(env):
     from algorithms.runner import run_category
+    from algorithms.runspec import RunSpec
 
     start, root = env
     worker = start("a")
@@ -82,11 +83,7 @@ def test_rebenchmark_runs_end_to_end_on_a_real_worker(env):
             job.output["primary_variant"]
         }
     random_run = next(r for r in runs if r.method.key == "random")
-    local = run_category(
-        algorithm="random", params=random_run.config["params"], category="synthetic/woven", roots={"synthetic": root},
-        epochs=random_run.config["epochs"], train_time_limit_s=random_run.config["train_time_limit_s"],
-        batch_size=random_run.config["batch_size"], seed=random_run.config["seed"],
-    )  # fmt: skip
+    local = run_category(RunSpec.from_json(random_run.config["spec"]), "synthetic/woven", roots={"synthetic": root})
     assert local["metrics"] == random_run.jobs.get().output["metrics"]
 
 

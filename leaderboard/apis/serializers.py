@@ -69,7 +69,10 @@ class SuiteOutputSerializer(serializers.ModelSerializer):
 class MethodOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Method
-        fields = ["key", "name", "family", "description", "paper_title", "paper_url", "code_url", "is_baseline"]
+        fields = [
+            "key", "name", "family", "secondary_family", "description", "paper_title", "paper_url", "code_url",
+            "code_licence", "deviations", "schedule", "map_variants", "is_baseline",
+        ]  # fmt: skip
 
 
 class MethodDetailOutputSerializer(MethodOutputSerializer):

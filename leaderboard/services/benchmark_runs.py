@@ -1,183 +1,103 @@
 """Re-benchmarks: admins ask for methods x categories; this creates the runs and enqueues their jobs.
 
-One ``BenchmarkRun`` per method (its config: the algorithm's params, budgets and seed from a
-config file in ``algorithms/configs/``) with one ``BenchmarkJob`` per category. After the
-transaction commits, one Celery task per job is enqueued by name (``jobs.RUN_BENCHMARK_JOB_TASK``);
-workers claim, run and record them through ``services.benchmark_jobs``, and the last job to
-finish publishes the run. Earlier runs stay as history.
+One ``BenchmarkRun`` per method with one ``BenchmarkJob`` per category. What a run computes is
+one ``RunSpec`` (``algorithms.runspec``), built exactly as the CLI builds it: the config file
+(``settings.VADI_RUN_CONFIG_DIR``, e.g. ``algorithms/configs/synthetic_cpu.py``) is read by
+``load_run_config``, the method's entry is taken whole, and only what the request chooses (the
+categories, the device) is replaced, through the same validator. The run stores the spec
+(``BenchmarkRun.config = {"config_name", "spec", "fingerprint"}``) and the worker hands it to
+the runner unchanged. A bad config gives the CLI's own message, naming the file and the key.
+
+After the transaction commits, one Celery task per job is enqueued by name
+(``jobs.RUN_BENCHMARK_JOB_TASK``); workers claim, run and record them through
+``services.benchmark_jobs``, and the last job to finish publishes the run. Earlier runs stay as
+history.
 
 Used by the Django admin, ``manage.py rebenchmark``, the staff API and ``manage.py setup_demo``.
-Nothing here imports torch: config files are plain Python dictionaries.
+Nothing here imports torch: configs and ``RunSpec`` read algorithm metadata only.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import runpy
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from algorithms.runspec import ConfigError, RunConfig, RunSpec, load_run_config
+
 from ..models import BenchmarkJob, BenchmarkRun, Category, JobStatus, Method, Suite
 from .jobs import RUN_BENCHMARK_JOB_TASK, job_enqueue
 
-CONFIG_DIR = Path(settings.BASE_DIR) / "algorithms" / "configs"
 DEFAULT_CONFIG = "paper"
 _CONFIG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_NOT_CONFIGS = {"__init__", "defaults"}
-#: The config keys that define what a run computes (and so when two runs are the same run).
-_FINGERPRINT_KEYS = ("algorithm", "params", "epochs", "train_time_limit_s", "evaluate_every", "batch_size", "seed")
 
 
 class BenchmarkRequestError(ValueError):
     """A re-benchmark request that cannot be honoured; the message says what is wrong."""
 
 
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """A loaded config file: per-algorithm entries, default categories (suites or keys), seed."""
-
-    name: str
-    models: tuple[dict[str, Any], ...]
-    categories: tuple[str, ...]
-    seed: int
-
-    def entry_for(self, algorithm: str) -> dict[str, Any]:
-        """The config's entry for ``algorithm``; ``BenchmarkRequestError`` when it has none."""
-        for entry in self.models:
-            if entry.get("algorithm") == algorithm:
-                return entry
-        available = ", ".join(sorted(str(e.get("algorithm")) for e in self.models)) or "none"
-        raise BenchmarkRequestError(
-            f"config {self.name!r} has no entry for algorithm {algorithm!r} (it configures: {available})"
-        )
+def _config_dir() -> Path:
+    return Path(settings.VADI_RUN_CONFIG_DIR)
 
 
 def benchmark_config_names() -> list[str]:
-    """Names of the config files shipped in ``algorithms/configs/`` (usable by the API and admin)."""
-    if not CONFIG_DIR.is_dir():
+    """Names of the run configs in ``VADI_RUN_CONFIG_DIR`` (what the API and the admin offer)."""
+    folder = _config_dir()
+    if not folder.is_dir():
         return []
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in _NOT_CONFIGS and _CONFIG_NAME.match(p.stem))
+    return sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__" and _CONFIG_NAME.match(p.stem))
 
 
-_LOADER = (
-    "import json, runpy, sys\n"
-    "ns = runpy.run_path(sys.argv[1])\n"
-    "keep = {k: ns[k] for k in ('models', 'categories', 'seed') if k in ns}\n"
-    "sys.stdout.write(json.dumps(keep, default=repr))\n"
-)
-
-
-def _config_namespace(path: Path) -> dict[str, Any]:
-    """Execute a config file and return its ``models``, ``categories`` and ``seed``.
-
-    Config files query the algorithm registry, which imports torch. When torch is not loaded
-    yet (the web process, a broker-backed command) the file runs in a child interpreter, so
-    the web process never imports torch; a worker or an eager run loads it in-process.
-    """
-    if "torch" in sys.modules:
-        try:
-            namespace = runpy.run_path(str(path))
-        except Exception as exc:
-            raise BenchmarkRequestError(f"config {path} could not be loaded: {type(exc).__name__}: {exc}") from exc
-        return {k: namespace[k] for k in ("models", "categories", "seed") if k in namespace}
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _LOADER, str(path)],
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BenchmarkRequestError(f"config {path} could not be loaded: {exc}") from exc
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise BenchmarkRequestError(f"config {path} could not be loaded: {last}")
-    return json.loads(proc.stdout)
-
-
-def benchmark_config_load(config: str | Path | None = None, *, allow_paths: bool = True) -> BenchmarkConfig:
+def benchmark_config_load(config: str | Path | None = None, *, allow_paths: bool = True) -> RunConfig:
     """Load a config by name (``"synthetic_cpu"``) or, when ``allow_paths``, by file path.
 
-    Raises ``BenchmarkRequestError`` naming the file and the problem (missing, no ``models``
-    list, an entry without an algorithm or budgets).
+    Raises ``BenchmarkRequestError`` with ``load_run_config``'s message (the file, the entry and
+    the key), or naming the configs available.
     """
     config = DEFAULT_CONFIG if config in (None, "") else config
     text = str(config)
+    unknown = f"unknown config {text!r}; available: {', '.join(benchmark_config_names()) or 'none'}"
     if _CONFIG_NAME.match(text):
-        path, name = CONFIG_DIR / f"{text}.py", text
-        if text in _NOT_CONFIGS or not path.is_file():
-            raise BenchmarkRequestError(
-                f"unknown config {text!r}; available: {', '.join(benchmark_config_names()) or 'none'}"
-            )
+        path = _config_dir() / f"{text}.py"
+        if text == "__init__" or not path.is_file():
+            raise BenchmarkRequestError(unknown)
     elif allow_paths:
         path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = (Path.cwd() / path).resolve()
         if not path.is_file() or path.suffix != ".py":
-            raise BenchmarkRequestError(f"config file {path} does not exist or is not a .py file")
-        try:
-            name = path.relative_to(CONFIG_DIR).with_suffix("").as_posix()
-        except ValueError:
-            name = str(path)
-    else:
-        raise BenchmarkRequestError(f"config must be one of {', '.join(benchmark_config_names())}, got {text!r}")
-    namespace = _config_namespace(path)
-    models = namespace.get("models")
-    if not isinstance(models, list | tuple) or not models:
-        raise BenchmarkRequestError(f"config {path} must define a non-empty list `models`")
-    for i, entry in enumerate(models):
-        if not isinstance(entry, dict) or not entry.get("algorithm"):
-            raise BenchmarkRequestError(f"config {path}: models[{i}] must be a dict with an 'algorithm'")
-        for key in ("epochs", "train_time_limit_s"):
-            if key not in entry:
-                raise BenchmarkRequestError(f"config {path}: models[{i}] ({entry['algorithm']}) lacks {key!r}")
-    categories = namespace.get("categories") or []
-    if isinstance(categories, str):
-        categories = [categories]
-    return BenchmarkConfig(
-        name=name,
-        models=tuple(dict(m) for m in models),
-        categories=tuple(str(c) for c in categories),
-        seed=int(namespace.get("seed", 0) or 0),
-    )
-
-
-def _fingerprint(run_config: dict[str, Any]) -> str:
-    core = {key: run_config.get(key) for key in _FINGERPRINT_KEYS}
-    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run_config_build(config: BenchmarkConfig, algorithm: str, *, device: str = "auto") -> dict[str, Any]:
-    """The JSON stored on a run: algorithm, params, budgets, seed, device and a fingerprint."""
-    entry = config.entry_for(algorithm)
-    run_config = {
-        "config_name": config.name,
-        "algorithm": algorithm,
-        "params": dict(entry.get("params") or {}),
-        "epochs": int(entry["epochs"]),
-        "train_time_limit_s": float(entry["train_time_limit_s"]),
-        "evaluate_every": entry.get("evaluate_every"),
-        "batch_size": int(entry.get("batch_size") or 8),
-        "seed": int(entry.get("seed", config.seed)),
-        "device": device,
-        "save_predictions": bool(entry.get("save_predictions", False)),
-    }
+            raise BenchmarkRequestError(f"config file {path.resolve()} does not exist or is not a .py file")
+    else:  # the admin and the API name configs; only management commands may give a path
+        raise BenchmarkRequestError(unknown)
     try:
-        json.dumps(run_config)
-    except TypeError as exc:
-        raise BenchmarkRequestError(f"config {config.name!r} entry for {algorithm!r} is not JSON: {exc}") from exc
-    run_config["fingerprint"] = _fingerprint(run_config)
-    return run_config
+        return load_run_config(path)
+    except ConfigError as exc:
+        raise BenchmarkRequestError(str(exc)) from exc
+
+
+def run_spec_build(config: RunConfig, algorithm: str, *, categories: Sequence[str], device: str) -> RunSpec:
+    """The config's run of ``algorithm`` on the chosen ``categories`` (keys) and ``device``, validated.
+
+    Re-benchmarks record one seed per run (several seeds per run are not supported yet): a
+    config entry with more raises ``BenchmarkRequestError``.
+    """
+    try:
+        spec = config.spec_for(algorithm).replace(categories=tuple(categories), device=device)
+    except ConfigError as exc:
+        raise BenchmarkRequestError(str(exc)) from exc
+    if len(spec.seeds) != 1:
+        raise BenchmarkRequestError(
+            f"{config.source}: the entry for {algorithm!r} has seeds {list(spec.seeds)}; a re-benchmark runs one seed"
+        )
+    return spec
+
+
+def run_config_json(config_name: str, spec: RunSpec) -> dict[str, Any]:
+    """What ``BenchmarkRun.config`` stores: the config's name, the spec, its fingerprint."""
+    return {"config_name": config_name, "spec": spec.to_json(), "fingerprint": spec.fingerprint()}
 
 
 def _git_commit() -> str:
@@ -214,10 +134,8 @@ def _resolve_methods(methods: Iterable[str | Method]) -> list[Method]:
     return unique
 
 
-def _resolve_categories(
-    suites: Sequence[str], categories: Sequence[str], config: BenchmarkConfig
-) -> tuple[list[Category], Suite | None]:
-    names = [*suites, *categories] or list(config.categories)
+def _resolve_categories(names: Sequence[str]) -> tuple[list[Category], Suite | None]:
+    """Category rows for suite keys and category keys; the suite, when they are exactly one suite's."""
     if not names:
         raise BenchmarkRequestError("choose at least one suite or category")
     suite_rows = {s.key: s for s in Suite.objects.filter(key__in=names)}
@@ -238,16 +156,19 @@ def _resolve_categories(
         )
     if not chosen:
         raise BenchmarkRequestError(f"the chosen suites have no categories: {', '.join(names)}")
-    # Remember the suite when the request was exactly one suite (the run page links to it).
-    suite = suite_rows[names[0]] if len(names) == 1 and names[0] in suite_rows else None
-    return sorted(chosen.values(), key=lambda c: c.key), suite
+    rows = sorted(chosen.values(), key=lambda c: c.key)
+    if len(names) == 1 and names[0] in suite_rows:  # the run page links to the suite
+        return rows, suite_rows[names[0]]
+    keys = {c.pk for c in rows}
+    same = [s for s in Suite.objects.prefetch_related("categories") if {c.pk for c in s.categories.all()} == keys]
+    return rows, same[0] if len(same) == 1 else None
 
 
-def benchmark_run_complete_for(*, method: Method, run_config: dict[str, Any], categories: Iterable[Category]):
+def benchmark_run_complete_for(*, method: Method, spec: RunSpec, categories: Iterable[Category]):
     """A published run of ``method`` with the same fingerprint whose jobs all succeeded on exactly ``categories``."""
     wanted = {c.pk for c in categories}
     candidates = BenchmarkRun.objects.filter(
-        method=method, status=JobStatus.DONE, is_published=True, config__fingerprint=run_config["fingerprint"]
+        method=method, status=JobStatus.DONE, is_published=True, config__fingerprint=spec.fingerprint()
     ).order_by("-created_at")
     for run in candidates:
         jobs = list(run.jobs.values_list("category_id", "status"))
@@ -261,7 +182,7 @@ def benchmark_runs_create(
     methods: Iterable[str | Method],
     suites: Sequence[str] = (),
     categories: Sequence[str] = (),
-    config: str | Path | BenchmarkConfig | None = None,
+    config: str | Path | RunConfig | None = None,
     requested_by=None,
     device: str = "auto",
     skip_complete: bool = False,
@@ -269,27 +190,34 @@ def benchmark_runs_create(
 ) -> list[BenchmarkRun]:
     """Create one run per method (one job per category) and enqueue the jobs when the transaction commits.
 
-    ``suites`` and ``categories`` (keys) are merged; when both are empty the config's own
-    ``categories`` are used. With ``skip_complete``, a method that already has a complete,
-    published run of the same config on the same categories gets no new run (that run is
-    returned instead). Everything is validated before anything is written; a bad request
+    Each method's run is its entry in ``config`` (a ``RunSpec``) with the categories of
+    ``suites`` and ``categories`` (keys; merged) and ``device``; with neither suites nor
+    categories, the entry's own categories. With ``skip_complete``, a method that already has a
+    complete, published run of the same spec on the same categories gets no new run (that run
+    is returned instead). Everything is validated before anything is written; a bad request
     raises ``BenchmarkRequestError``.
     """
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-        raise BenchmarkRequestError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if not isinstance(config, BenchmarkConfig):
+    if not isinstance(config, RunConfig):
         config = benchmark_config_load(config, allow_paths=allow_config_paths)
     method_rows = _resolve_methods(methods)
-    category_rows, suite = _resolve_categories(list(suites), list(categories), config)
-    plans = [(m, run_config_build(config, m.algorithm_key, device=device)) for m in method_rows]
+    requested = [*suites, *categories]
+    plans = []
+    for method in method_rows:
+        try:
+            entry = config.spec_for(method.algorithm_key)
+        except ConfigError as exc:
+            raise BenchmarkRequestError(str(exc)) from exc
+        category_rows, suite = _resolve_categories(requested or list(entry.categories))
+        spec = run_spec_build(config, method.algorithm_key, categories=[c.key for c in category_rows], device=device)
+        plans.append((method, spec, category_rows, suite))
     commit = _git_commit()
 
     runs: list[BenchmarkRun] = []
     job_ids: list[int] = []
     with transaction.atomic():
-        for method, run_config in plans:
+        for method, spec, category_rows, suite in plans:
             if skip_complete:
-                existing = benchmark_run_complete_for(method=method, run_config=run_config, categories=category_rows)
+                existing = benchmark_run_complete_for(method=method, spec=spec, categories=category_rows)
                 if existing is not None:
                     runs.append(existing)
                     continue
@@ -297,7 +225,7 @@ def benchmark_runs_create(
                 method=method,
                 suite=suite,
                 requested_by=requested_by if getattr(requested_by, "pk", None) else None,
-                config=run_config,
+                config=run_config_json(config.name, spec),
                 commit=commit,
                 progress_message=f"0/{len(category_rows)} categories finished; queued",
             )
@@ -318,7 +246,11 @@ def benchmark_run_repeat(*, run: BenchmarkRun, requested_by=None) -> BenchmarkRu
     categories = list(run.categories.order_by("key")) or [j.category for j in run.jobs.select_related("category")]
     if not categories:
         raise BenchmarkRequestError(f"run {run.pk} has no categories to repeat")
-    run_config = dict(run.config)
+    try:
+        spec = RunSpec.from_json(run.config.get("spec"))
+    except ConfigError as exc:
+        raise BenchmarkRequestError(f"run {run.pk} cannot be repeated as it was recorded: {exc}") from exc
+    run_config = run_config_json(str(run.config.get("config_name") or ""), spec)
     with transaction.atomic():
         new = BenchmarkRun.objects.create(
             method=run.method,

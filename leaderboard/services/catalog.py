@@ -1,8 +1,8 @@
 """Catalog writes: datasets, categories and suites from ``algorithms.data``; methods from the registry.
 
-``algorithms.data`` is torch-free and safe to import here. ``method_sync_from_registry`` imports
-the algorithm registry (and so the algorithm modules): call it from management commands or
-workers, never from a request.
+Both sources are torch-free: ``algorithms.data`` lists suites and categories, and the registry
+reads each algorithm's ``AlgorithmInfo`` without importing its model code. A new algorithm
+appears on the site after ``manage.py sync_catalog --methods`` (or ``setup_demo``).
 """
 
 from __future__ import annotations
@@ -125,19 +125,24 @@ def catalog_sync(*, suites: Iterable[str] | None = None, roots: Mapping[str, obj
 
 @transaction.atomic
 def method_sync_from_registry() -> list[Method]:
-    """Create or update one Method per registered algorithm (key = registry name); returns them."""
+    """Create or update one Method per registered algorithm (key = registry key) from its ``AlgorithmInfo``."""
     from algorithms import get_algorithm_info, list_algorithms
 
     methods = []
     for name in list_algorithms():
         info = get_algorithm_info(name)
         method = Method.objects.filter(key=name).first() or Method(key=name)
-        method.name = info.display_name or name
-        method.family = info.family
+        method.name = info.display_name
+        method.family = info.family.value
+        method.secondary_family = info.secondary_family.value if info.secondary_family else ""
         method.description = info.description
+        method.deviations = info.deviations
         method.paper_title = info.paper_title
         method.paper_url = info.paper_url
         method.code_url = info.code_url
+        method.code_licence = info.code_licence
+        method.schedule = info.schedule.to_json()
+        method.map_variants = list(info.map_variants)
         method.algorithm_key = name
         method.is_baseline = info.is_baseline
         method.full_clean()

@@ -113,7 +113,7 @@ def method_for_user(*, owner, name: str) -> Method:
         raise ValidationError({"method": f"method name {name!r} needs at least one letter or digit"})
     method = Method.objects.filter(key=key).first()
     if method is None:
-        method = Method(key=key, name=name, owner=owner, family="external")
+        method = Method(key=key, name=name, owner=owner)  # its family is not known
         method.full_clean(validate_unique=False)
         try:
             with transaction.atomic():

@@ -58,6 +58,24 @@ def test_method_sync_from_registry():
     assert all(m.algorithm_key == m.key for m in Method.objects.all())
     method_sync_from_registry()
     assert Method.objects.count() == len(list_algorithms())
+    # every field is the AlgorithmInfo record's, the family one of the enum's values
+    ead = Method.objects.get(key="efficient_ad")
+    assert (ead.family, ead.secondary_family) == ("knowledge_distillation", "reconstruction")
+    assert ead.get_family_display() == "Knowledge distillation" and ead.code_licence == "Apache-2.0"
+    assert ead.schedule["iterations"] == 70_000 and ead.map_variants[0] == "combined"
+    assert ead.schedule_summary.startswith("70,000 iterations, batch 1, 256 px; Adam")
+    assert "held-out" in ead.deviations
+
+
+def test_method_pages_show_the_algorithm_record(client):
+    method_sync_from_registry()
+    listing = client.get("/methods/").content.decode()
+    assert "Memory bank" in listing and "Normalizing flow" in listing and "memory_bank" not in listing
+    page = client.get("/methods/fastflow/").content.decode()
+    for text in ("Normalizing flow", "Publication schedule", "500 epochs, batch 32, 256 px; Adam, lr 1e-3",
+                 "licence: Apache-2.0", "Known deviations from the publication", "The authors released no code",
+                 "<code>anomaly_map</code> (primary, ranked)"):  # fmt: skip
+        assert text in page, text
 
 
 def test_seed_results_command(tmp_path):

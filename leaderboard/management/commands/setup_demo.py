@@ -82,7 +82,7 @@ class Command(BaseCommand):
         methods = method_sync_from_registry()
         self._log(f"catalog and {len(methods)} methods synced")
 
-        configured = {entry["algorithm"] for entry in config.models}
+        configured = {spec.algorithm for spec in config.specs}
         wanted = [k.strip() for k in options["methods"].split(",") if k.strip()]
         chosen = [m for m in methods if (m.key in wanted if wanted else m.algorithm_key in configured)]
         skipped = sorted(m.key for m in methods if m.algorithm_key not in configured)

@@ -1,0 +1,126 @@
+"""One run, one description: the CLI, a config file, the staff API, the admin and ``manage.py rebenchmark``
+build the same ``RunSpec`` for the same request, and give the same message for the same mistake.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from algorithms.__main__ import main as cli_main
+from algorithms.runspec import ConfigError, RunSpec, display_path, load_run_config
+from evaluation.tests.test_benchmarks_support import make_catalog, make_tiny_suite
+from leaderboard.models import BenchmarkRun, Category, Method
+
+KEYS = ["synthetic/grid", "synthetic/woven"]
+CONFIG = f"""
+models = [{{"algorithm": "random", "params": {{"input_size": 32}}, "epochs": 1, "batch_size": 4}}]
+categories = {KEYS!r}
+seeds = [3]
+device = "cpu"
+train_time_limit_s = 30
+"""
+BAD = CONFIG.replace('"epochs": 1', '"epoch": 1')
+
+
+@pytest.fixture
+def setup(db, settings, tmp_path, django_user_model):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "equal.py").write_text(CONFIG)
+    (configs / "bad.py").write_text(BAD)
+    settings.VADI_RUN_CONFIG_DIR = configs
+    from leaderboard.services import method_sync_from_registry
+
+    method_sync_from_registry()
+    make_catalog(KEYS, suite_key="pair")
+    admin = django_user_model.objects.create_superuser("root", password="x")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
+    return configs, admin, api
+
+
+def _admin_post(client, admin, config: str):
+    client.force_login(admin)
+    data = {
+        "methods": [Method.objects.get(key="random").pk],
+        "categories": [c.pk for c in Category.objects.filter(key__in=KEYS)],
+        "config": config,
+        "device": "cpu",
+    }
+    return client.post(reverse("admin:leaderboard_benchmarkrun_add"), data)
+
+
+def _latest_spec() -> RunSpec:
+    return RunSpec.from_json(BenchmarkRun.objects.latest("pk").config["spec"])
+
+
+def test_every_path_builds_the_same_run(setup, client, tmp_path, capsys):
+    configs, admin, api = setup
+    from_file = load_run_config(configs / "equal.py").specs[0]
+    assert from_file.seeds == (3,) and from_file.categories == tuple(KEYS) and from_file.device == "cpu"
+
+    root = tmp_path / "data"
+    make_tiny_suite(root, ("woven", "grid"))
+    code = cli_main(["run", "--config", str(configs / "equal.py"), "--out", str(tmp_path / "out"),
+                     "--data-root", f"synthetic={root}"])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    recorded = json.loads((tmp_path / "out" / "random" / KEYS[1] / "results.json").read_text())["spec"]
+    from_cli = RunSpec.from_json(recorded)
+
+    body = {"methods": ["random"], "config": "equal", "categories": KEYS, "device": "cpu"}
+    response = api.post("/api/v1/staff/benchmark-runs/", body, format="json")
+    assert response.status_code == 201, response.content
+    from_api = _latest_spec()
+
+    response = _admin_post(client, admin, "equal")
+    assert response.status_code == 302, response.content
+    from_admin = _latest_spec()
+
+    call_command("rebenchmark", "--methods", "random", "--categories", ",".join(KEYS), "--config", "equal",
+                 "--device", "cpu")  # fmt: skip
+    from_command = _latest_spec()
+
+    assert from_file == from_cli == from_api == from_admin == from_command
+    assert len({s.fingerprint() for s in (from_file, from_cli, from_api, from_admin, from_command)}) == 1
+    runs = BenchmarkRun.objects.all()
+    assert len(runs) == 3 and all(r.config["config_name"] == "equal" for r in runs)
+
+
+def test_a_bad_key_gives_the_same_message_on_every_path(setup, client, capsys):
+    configs, admin, api = setup
+    expected = (
+        f"{display_path(configs / 'bad.py')}: models[0] (random): unknown key 'epoch' (did you mean 'epochs'?); "
+        "known: algorithm, categories, batch_size, epochs, iterations, params, train_time_limit_s, evaluate_every, "
+        "seeds, device, save_predictions, save_checkpoint, name"
+    )
+
+    with pytest.raises(ConfigError) as error:
+        load_run_config(configs / "bad.py")
+    messages = {"config file": str(error.value)}
+
+    assert cli_main(["check", "--config", str(configs / "bad.py")]) == 2
+    messages["cli check"] = capsys.readouterr().err.strip().removeprefix("error: ")
+    assert cli_main(["run", "--config", str(configs / "bad.py")]) == 2
+    messages["cli run"] = capsys.readouterr().err.strip().removeprefix("error: ")
+
+    response = api.post("/api/v1/staff/benchmark-runs/", {"methods": ["random"], "config": "bad"}, format="json")
+    assert response.status_code == 400
+    messages["staff api"] = response.json()["detail"]
+
+    response = _admin_post(client, admin, "bad")
+    assert response.status_code == 200
+    messages["admin"] = " ".join(response.context["form"].non_field_errors())
+
+    with pytest.raises(CommandError) as error:
+        call_command("rebenchmark", "--methods", "random", "--config", "bad")
+    messages["manage.py rebenchmark"] = str(error.value)
+
+    assert messages == dict.fromkeys(messages, expected)
+    assert not BenchmarkRun.objects.exists()
