@@ -16,7 +16,9 @@ constructor) imports the algorithm; the runner calls it before training.
 A config file is plain Python that defines ``models`` (a list of entries: dicts of run keys with
 at least ``algorithm``) and, shared by every entry, any of ``categories`` (suite names or
 category keys), ``seeds``, ``train_time_limit_s``, ``evaluate_every``, ``device``,
-``save_predictions``, ``save_checkpoint``; plus, for the CLI only, dataset ``roots``::
+``save_predictions``, ``save_checkpoint``; plus, for the CLI only, dataset ``roots``, and
+``algorithm_packages``: import paths of algorithm packages outside ``algorithms/`` to register
+first (the same layout; see ``docs/adding-an-algorithm.md``)::
 
     models = [
         {"algorithm": "patchcore", "params": {"coreset_ratio": 0.01}, "name": "patchcore_1pct"},
@@ -44,7 +46,13 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from .registry import UnknownAlgorithmError, get_algorithm_class, get_algorithm_info
+from .registry import (
+    AlgorithmPackageError,
+    UnknownAlgorithmError,
+    add_algorithm_package,
+    get_algorithm_class,
+    get_algorithm_info,
+)
 
 __all__ = [
     "PAPER_TIME_LIMIT_S",
@@ -449,15 +457,15 @@ def _import_config(config: str | Path) -> ModuleType:
         raise ConfigError(f"config {text!r} is neither a .py file nor an importable module ({exc})") from exc
 
 
-_CONFIG_ONLY_KEYS = ("models", "roots")
+_CONFIG_ONLY_KEYS = ("models", "roots", "algorithm_packages")
 
 
 def load_run_config(config: str | Path | ModuleType | Mapping[str, Any], *, expand: Any = None) -> RunConfig:
     """Read a config (a ``.py`` path, a dotted module name, a module or a dict) into ``RunSpec``s.
 
-    Top-level names of a config file: ``models`` (required), the :data:`SHARED_KEYS` and
-    ``roots``; other lower-case names are refused as likely typos (name helpers ``_like_this``
-    or in capitals). Imports, functions and classes are ignored.
+    Top-level names of a config file: ``models`` (required), the :data:`SHARED_KEYS`,
+    ``roots`` and ``algorithm_packages``; other lower-case names are refused as likely typos
+    (name helpers ``_like_this`` or in capitals). Imports, functions and classes are ignored.
 
     Raises
     ------
@@ -482,6 +490,14 @@ def load_run_config(config: str | Path | ModuleType | Mapping[str, Any], *, expa
         if unknown:
             raise ConfigError(f"{source}: {_unknown_keys_message(unknown, allowed, what='top-level name')} "
                               "(name helpers _like_this or in CAPITALS)")  # fmt: skip
+    packages = namespace.get("algorithm_packages") or []
+    if isinstance(packages, str) or not isinstance(packages, list | tuple):
+        raise ConfigError(f"{source}: 'algorithm_packages' must be a list of import paths, got {packages!r}")
+    for package in packages:
+        try:
+            add_algorithm_package(package)
+        except (ImportError, AlgorithmPackageError) as exc:
+            raise ConfigError(f"{source}: 'algorithm_packages': {package!r}: {type(exc).__name__}: {exc}") from None
     models = namespace.get("models")
     if not isinstance(models, list | tuple) or not models:
         raise ConfigError(f"{source}: 'models' must be a non-empty list of entries (dicts with an 'algorithm')")

@@ -7,19 +7,17 @@ settings recommended for the CPU demo (``algorithms/configs/synthetic_cpu.py``).
         --data /tmp/c2data/synthetic --out /tmp/c2runs
 """
 
-from algorithms.configs.defaults import model_defaults
 from algorithms.registry import get_algorithm_info
 
 
 def _entry(name: str, params: dict, *, epochs: int = 50, budget: float = 12.0, batch_size: int = 8) -> dict:
-    entry = model_defaults(name)
-    entry.update(
-        params={**get_algorithm_info(name).tiny, **params},
-        epochs=epochs,
-        train_time_limit_s=budget,
-        batch_size=batch_size,
-    )
-    return entry
+    return {
+        "algorithm": name,
+        "params": {**get_algorithm_info(name).tiny, **params},
+        "epochs": epochs,
+        "train_time_limit_s": budget,
+        "batch_size": batch_size,
+    }
 
 
 models = [
@@ -29,4 +27,4 @@ models = [
     _entry("random", {"input_size": 64}, epochs=1),
 ]
 categories = ["synthetic/woven", "synthetic/pcb", "synthetic/screw"]
-seed = 0
+seeds = [0]

@@ -130,10 +130,10 @@ def run_interleaved_timing(args) -> dict:
     going first alternates too): load spikes from other processes hit both sides alike."""
     import torch
 
-    from algorithms.base import AnomalyDetector
+    from algorithms.registry import load_algorithm
 
     _, _, test = _loaders(args)
-    ours = AnomalyDetector.load(Path(args.work) / "ours")
+    ours = load_algorithm(Path(args.work) / "ours")
     theirs = _anomalib_model(args)
     theirs.memory_bank = torch.load(Path(args.work) / "anomalib_bank.pt", weights_only=True)
     theirs.eval()

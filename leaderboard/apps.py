@@ -23,9 +23,8 @@ def catalog_on_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, verbosity: int 
 
     Datasets, categories and suites come from ``algorithms.data`` (test ids from the dataset
     folders that exist), the metric definitions from ``evaluation.metrics`` (they are code, read
-    by the pages), and one method per registered algorithm from the registry. The registry
-    imports the algorithm modules, and so torch: that happens here, in the ``migrate`` (or
-    ``flush``) management process, never in the web process, which only reads the rows. Both
+    by the pages), and one method per registered algorithm from its ``AlgorithmInfo`` record
+    (the registry reads the records without importing the algorithms' model code). Both
     syncs are idempotent; a sync that cannot run (a malformed dataset folder, a deployment
     without torch) says why and what to run instead, and the migration stands.
 

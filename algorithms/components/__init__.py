@@ -1,1 +1,37 @@
-"""Building blocks shared by several algorithms (never copied between them)."""
+"""Building blocks shared by several algorithms (never copied between them).
+
+An algorithm package imports what it needs from here; a block used by a second algorithm moves
+here rather than being copied. The catalogue, one line per public name (what, shapes, source);
+``algorithms/tests/test_recipe.py`` checks that every name a module exports is listed:
+
+``blur``
+    ``gaussian_blur(maps, sigma=4.0)``: separable Gaussian smoothing of ``(N, H, W)`` maps, reflect
+    padding, scipy's kernel radius (PatchCore, RD4AD: sigma 4).
+    ``gaussian_kernel1d(sigma)``: the normalised 1-D kernel it uses, radius ``int(4 sigma + 0.5)``.
+``coreset``
+    ``approximate_greedy_coreset(features (N, D), ratio=...)``: indices ``(M,)`` of PatchCore's
+    approximate k-center greedy coreset on a 128-d random projection (Roth et al. 2022, sec. 3.2).
+    ``greedy_coreset(features, ratio=...)``: the exact k-center greedy traversal (one random start).
+    ``random_projection(features (N, D), dim=128)``: ``(N, dim)`` Gaussian Johnson-Lindenstrauss projection.
+    ``coreset_size(n, ratio)``: the number of points kept at ``ratio`` (at least one).
+``feature_extractor``
+    ``FeatureExtractor(backbone, layers, pretrained=..., weights_path=...)``: frozen timm
+    ``features_only`` backbone; ``(B, 3, S, S)`` images to a list of ``(B, C_l, S/s_l, S/s_l)`` maps;
+    weights from a local file, the hub cache, or none (tests).
+    ``calibrate_batchnorm(model, images)``: re-estimates BatchNorm statistics of a random-init
+    backbone from training images (data-dependent initialisation; not in any paper).
+    ``resolve_layer_indices(layers)``: ``"layer2"`` / ``2`` to timm feature indices.
+    ``PretrainedWeightsUnavailable``: raised with instructions when asked-for weights cannot be had.
+``flows``
+    ``Flow2d(channels, steps, ...)``: a chain of coupling steps on ``(B, C, H, W)``, returns
+    ``(z, log|det J| (B,))``, exactly invertible (FastFlow, Yu et al. 2021).
+    ``AffineCouplingStep``: one "all-in-one" affine coupling + global affine + fixed permutation.
+    ``soft_clamp(s, clamp)``: ``(2 clamp / pi) atan(s / clamp)`` bound on coupling log-scales.
+``training``
+    ``gradient_epoch(detector, loader, optimizer, loss_fn)``: one seeded epoch of plain gradient
+    descent, returns ``{"loss": mean}`` (RD4AD, FastFlow).
+    ``local_seed(seed)``: context manager seeding torch's RNG and restoring it afterwards.
+    ``check_images(name, images, size)``: a float ``(B, 3, size, size)`` batch, or ``ValueError``.
+    ``iter_images(name, loader, size, device)``: checked batches of a loader on ``device``.
+    ``quantile(values, q)``: ``torch.quantile`` of all elements, beyond its 2**24 size limit too.
+"""

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["check_images", "iter_images", "local_seed", "quantile"]
+__all__ = ["check_images", "gradient_epoch", "iter_images", "local_seed", "quantile"]
 
 #: ``torch.quantile`` refuses inputs with more elements than this.
 _TORCH_QUANTILE_LIMIT = 2**24

@@ -122,7 +122,7 @@ class EfficientAd(AnomalyDetector):
         authors' release). **Without it the teacher is random**, which is not the published method:
         a ``UserWarning`` is raised and ``metadata["random_teacher"]`` is True.
     pretrained : bool
-        Read ``teacher_weights`` (default). ``AnomalyDetector.load`` passes ``False``: the saved
+        Read ``teacher_weights`` (default). Loading a checkpoint passes ``False``: the saved
         ``state.pt`` already holds the teacher, so the original file need not exist any more.
     imagenet_dir : str, optional
         Folder of ImageNet (or other natural) images for the student penalty; off when ``None``.

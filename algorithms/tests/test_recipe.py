@@ -138,6 +138,22 @@ def test_layout(key):
         assert training not in source, f"{key}: model.py is the network only, no training logic ({training})"
 
 
+def test_every_shared_component_is_catalogued():
+    """``algorithms/components/__init__.py`` lists every public name of every components module."""
+    import pkgutil
+
+    from algorithms import components
+
+    catalogue = components.__doc__
+    missing = []
+    for module_info in pkgutil.iter_modules(components.__path__):
+        module = importlib.import_module(f"algorithms.components.{module_info.name}")
+        assert hasattr(module, "__all__"), f"components/{module_info.name}.py declares no __all__"
+        assert f"``{module_info.name}``" in catalogue, f"components/{module_info.name}.py has no catalogue entry"
+        missing += [f"{module_info.name}.{name}" for name in module.__all__ if f"``{name}" not in catalogue]
+    assert not missing, f"add one line each to the catalogue in algorithms/components/__init__.py: {missing}"
+
+
 # -- registration -----------------------------------------------------------------------------
 
 
@@ -220,6 +236,20 @@ def test_installed_packages_register_through_the_entry_point_group(plugin_path):
     dist.rename(plugin_path / "gone")
     importlib.invalidate_caches()
     discover_algorithms(force=True)
+
+
+def test_a_config_may_name_algorithm_packages_by_import_path(plugin_path):
+    from algorithms.runspec import ConfigError, load_run_config
+
+    _write_package(plugin_path, "toy_configured", info="toy_configured")
+    config = plugin_path / "run.py"
+    config.write_text("algorithm_packages = ['toy_configured']\nmodels = [{'algorithm': 'toy_configured'}]\n"
+                      "categories = ['synthetic/woven']\n")  # fmt: skip
+    (spec,) = load_run_config(config).specs
+    assert (spec.algorithm, spec.epochs, spec.batch_size) == ("toy_configured", 100, 16)  # the record's schedule
+    config.write_text("algorithm_packages = ['toy_missing']\nmodels = [{'algorithm': 'x'}]\n")
+    with pytest.raises(ConfigError, match=r"run.py: 'algorithm_packages': 'toy_missing': ModuleNotFoundError"):
+        load_run_config(config)
 
 
 def _stripes(n: int, size: int):

@@ -453,6 +453,7 @@ def test_runner_predictions_become_a_bundle_the_server_scores(tmp_path, monkeypa
     import algorithms.bundle as bundle_module
     from algorithms.data import generate_suite, load_category
     from algorithms.runner import run_category
+    from algorithms.runspec import RunSpec
     from evaluation.scoring import score_bundle
 
     monkeypatch.setattr(bundle_module, "_check_suite", lambda suite, keys: None)  # a one-category suite
@@ -460,8 +461,9 @@ def test_runner_predictions_become_a_bundle_the_server_scores(tmp_path, monkeypa
     generate_suite(roots["synthetic"], seed=0, categories=["woven"], image_size=64, n_train=2, n_test_good=3,
                    n_test_defect=3, workers=1)  # fmt: skip
     out = tmp_path / "run" / "random" / "synthetic" / "woven"
-    result = run_category(algorithm="random", params={}, category="synthetic/woven", roots=roots, epochs=1,
-                          train_time_limit_s=60, out_dir=out, save_predictions=True)  # fmt: skip
+    spec = RunSpec.from_entry({"algorithm": "random", "categories": ["synthetic/woven"], "save_predictions": True,
+                               "train_time_limit_s": 60, "device": "cpu"})  # fmt: skip
+    result = run_category(spec, "synthetic/woven", roots=roots, out_dir=out)
     assert result["status"] == "ok", result["error"]
     bundle = tmp_path / "bundle.zip"
     assert main(["--predictions", str(tmp_path / "run"), "--method", "Random", "--suite", "synthetic",
