@@ -84,8 +84,9 @@ def test_metadata_matches_the_class(name):
     assert signature.parameters["input_size"].default == info.schedule.input_size
     assert info.display_name and isinstance(info.family, Family)
     assert info.description, f"{name}: say in one sentence how the method finds anomalies"
-    if not info.is_baseline:
-        assert info.paper_url.startswith("https://") and info.code_licence, f"{name}: paper and code licence"
+    for url in (info.paper_url, info.code_url):
+        assert not url or url.startswith("https://"), f"{name}: links are https URLs, got {url!r}"
+    assert info.code_licence or not info.code_url, f"{name}: give the licence of {info.code_url} (or 'none')"
     for what, params in (("tiny", info.tiny), ("demo", info.demo.get("params", {}))):
         unknown = set(params) - set(signature.parameters)
         assert not unknown, f"{what} names unknown hyperparameters {unknown}"
