@@ -124,3 +124,33 @@ def test_a_bad_key_gives_the_same_message_on_every_path(setup, client, capsys):
 
     assert messages == dict.fromkeys(messages, expected)
     assert not BenchmarkRun.objects.exists()
+
+
+def test_the_web_process_builds_run_specs_without_torch():
+    """Configs are read in-process (no child interpreter) and never pull in torch or a detector."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(
+        """
+        import os, sys, django
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+        import leaderboard.admin, leaderboard.apis.staff
+        from leaderboard.services.benchmark_runs import benchmark_config_load, benchmark_config_names
+        for name in benchmark_config_names():
+            config = benchmark_config_load(name, allow_paths=False)
+            assert config.specs and all(spec.fingerprint() for spec in config.specs)
+        heavy = sorted(m for m in sys.modules if m == "torch" or m.endswith(".detector"))
+        assert not heavy, heavy
+        print("ok")
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
