@@ -32,11 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import CONFIG_FILE, SAVE_FORMAT, STATE_FILE, read_checkpoint_config
+
 __all__ = ["AnomalyDetector", "ContractError", "Prediction", "hparams_from_locals", "validate_prediction"]
 
-CONFIG_FILE = "config.json"
-STATE_FILE = "state.pt"
-SAVE_FORMAT = 1
 
 
 class ContractError(RuntimeError):
@@ -174,10 +173,7 @@ class AnomalyDetector(nn.Module):
             raise TypeError("AnomalyDetector.load needs a concrete class; algorithms.registry.load_algorithm(path) "
                             "finds the class of any saved algorithm")  # fmt: skip
         path = Path(path)
-        config_path = path / CONFIG_FILE
-        if not config_path.is_file():
-            raise FileNotFoundError(f"no saved algorithm at {path}: expected {config_path}")
-        config = json.loads(config_path.read_text())
+        config = read_checkpoint_config(path)
         if cls.algorithm_name and config.get("algorithm") != cls.algorithm_name:
             raise ValueError(f"{path} holds a saved {config.get('algorithm')!r}, not {cls.algorithm_name!r}")
         hparams = dict(config["hparams"])

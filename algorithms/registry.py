@@ -27,12 +27,12 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
-import json
 import pkgutil
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checkpoint import read_checkpoint_config
 from .info import AlgorithmInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,13 +227,9 @@ def create_algorithm(key: str, *, tiny: bool = False, **overrides: Any) -> Anoma
 def load_algorithm(path: str | Path, *, map_location: Any = "cpu") -> AnomalyDetector:
     """Rebuild any saved algorithm from the directory ``save(path)`` wrote (``config.json`` + ``state.pt``).
 
-    The class comes from the registry by the key recorded in ``config.json``. Raises
-    ``FileNotFoundError`` when there is no saved algorithm at ``path``.
+    The class comes from the registry by the key recorded in ``config.json``
+    (``algorithms.checkpoint``). Raises ``FileNotFoundError`` when there is no saved algorithm
+    at ``path``.
     """
-    from .base import CONFIG_FILE
-
-    config_path = Path(path) / CONFIG_FILE
-    if not config_path.is_file():
-        raise FileNotFoundError(f"no saved algorithm at {path}: expected {config_path}")
-    key = json.loads(config_path.read_text()).get("algorithm")
+    key = read_checkpoint_config(path)["algorithm"]
     return get_algorithm_class(key).load(path, map_location=map_location)

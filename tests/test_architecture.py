@@ -88,6 +88,30 @@ def test_a_deliberate_violation_breaks_its_contract(scratch_copy, path, source, 
     assert "BROKEN" in proc.stdout and "_scratch" in proc.stdout, proc.stdout
 
 
+#: (existing module of the copy, an import appended to it in a function, the contract it breaks, the import)
+EDITS = [
+    ("algorithms/base.py", "from algorithms import registry", "algorithm-api-knows-no-registry", "algorithms.registry"),
+    ("algorithms/info.py", "from algorithms import runspec", "algorithm-api-knows-no-registry", "algorithms.runspec"),
+    ("algorithms/runspec.py", "import torch", "metadata-without-torch", "torch"),
+    ("algorithms/registry.py", "from algorithms.patchcore import detector", "metadata-without-torch",
+     "algorithms.patchcore.detector"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "statement", "contract", "imported"), EDITS, ids=[f"{e[2]}:{e[0]}" for e in EDITS])
+def test_an_import_added_to_a_module_breaks_its_contract(scratch_copy, path, statement, contract, imported):
+    """Function-level imports count: the registry once reached the base class that way (a soft cycle)."""
+    module = scratch_copy / path
+    original = module.read_text()
+    module.write_text(f"{original}\n\ndef _scratch():\n    {statement}\n")
+    try:
+        proc = _lint(scratch_copy, contract)
+    finally:
+        module.write_text(original)
+    assert proc.returncode != 0, proc.stdout
+    assert "BROKEN" in proc.stdout and imported in proc.stdout, proc.stdout
+
+
 def test_a_cycle_between_sibling_modules_breaks_the_acyclic_contract(scratch_copy):
     first, second = scratch_copy / "algorithms" / "_scratch_a.py", scratch_copy / "algorithms" / "_scratch_b.py"
     first.write_text("from algorithms import _scratch_b\n")

@@ -1,10 +1,10 @@
-"""The recipe every algorithm follows, checked: layout, registration, import graph, torch-free metadata.
+"""The recipe every algorithm follows, checked: layout, registration, catalogue, torch-free metadata.
 
 ``docs/adding-an-algorithm.md`` promises that an algorithm is one package
 ``algorithms/<key>/{__init__.py (INFO), model.py (pure nn.Module), detector.py (registered class)}``
 that the registry finds by itself. These tests hold the promise: they fail when an algorithm
-sits outside that layout (and so would not be registered), when a package breaks it, when the
-import graph of ``algorithms/`` has a cycle, or when reading metadata needs torch.
+sits outside that layout (and so would not be registered), when a package breaks it, or when
+reading metadata needs torch.
 """
 
 from __future__ import annotations
@@ -260,67 +260,9 @@ def _stripes(n: int, size: int):
 
 
 # -- imports ----------------------------------------------------------------------------------
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the ``algorithms`` modules it imports (at module level or in a function), from the source."""
-    modules = {_module_name(p): p for p in ALGORITHMS.rglob("*.py") if "tests" not in p.parts}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names if alias.name in modules)
-            elif isinstance(node, ast.ImportFrom):
-                parts = package.split(".")
-                base = parts[: len(parts) - node.level + 1] if node.level else []
-                source = ".".join([*base, node.module] if node.module else base)
-                for alias in node.names:  # "from pkg import submodule" imports the submodule
-                    target = f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
-                    if target in modules:
-                        targets.add(target)
-        graph[name] = targets - {name}
-    return graph
-
-
-def _cycle(graph: dict[str, set[str]]) -> list[str]:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str]:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return []
-
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return []
-
-
-def test_no_import_cycle_inside_algorithms_and_base_knows_no_registry():
-    graph = import_graph()
-    assert "algorithms.registry" in graph["algorithms.runspec"]  # the graph does see imports
-    assert "algorithms.patchcore.model" in graph["algorithms.patchcore.detector"]
-    assert "algorithms.registry" not in graph["algorithms.base"]
-    assert _cycle(graph) == [], f"import cycle: {' -> '.join(_cycle(graph))}"
-
-
-def test_the_cycle_check_can_fail():
-    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+# No import cycle inside algorithms/, base.py not knowing the registry, and torch-free metadata
+# are import-linter contracts (pyproject.toml: no-cycles, algorithm-api-knows-no-registry,
+# metadata-without-torch; tests/test_architecture.py breaks each on purpose). This test runs it.
 
 
 def test_metadata_configs_and_run_specs_need_no_torch():

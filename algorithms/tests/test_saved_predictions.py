@@ -12,8 +12,10 @@ import pytest
 
 from algorithms import registry
 from algorithms.base import AnomalyDetector, hparams_from_locals
+from algorithms.info import AlgorithmInfo, Family, Schedule
 from algorithms.registry import get_algorithm_info, list_algorithms
 from algorithms.runner import PREDICTIONS_FILE, RESULTS_FILE, run_category
+from algorithms.runspec import RunSpec
 
 CATEGORY = "synthetic/woven"
 
@@ -49,8 +51,10 @@ def metrics_from_saved(out_dir, roots) -> dict[str, dict[str, float]]:
 
 
 def _run(name: str, params: dict, roots, out_dir, epochs: int = 1) -> dict:
-    result = run_category(algorithm=name, params=params, category=CATEGORY, roots=roots, epochs=epochs,
-                          train_time_limit_s=600, batch_size=4, out_dir=out_dir, save_predictions=True)  # fmt: skip
+    spec = RunSpec.from_entry({"algorithm": name, "params": params, "categories": [CATEGORY], "epochs": epochs,
+                               "train_time_limit_s": 600, "batch_size": 4, "save_predictions": True,
+                               "device": "cpu"})  # fmt: skip
+    result = run_category(spec, CATEGORY, roots=roots, out_dir=out_dir)
     assert result["status"] == "ok", result.get("traceback")
     return result
 
@@ -88,11 +92,16 @@ class ExtremeMaps(AnomalyDetector):
 
 @pytest.fixture
 def extreme_algorithm():
-    registry.register_algorithm("test_extreme_maps", display_name="Extreme", family="test", default_input_size=32)(
-        ExtremeMaps
+    info = AlgorithmInfo(
+        key="test_extreme_maps",
+        display_name="Extreme",
+        family=Family.OTHER,
+        schedule=Schedule(epochs=1, batch_size=4, input_size=32),
+        map_variants=("near_3000", "up_to_1e5"),
     )
+    registry.register_algorithm(info)(ExtremeMaps)
     yield "test_extreme_maps"
-    registry._REGISTRY.pop("test_extreme_maps", None)
+    registry.unregister_algorithm("test_extreme_maps")
 
 
 def test_maps_float16_would_alter_are_saved_as_measured(extreme_algorithm, roots, tmp_path):

@@ -413,10 +413,12 @@ def test_a_mask_drawn_on_the_stored_pixels_of_a_rotated_image_is_refused(tmp_pat
 
 def test_a_run_fails_on_bad_ground_truth_before_training(tmp_path):
     from algorithms.runner import run_category
+    from algorithms.runspec import RunSpec
 
     root = category_root(tmp_path, lambda p: p.write_bytes(_jpeg_bytes(reference_mask() * 255)), ".jpg")
-    result = run_category(algorithm="random", params={"input_size": 32}, category="mvtec/bottle",
-                          roots={"mvtec": root}, epochs=1, train_time_limit_s=60)  # fmt: skip
+    spec = RunSpec.from_entry({"algorithm": "random", "params": {"input_size": 32}, "categories": ["mvtec/bottle"],
+                               "train_time_limit_s": 60, "device": "cpu"})  # fmt: skip
+    result = run_category(spec, "mvtec/bottle", roots={"mvtec": root})
     assert result["status"] == "failed"
     assert "DatasetError" in result["error"] and "003_mask.jpg" in result["error"] and "found a JPEG" in result["error"]
     assert result["history"] == []  # nothing was trained or predicted
