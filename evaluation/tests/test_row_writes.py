@@ -95,7 +95,7 @@ def test_a_failed_submission_is_written_by_the_leaderboard(tiny_suite, tiny_data
     assert_only_leaderboard_writes(records)
 
 
-def always_down(**kwargs):
+def always_down(spec, category, **kwargs):
     """A runner whose database is down for good (a transient error, every time)."""
     raise OperationalError("server closed the connection unexpectedly")
 
