@@ -35,6 +35,8 @@ class SuiteAdmin(admin.ModelAdmin):
 
 @admin.register(models.Method)
 class MethodAdmin(admin.ModelAdmin):
+    """Names are validated by ``Method.clean``: NFKC form, and no look-alike of another method's name."""
+
     list_display = ("key", "name", "family", "algorithm_key", "is_baseline")
     search_fields = ("key", "name")
 
@@ -43,7 +45,13 @@ class MethodAdmin(admin.ModelAdmin):
 class SubmissionAdmin(admin.ModelAdmin):
     list_display = ("id", "method", "owner", "suite", "status", "review_status", "created_at")
     list_filter = ("status", "review_status", "visibility")
-    readonly_fields = ("uuid", "archive_size", "archive_sha256", "started_at", "finished_at", "heartbeat_at")
+    # Who may see a submission follows from these fields: they change through services (the
+    # review actions), never by hand. ``error_detail`` is what the uploader is not shown.
+    readonly_fields = (
+        "uuid", "owner", "method", "suite", "archive", "archive_size", "archive_sha256", "visibility",
+        "status", "review_status", "progress", "progress_message", "error_message", "error_detail", "attempts",
+        "started_at", "finished_at", "heartbeat_at", "celery_task_id",
+    )
     actions = ("approve_submissions", "reject_submissions")
 
     def _review(self, request, queryset, *, approve: bool) -> None:
@@ -74,7 +82,7 @@ class SubmissionAdmin(admin.ModelAdmin):
 class BenchmarkJobInline(admin.TabularInline):
     model = models.BenchmarkJob
     extra = 0
-    fields = ("category", "status", "progress", "attempts", "error_message", "heartbeat_at")
+    fields = ("category", "status", "progress", "attempts", "error_message", "error_detail", "heartbeat_at")
     readonly_fields = fields
     can_delete = False
 
@@ -96,7 +104,8 @@ class BenchmarkRunAdmin(admin.ModelAdmin):
     inlines = [BenchmarkJobInline]
     actions = ["repeat_runs"]
     readonly_fields = ("method", "suite", "categories", "requested_by", "config", "commit", "environment",
-                       "status", "progress", "progress_message", "error_message", "attempts", "is_published",
+                       "status", "progress", "progress_message", "error_message", "error_detail", "attempts",
+                       "is_published",
                        "started_at", "finished_at", "heartbeat_at", "celery_task_id")
 
     def add_view(self, request, form_url="", extra_context=None):

@@ -11,10 +11,13 @@ import uuid
 from typing import ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from algorithms.info import FAMILY_CHOICES, Schedule
+
+from .names import MethodNameError, method_name_keys, method_name_normalise
 
 
 class TimeStampedModel(models.Model):
@@ -80,10 +83,19 @@ class Method(TimeStampedModel):
     For a registered algorithm every descriptive field is a copy of its ``AlgorithmInfo``
     (``algorithms.info``), written by ``method_sync_from_registry`` (``manage.py sync_catalog
     --methods``); the web process reads them here and never imports the algorithms.
+
+    Names are stored in NFKC form and no two methods have look-alike names
+    (``leaderboard.names``): ``name_skeleton`` and ``name_skeleton_cased`` are the name's two
+    TR 39 comparison keys, computed on every save; :meth:`clean` refuses a name that clashes
+    with another method's (naming it), and a unique constraint on the folded key backs it up
+    for any path that skips validation.
     """
 
     key = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=120)
+    # TR 39 comparison keys of ``name`` (``names.method_name_keys``); never edited by hand.
+    name_skeleton = models.TextField(blank=True, default="", editable=False)
+    name_skeleton_cased = models.TextField(blank=True, default="", editable=False, db_index=True)
     family = models.CharField(max_length=40, blank=True, choices=FAMILY_CHOICES)
     secondary_family = models.CharField(max_length=40, blank=True, choices=FAMILY_CHOICES)
     description = models.TextField(blank=True)
@@ -106,9 +118,21 @@ class Method(TimeStampedModel):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name_skeleton"], condition=~Q(name_skeleton=""), name="method_unique_name_skeleton"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        self.name_skeleton, self.name_skeleton_cased = method_name_keys(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "name_skeleton", "name_skeleton_cased"}
+        super().save(*args, **kwargs)
 
     @property
     def schedule_summary(self) -> str:
@@ -117,6 +141,40 @@ class Method(TimeStampedModel):
             return Schedule(**self.schedule).summary() if self.schedule else ""
         except (TypeError, ValueError):
             return ""
+
+    def look_alike(self) -> Method | None:
+        """Another method whose name looks like this one's (``names.method_name_keys``), if any."""
+        folded, cased = method_name_keys(self.name)
+        others = Method.objects.filter(Q(name_skeleton=folded) | Q(name_skeleton_cased=cased))
+        if self.pk is not None:
+            others = others.exclude(pk=self.pk)
+        return others.order_by("pk").first()
+
+    def clean(self) -> None:
+        """Normalise the name (NFKC, single spaces) and refuse one that looks like another method's."""
+        super().clean()
+        try:
+            self.name = method_name_normalise(self.name)
+        except MethodNameError as exc:
+            raise ValidationError({"name": str(exc)}) from exc
+        other = self.look_alike()
+        if other is not None:
+            message = (
+                f"a method called {other.name!r} already exists"
+                if other.name == self.name
+                else method_name_clash_message(self.name, other)
+            )
+            raise ValidationError({"name": message}, code="look_alike")
+
+
+def method_name_clash_message(name: str, other: Method) -> str:
+    """What a refused name is told: the existing method it would pass for."""
+    if name == other.name:
+        return f"a method called {other.name!r} already exists (another user's or the library's); choose another name"
+    return (
+        f"the name {name!r} is too close to the existing method {other.name!r} (names are compared ignoring "
+        "case, spaces, dashes and letters that look alike, as in Unicode TR 39); choose a clearly different name"
+    )
 
 
 class JobStatus(models.TextChoices):
@@ -146,7 +204,10 @@ class Job(TimeStampedModel):
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     progress = models.FloatField(default=0.0)  # 0..1
     progress_message = models.CharField(max_length=300, blank=True)
+    # What went wrong, for whoever may see the job: never a server path, a setting's name, a
+    # traceback or an exception class (``leaderboard.failures``). The detail is for staff only.
     error_message = models.TextField(blank=True)
+    error_detail = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -24,6 +24,7 @@ from django.utils.module_loading import import_string
 
 from algorithms.runner import SCHEMA as RUN_SCHEMA
 from algorithms.runspec import RunSpec
+from leaderboard.failures import exception_detail
 from leaderboard.services.benchmark_jobs import (
     BENCHMARK_JOBS,
     benchmark_job_claim,
@@ -98,8 +99,14 @@ def _job_out_dir(job: BenchmarkJob) -> Path:
     return Path(settings.VADI_RUNS_ROOT) / f"run-{job.run_id}" / job.category.key.replace("/", "__")
 
 
-def _failure_output(job: BenchmarkJob, message: str) -> dict[str, Any]:
-    return {"schema": RUN_SCHEMA, "status": "failed", "error": message, "category": job.category.key}
+def _failure_output(job: BenchmarkJob, message: str, *, traceback: str = "") -> dict[str, Any]:
+    return {
+        "schema": RUN_SCHEMA,
+        "status": "failed",
+        "error": message,
+        "traceback": traceback,
+        "category": job.category.key,
+    }
 
 
 def _check_output(output: Any, category: str) -> str:
@@ -176,7 +183,7 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
         if is_transient(exc):
             raise
         logger.exception("job %s: the runner raised", job.pk)
-        output = _failure_output(job, f"{type(exc).__name__}: {exc}")
+        output = _failure_output(job, f"{type(exc).__name__}: {exc}", traceback=exception_detail(exc))
     if output is None or reporter.lost:
         logger.warning("job %s was taken from task %s while it ran; its output is discarded", job.pk, task_id)
         return "lost"

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.utils.text import slugify
 
 from evaluation.bundles import BundleError, BundleLimits, BundleReader
+from leaderboard.failures import failure_from_exception
 from leaderboard.services.jobs import HeartbeatThread, JobLease, JobLostError, heartbeat_interval_s, is_transient
 from leaderboard.services.submissions import (
     SUBMISSION_JOBS,
@@ -47,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 #: Share of the progress bar given to validation (the rest is scoring).
 VALIDATION_SHARE = 0.3
+#: What the uploader reads when scoring fails inside the server (the detail is for staff only).
+SERVER_ERROR_MESSAGE = (
+    "Server error while scoring: this is not a problem with your bundle, and it does not count against your "
+    "quota. The site's administrators can see what went wrong."
+)
 
 
 class GroundTruthUnavailable(RuntimeError):
@@ -197,8 +203,6 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
         if is_transient(exc):
             raise
         logger.exception("submission %s: scoring failed", submission_id)
-        submission_fail(
-            lease,
-            message=f"Server error while scoring ({type(exc).__name__}: {exc}); it does not count against your quota",
-        )
+        failure = failure_from_exception(exc, public=SERVER_ERROR_MESSAGE)
+        submission_fail(lease, message=failure.message, detail=failure.detail)
         return "failed"

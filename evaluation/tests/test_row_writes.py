@@ -110,7 +110,8 @@ def test_a_benchmark_run_is_written_by_the_leaderboard(catalog, settings, runner
     run.refresh_from_db()
     job = run.jobs.get()
     if runner:  # claimed, released before each retry, failed after the last one; the run closed
-        assert job.status == JobStatus.FAILED and job.error_message.startswith("gave up after repeated errors")
+        assert job.status == JobStatus.FAILED and job.error_message.startswith("Server error: gave up after repeated")
+        assert "OperationalError" in job.error_detail and "OperationalError" not in job.error_message
         assert run.status == JobStatus.FAILED
     else:
         assert job.status == JobStatus.DONE and run.status == JobStatus.DONE and run.is_published

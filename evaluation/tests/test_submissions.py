@@ -273,7 +273,9 @@ def test_a_server_error_fails_without_counting_against_the_daily_quota(tiny_suit
     assert submission_score(submission_id=submission.pk, task_id="task-0") == "failed"
     submission.refresh_from_db()
     assert submission.status == JobStatus.FAILED
-    assert "Server error" in submission.error_message and "not available on this server" in submission.error_message
+    assert submission.error_message.startswith("Server error while scoring")
+    assert str(tmp_path) not in submission.error_message and "Error" not in submission.error_message
+    assert "not available on this server" in submission.error_detail and str(tmp_path) in submission.error_detail
     submission_quota_check(owner=owner)  # does not raise: the failure was ours
     # a bad bundle, in contrast, counts
     Submission.objects.filter(pk=submission.pk).update(error_message="Invalid bundle: manifest.json: missing member")
@@ -317,7 +319,7 @@ def test_upload_checks_name_the_problem(tiny_suite, tmp_path, settings):
     from leaderboard.services.submissions import method_for_user
 
     method_for_user(owner=other, name="Bob's net")
-    with pytest.raises(ValidationError, match="belongs to another user"):
+    with pytest.raises(ValidationError, match="too close to the existing method"):
         method_for_user(owner=owner, name="Bob's Net")
     assert not Submission.objects.exists()
 

@@ -221,7 +221,8 @@ def test_a_missing_archive_fails_as_a_server_error_without_retrying(tiny_suite, 
     assert outcome == "failed"
     submission.refresh_from_db()
     assert submission.status == JobStatus.FAILED and submission.attempts == 1
-    assert submission.error_message.startswith("Server error while scoring (FileNotFoundError")
+    assert submission.error_message.startswith("Server error while scoring")
+    assert "FileNotFoundError" not in submission.error_message and "FileNotFoundError" in submission.error_detail
 
 
 def test_oversized_uploads_are_cut_off_before_they_are_stored(bundle, client, settings):

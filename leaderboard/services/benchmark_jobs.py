@@ -32,6 +32,7 @@ from .jobs import (
     JobKind,
     JobLease,
     clip,
+    error_fields,
     job_claim,
     job_progress,
 )
@@ -169,7 +170,9 @@ def benchmark_job_complete(lease: JobLease, *, output: Any, error: str = "") -> 
                 logger.info("job %s %s: recorded %s values", job.pk, job.category.key, recorded)
         now = timezone.now()
         job.status = JobStatus.FAILED if error else JobStatus.DONE
-        job.error_message = error
+        traceback = str(output.get("traceback") or "") if isinstance(output, dict) and error else ""
+        fields = error_fields(error, detail=traceback) if error else {"error_message": "", "error_detail": ""}
+        job.error_message, job.error_detail = fields["error_message"], fields["error_detail"]
         job.output = output if isinstance(output, dict) else {}
         job.timings = dict(output.get("timings") or {}) if isinstance(output, dict) else {}
         job.progress = 1.0
@@ -226,12 +229,16 @@ def benchmark_run_finalize(*, run_id: int) -> bool:
             run.is_published = True
             run.status = JobStatus.DONE
             run.error_message = (
-                f"{len(failed)} of {len(jobs)} categories failed: {_failure_summary(failed)}" if failed else ""
+                error_fields(f"{len(failed)} of {len(jobs)} categories failed: {_failure_summary(failed)}")[
+                    "error_message"
+                ]
+                if failed
+                else ""
             )
         else:
             published = 0
             run.status = JobStatus.FAILED
-            run.error_message = f"every category failed: {_failure_summary(failed)}"
+            run.error_message = error_fields(f"every category failed: {_failure_summary(failed)}")["error_message"]
         now = timezone.now()
         run.progress = 1.0
         run.progress_message = clip(
@@ -249,6 +256,6 @@ BENCHMARK_JOBS = JobKind(
     label="benchmark job",
     model=BenchmarkJob,
     task_name=RUN_BENCHMARK_JOB_TASK,
-    give_up_message="gave up after repeated errors: {reason}",
+    give_up_message="Server error: gave up after repeated temporary errors",
     on_failed=_finalize_run_of,
 )

@@ -36,6 +36,7 @@ from django.db import InterfaceError, OperationalError, connections, models, tra
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ..failures import failure_from_text, public_message
 from ..models import Job, JobStatus
 from ..tasknames import HEALTH_CHECK_TASK, RUN_BENCHMARK_JOB_TASK, SCORE_SUBMISSION_TASK, SWEEP_STALE_JOBS_TASK
 
@@ -49,6 +50,7 @@ __all__ = [  # the task names are re-exported for the services that enqueue them
     "JobLease",
     "JobLostError",
     "clip",
+    "error_fields",
     "heartbeat_interval_s",
     "heartbeat_thread_enabled",
     "heartbeat_timeout_s",
@@ -95,8 +97,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def clip(message: object, length: int = MESSAGE_LENGTH) -> str:
-    """``message`` on one line, cut to ``length`` characters (with an ellipsis when cut)."""
-    text = " ".join(str(message).split())
+    """``message`` made public (``failures.public_message``), on one line, cut to ``length`` characters.
+
+    Every progress message of a job row goes through here: whoever may see the job reads it.
+    """
+    text = public_message(message)
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
@@ -107,7 +112,8 @@ def clip(message: object, length: int = MESSAGE_LENGTH) -> str:
 class JobKind:
     """One kind of background job: its row model, its task, how it closes.
 
-    ``give_up_message`` (with ``{reason}``) is what a job says when its task stops retrying;
+    ``give_up_message`` is what a job says when its task stops retrying (public: the reason,
+    an internal error, goes to the staff-only detail);
     ``on_failed(pk)`` runs after a job of this kind failed (the benchmark kind finalises the
     job's run), in the failing transaction.
     """
@@ -115,7 +121,7 @@ class JobKind:
     label: str
     model: type[Job]
     task_name: str
-    give_up_message: str = "gave up after repeated errors: {reason}"
+    give_up_message: str = "Server error: gave up after repeated temporary errors"
     on_failed: Callable[[int], None] | None = None
 
     @property
@@ -307,30 +313,50 @@ def job_progress(lease: JobLease, *, progress: float, message: str, status: str 
 
 
 def job_release(lease: JobLease, *, reason: str) -> bool:
-    """Put a running job back in the queue before its task retries (a transient error); ``False`` if not ours."""
+    """Put a running job back in the queue before its task retries (a transient error); ``False`` if not ours.
+
+    The reason (an internal error) is logged; the job's message says only that it will retry.
+    """
+    logger.warning("%s: retrying after a temporary error: %s", lease, reason)
     return bool(
         lease.rows().update(
             status=JobStatus.QUEUED,
             heartbeat_at=timezone.now(),
             progress=0.0,
-            progress_message=clip(f"retrying after a temporary error: {reason}"),
+            progress_message=clip("retrying after a temporary server error"),
         )
     )
 
 
-def job_fail(lease: JobLease, *, message: str, progress_message: str = "failed") -> bool:
+def error_fields(message: object, *, detail: str = "", own_input: bool = False) -> dict[str, str]:
+    """``error_message`` and ``error_detail`` of a failed job row: the public message, the staff detail.
+
+    ``message`` goes through ``failures.public_message`` (``own_input``: a message about the
+    reader's own upload, whose member names are kept); the original is kept in the detail when
+    that changed it, after ``detail`` (e.g. a traceback). Used by every write of a job's error.
+    """
+    failure = failure_from_text(str(message).strip() or "failed", detail=detail, own_input=own_input)
+    return {"error_message": (failure.message or "failed")[:ERROR_LENGTH], "error_detail": failure.detail}
+
+
+def job_fail(
+    lease: JobLease, *, message: str, detail: str = "", own_input: bool = False, progress_message: str = "failed"
+) -> bool:
     """Fail the lease's unfinished job with ``message``; ``True`` if this call changed it.
 
+    ``message`` is for whoever may see the job (made public by :func:`error_fields`, with
+    ``own_input`` for a message about the reader's own upload); ``detail`` (what went wrong
+    inside, a traceback) is kept for staff in ``error_detail``.
     Conditional on the job not being finished and still naming the lease's task (running, or
     queued again by :func:`job_release`). Its kind's ``on_failed`` runs in the same transaction.
     """
-    text = str(message).strip() or "failed"
+    fields = error_fields(message, detail=detail, own_input=own_input)
     now = timezone.now()
     rows = lease.model.objects.filter(pk=lease.pk, celery_task_id=lease.task_id).exclude(status__in=FINISHED_STATUSES)
     with transaction.atomic():
         changed = rows.update(
             status=JobStatus.FAILED,
-            error_message=text[:ERROR_LENGTH],
+            **fields,
             progress_message=clip(progress_message),
             finished_at=now,
             heartbeat_at=now,
@@ -338,13 +364,14 @@ def job_fail(lease: JobLease, *, message: str, progress_message: str = "failed")
         if changed and lease.kind.on_failed is not None:
             lease.kind.on_failed(lease.pk)
     if changed:
-        logger.warning("%s failed: %s", lease, text.splitlines()[0] if text else "")
+        first = (fields["error_detail"] or fields["error_message"]).splitlines()
+        logger.warning("%s failed: %s", lease, first[0] if first else "")
     return bool(changed)
 
 
 def job_give_up(lease: JobLease, *, reason: str) -> bool:
-    """Fail the job after its task's last retry, with the kind's ``give_up_message``."""
-    return job_fail(lease, message=lease.kind.give_up_message.format(reason=reason))
+    """Fail the job after its task's last retry, with the kind's ``give_up_message`` (``reason`` as detail)."""
+    return job_fail(lease, message=lease.kind.give_up_message, detail=f"gave up after repeated errors: {reason}")
 
 
 # Heartbeats ---------------------------------------------------------------------------------

@@ -31,7 +31,19 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from ..cache import leaderboard_cache_invalidate
-from ..models import Category, JobStatus, Method, Provenance, Result, ReviewStatus, Submission, Suite, Visibility
+from ..models import (
+    Category,
+    JobStatus,
+    Method,
+    Provenance,
+    Result,
+    ReviewStatus,
+    Submission,
+    Suite,
+    Visibility,
+    method_name_clash_message,
+)
+from ..names import MethodNameError, method_name_normalise
 from .jobs import (
     SCORE_SUBMISSION_TASK,
     JobKind,
@@ -98,33 +110,44 @@ def submission_quota_check(*, owner) -> None:
 
 
 def method_for_user(*, owner, name: str) -> Method:
-    """The method called ``name`` owned by ``owner``; created when it does not exist yet.
+    """The method that ``owner``'s upload called ``name``; created (owned by them) when none looks like it.
 
-    A method of the same key owned by someone else (or a registered algorithm) is refused,
-    except for staff, who may submit for any method.
+    The name is normalised (NFKC, single spaces; ``leaderboard.names``) and compared with every
+    method's through its TR 39 look-alike keys: "PatchCоre" (a Cyrillic о), "PATCHCORE",
+    "Patch-Core" and "PatchCore" are one name. A name that looks like an existing method's, or
+    whose key is taken, is that method: the owner's own is reused; staff may submit for any
+    method; anyone else is refused with a message naming the existing method.
     """
-    name = " ".join(str(name or "").split())
-    if not name:
-        raise ValidationError({"method": "give the method's name"})
+    try:
+        name = method_name_normalise(name)
+    except MethodNameError as exc:
+        raise ValidationError({"method": str(exc)}) from exc
     if len(name) > Method._meta.get_field("name").max_length:
         raise ValidationError({"method": "the method name is too long (120 characters at most)"})
     key = slugify(name)[: Method._meta.get_field("key").max_length].strip("-")
     if not key:
         raise ValidationError({"method": f"method name {name!r} needs at least one letter or digit"})
-    method = Method.objects.filter(key=key).first()
+    candidate = Method(key=key, name=name, owner=owner)  # its family is not known
+
+    def existing() -> Method | None:
+        return candidate.look_alike() or Method.objects.filter(key=key).first()
+
+    method = existing()
     if method is None:
-        method = Method(key=key, name=name, owner=owner)  # its family is not known
-        method.full_clean(validate_unique=False)
+        try:
+            candidate.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            raise ValidationError({"method": exc.messages}) from exc
         try:
             with transaction.atomic():
-                method.save()
-            return method
-        except IntegrityError:  # another user created the same key a moment ago
-            method = Method.objects.get(key=key)
+                candidate.save()
+            return candidate
+        except IntegrityError:  # another upload created the same (or a look-alike) name a moment ago
+            method = existing()
+            if method is None:
+                raise
     if method.owner_id != owner.pk and not owner.is_staff:
-        raise ValidationError(
-            {"method": f"the method {method.name!r} belongs to another user or the library; choose another name"}
-        )
+        raise ValidationError({"method": method_name_clash_message(name, method)}, code="look_alike")
     return method
 
 
@@ -272,9 +295,12 @@ def submission_scoring_start(lease: JobLease, *, progress: float, message: str) 
     job_progress(lease, progress=progress, message=message, status=JobStatus.SCORING)
 
 
-def submission_fail(lease: JobLease, *, message: str, invalid_bundle: bool = False) -> bool:
+def submission_fail(lease: JobLease, *, message: str, detail: str = "", invalid_bundle: bool = False) -> bool:
     """Fail the lease's unfinished submission with a message; ``invalid_bundle`` says the upload was at fault.
 
+    ``message`` is what the uploader reads (made public by ``jobs.error_fields``: no server
+    path, setting name, traceback or exception class; an invalid bundle's message keeps the
+    member names the uploader wrote, shown to them only); ``detail`` is kept for staff only.
     Failures of an invalid bundle start with :data:`INVALID_BUNDLE_PREFIX` (they count against
     the daily quota); no other message does. Returns whether it changed anything. Any results
     of the submission stop being current (there should be none: results are written only after
@@ -285,7 +311,13 @@ def submission_fail(lease: JobLease, *, message: str, invalid_bundle: bool = Fal
         text = INVALID_BUNDLE_PREFIX + text
     if not invalid_bundle and text.startswith(INVALID_BUNDLE_PREFIX):
         text = text.removeprefix(INVALID_BUNDLE_PREFIX)
-    return job_fail(lease, message=text, progress_message="failed: invalid bundle" if invalid_bundle else "failed")
+    return job_fail(
+        lease,
+        message=text,
+        detail=detail,
+        own_input=invalid_bundle,
+        progress_message="failed: invalid bundle" if invalid_bundle else "failed",
+    )
 
 
 def _submission_unpublish(submission_id: int) -> None:
@@ -363,9 +395,7 @@ SUBMISSION_JOBS = JobKind(
     label="submission",
     model=Submission,
     task_name=SCORE_SUBMISSION_TASK,
-    give_up_message=(
-        "Server error: gave up after repeated temporary errors ({reason}); it does not count against your quota"
-    ),
+    give_up_message="Server error: gave up after repeated temporary errors; it does not count against your quota",
     on_failed=_submission_unpublish,
 )
 

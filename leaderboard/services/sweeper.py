@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from ..models import JobStatus
 from .benchmark_jobs import BENCHMARK_JOBS
-from .jobs import JobKind, heartbeat_timeout_s, job_enqueue, max_attempts, stale_q
+from .jobs import JobKind, error_fields, heartbeat_timeout_s, job_enqueue, max_attempts, stale_q
 from .submissions import SUBMISSION_JOBS
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def _sweep_kind(kind: JobKind, *, cutoff: datetime, timeout_s: float, limit: int
                 status=JobStatus.FAILED,
                 finished_at=now,
                 heartbeat_at=now,
-                error_message=(
+                **error_fields(
                     f"worker lost: no heartbeat for more than {timeout_s:.0f} s on attempt {attempts} of {limit}; "
                     "giving up"
                 ),
