@@ -3,6 +3,8 @@
 Each view validates its query string with a ``FilterSerializer``, calls one selector and
 serializes. Lists are paginated (limit/offset). Errors use the format of ``apis.errors``.
 Ground truth (labels, masks) is never served: categories expose their public test-image ids only.
+Methods, results, submissions and runs are what the caller may see (``selectors.visibility``):
+published ones for everyone, their own for owners, everything for staff.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..selectors import catalog, jobs
 from ..selectors.leaderboard import suite_leaderboard_cached
 from ..selectors.metrics import metric_keys
 from ..selectors.results import result_list
+from ..selectors.visibility import viewer_of
 from . import serializers as out
 
 
@@ -207,14 +210,17 @@ class MethodListApi(PublicApi):
     @extend_schema(responses=out.MethodOutputSerializer(many=True))
     def get(self, request):
         return paginated_response(
-            serializer_class=out.MethodOutputSerializer, queryset=catalog.method_list(), request=request, view=self
+            serializer_class=out.MethodOutputSerializer,
+            queryset=catalog.method_list(viewer=viewer_of(request.user)),
+            request=request,
+            view=self,
         )
 
 
 class MethodDetailApi(PublicApi):
     @extend_schema(responses=out.MethodDetailOutputSerializer)
     def get(self, request, key: str):
-        method = get_object_or_404(catalog.method_list(), key=key)
+        method = get_object_or_404(catalog.method_list(viewer=viewer_of(request.user)), key=key)
         return Response(out.MethodDetailOutputSerializer(method).data)
 
 
@@ -243,12 +249,12 @@ class ResultListApi(PublicApi):
         filters.is_valid(raise_exception=True)
         params = dict(filters.validated_data)
         current = params.pop("current")
-        qs = result_list(**params, current_only=current)
+        qs = result_list(viewer=viewer_of(request.user), **params, current_only=current)
         return paginated_response(serializer_class=out.ResultOutputSerializer, queryset=qs, request=request, view=self)
 
 
 class SubmissionListApi(PublicApi):
-    """Public submissions, plus the caller's own private ones (staff see all)."""
+    """Published submissions, plus the caller's own (private, failed, held); staff see all."""
 
     class FilterSerializer(serializers.Serializer):
         method = serializers.SlugField(required=False)
@@ -257,7 +263,7 @@ class SubmissionListApi(PublicApi):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        qs = jobs.submission_list(user=request.user, method_key=filters.validated_data.get("method"))
+        qs = jobs.submission_list(viewer=viewer_of(request.user), method_key=filters.validated_data.get("method"))
         return paginated_response(
             serializer_class=out.SubmissionOutputSerializer, queryset=qs, request=request, view=self
         )
@@ -266,7 +272,7 @@ class SubmissionListApi(PublicApi):
 class SubmissionDetailApi(PublicApi):
     @extend_schema(responses=out.SubmissionOutputSerializer)
     def get(self, request, pk: int):
-        submission = get_object_or_404(jobs.submission_list(user=request.user), pk=pk)
+        submission = get_object_or_404(jobs.submission_list(viewer=viewer_of(request.user)), pk=pk)
         return Response(out.SubmissionOutputSerializer(submission).data)
 
 
@@ -278,7 +284,7 @@ class BenchmarkRunListApi(PublicApi):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        qs = jobs.benchmark_run_list(method_key=filters.validated_data.get("method"))
+        qs = jobs.benchmark_run_list(viewer=viewer_of(request.user), method_key=filters.validated_data.get("method"))
         return paginated_response(
             serializer_class=out.BenchmarkRunPublicOutputSerializer, queryset=qs, request=request, view=self
         )
@@ -287,7 +293,7 @@ class BenchmarkRunListApi(PublicApi):
 class BenchmarkRunDetailApi(PublicApi):
     @extend_schema(responses=out.BenchmarkRunPublicOutputSerializer)
     def get(self, request, pk: int):
-        run = get_object_or_404(jobs.benchmark_run_list(), pk=pk)
+        run = get_object_or_404(jobs.benchmark_run_list(viewer=viewer_of(request.user)), pk=pk)
         return Response(out.BenchmarkRunPublicOutputSerializer(run).data)
 
 

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from ..exports import ResultOutputSerializer
 from ..models import BenchmarkRun, Category, Dataset, Method, Submission, Suite
+from ..selectors.jobs import benchmark_run_public_config
 
 __all__ = [
     "BenchmarkRunPublicOutputSerializer",
@@ -114,6 +115,10 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
 class BenchmarkRunPublicOutputSerializer(serializers.ModelSerializer):
     method = serializers.SlugRelatedField(slug_field="key", read_only=True)
     suite = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
+    config = serializers.SerializerMethodField(help_text="algorithm, params, budgets, seed, device")
+
+    def get_config(self, obj: BenchmarkRun) -> dict:
+        return benchmark_run_public_config(obj)
 
     class Meta:
         model = BenchmarkRun

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..selectors.jobs import benchmark_run_list
+from ..selectors.visibility import viewer_of
 from ..services.benchmark_runs import BenchmarkRequestError, benchmark_runs_create
 
 
@@ -72,7 +73,7 @@ class BenchmarkRunListCreateApi(APIView):
 
     @extend_schema(responses=BenchmarkRunOutputSerializer(many=True))
     def get(self, request):
-        runs = benchmark_run_list(with_jobs=True)[:100]
+        runs = benchmark_run_list(viewer=viewer_of(request.user), with_jobs=True)[:100]
         return Response(BenchmarkRunOutputSerializer(runs, many=True).data)
 
     @extend_schema(request=BenchmarkRunCreateSerializer, responses={201: BenchmarkRunOutputSerializer(many=True)})
@@ -85,7 +86,8 @@ class BenchmarkRunListCreateApi(APIView):
             )
         except BenchmarkRequestError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        fresh = benchmark_run_list(pks=[r.pk for r in runs], with_jobs=True).order_by("pk")
+        viewer = viewer_of(request.user)
+        fresh = benchmark_run_list(viewer=viewer, pks=[r.pk for r in runs], with_jobs=True).order_by("pk")
         return Response(BenchmarkRunOutputSerializer(fresh, many=True).data, status=status.HTTP_201_CREATED)
 
 
@@ -96,5 +98,5 @@ class BenchmarkRunDetailApi(APIView):
 
     @extend_schema(responses=BenchmarkRunOutputSerializer)
     def get(self, request, run_id: int):
-        run = get_object_or_404(benchmark_run_list(with_jobs=True), pk=run_id)
+        run = get_object_or_404(benchmark_run_list(viewer=viewer_of(request.user), with_jobs=True), pk=run_id)
         return Response(BenchmarkRunOutputSerializer(run).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Prefetch, QuerySet
 
 from ..models import Category, Dataset, Method, Suite
+from .visibility import Viewer, method_visible_q
 
 
 def dataset_list() -> QuerySet[Dataset]:
@@ -48,10 +49,13 @@ def suite_list() -> QuerySet[Suite]:
     return Suite.objects.prefetch_related(Prefetch("categories", queryset=categories)).order_by("order", "key")
 
 
-def method_list(*, owner=None, reproducible: bool = False) -> QuerySet[Method]:
-    """Methods by name; with ``owner``, the ones that user owns (their uploads); with ``reproducible``,
-    the registered algorithms our workers can re-train."""
-    qs = Method.objects.order_by("name")
+def method_list(*, viewer: Viewer, owner=None, reproducible: bool = False) -> QuerySet[Method]:
+    """The methods ``viewer`` may see (``visibility.method_visible_q``), by name.
+
+    With ``owner``, only the ones that user owns (their uploads); with ``reproducible``, only
+    the registered algorithms our workers can re-train.
+    """
+    qs = Method.objects.filter(method_visible_q(viewer)).order_by("name")
     if owner is not None:
         qs = qs.filter(owner=owner)
     if reproducible:
@@ -59,5 +63,6 @@ def method_list(*, owner=None, reproducible: bool = False) -> QuerySet[Method]:
     return qs
 
 
-def method_get(*, key: str) -> Method:
-    return Method.objects.get(key=key)
+def method_get(*, key: str, viewer: Viewer) -> Method:
+    """The method ``key`` if ``viewer`` may see it; ``Method.DoesNotExist`` otherwise (hidden = absent)."""
+    return method_list(viewer=viewer).get(key=key)

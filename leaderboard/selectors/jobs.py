@@ -1,41 +1,36 @@
-"""Submissions and benchmark runs, with the visibility rules.
+"""Submissions and benchmark runs, as the visibility rule lets each viewer see them.
 
-Public submissions are visible to everyone; private ones only to their owner and to staff.
-Benchmark runs are public (they are our own reproductions).
+``visibility`` says who sees what: published runs and submissions for everyone, their own
+submissions for owners, everything for staff. A hidden row and a missing one look the same
+(``DoesNotExist``): nobody learns that a private submission exists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
-from ..models import BenchmarkJob, BenchmarkRun, Submission, Visibility
-
-
-def _can_see_all(user) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_staff)
+from ..failures import public_message
+from ..models import BenchmarkJob, BenchmarkRun, Submission
+from .visibility import Viewer, run_visible_q, submission_visible_q
 
 
-def submission_list(*, user=None, method_key: str | None = None) -> QuerySet[Submission]:
-    qs = Submission.objects.select_related("method", "suite", "owner")
-    if not _can_see_all(user):
-        visible = Q(visibility=Visibility.PUBLIC)
-        if user is not None and user.is_authenticated:
-            visible |= Q(owner=user)
-        qs = qs.filter(visible)
+def submission_list(*, viewer: Viewer, method_key: str | None = None) -> QuerySet[Submission]:
+    """The submissions ``viewer`` may see, newest first; optionally of one method."""
+    qs = Submission.objects.filter(submission_visible_q(viewer)).select_related("method", "suite", "owner")
     if method_key:
         qs = qs.filter(method__key=method_key)
     return qs.order_by("-created_at", "-pk")
 
 
-def submission_get(*, pk: int, user=None) -> Submission:
-    """The submission if ``user`` may see it; ``Submission.DoesNotExist`` otherwise (no existence leak)."""
-    return submission_list(user=user).get(pk=pk)
+def submission_get(*, pk: int, viewer: Viewer) -> Submission:
+    """The submission if ``viewer`` may see it; ``Submission.DoesNotExist`` otherwise (no existence leak)."""
+    return submission_list(viewer=viewer).get(pk=pk)
 
 
 def submissions_of(*, owner) -> QuerySet[Submission]:
-    """The submissions ``owner`` made (public and private), newest first."""
+    """The submissions ``owner`` made (public and private), newest first (for their own pages only)."""
     return Submission.objects.filter(owner=owner).select_related("method", "suite").order_by("-created_at", "-pk")
 
 
@@ -45,10 +40,13 @@ def submission_active_count(*, owner) -> int:
 
 
 def benchmark_run_list(
-    *, method_key: str | None = None, pks: Iterable[int] | None = None, with_jobs: bool = False
+    *, viewer: Viewer, method_key: str | None = None, pks: Iterable[int] | None = None, with_jobs: bool = False
 ) -> QuerySet[BenchmarkRun]:
-    """Runs, newest first; optionally of one method, or exactly ``pks``; ``with_jobs`` prefetches jobs."""
-    qs = BenchmarkRun.objects.select_related("method", "suite")
+    """The runs ``viewer`` may see (published ones; all for staff), newest first.
+
+    Optionally of one method, or exactly ``pks``; ``with_jobs`` prefetches the jobs.
+    """
+    qs = BenchmarkRun.objects.filter(run_visible_q(viewer)).select_related("method", "suite")
     if method_key:
         qs = qs.filter(method__key=method_key)
     if pks is not None:
@@ -63,12 +61,21 @@ def benchmark_job_list(*, run: BenchmarkRun) -> QuerySet[BenchmarkJob]:
     return run.jobs.select_related("category")
 
 
-def benchmark_run_get(*, pk: int) -> BenchmarkRun:
-    return benchmark_run_list().get(pk=pk)
+def benchmark_run_get(*, pk: int, viewer: Viewer) -> BenchmarkRun:
+    """The run if ``viewer`` may see it; ``BenchmarkRun.DoesNotExist`` otherwise."""
+    return benchmark_run_list(viewer=viewer).get(pk=pk)
+
+
+def benchmark_run_public_config(run: BenchmarkRun) -> dict:
+    """The run's config as anyone may read it: a config given by file path is named without its path."""
+    config = dict(run.config or {})
+    if "config_name" in config:
+        config["config_name"] = public_message(config["config_name"])
+    return config
 
 
 def job_status(job) -> dict:
-    """The JSON status document that the live-progress script polls."""
+    """The JSON status document that the live-progress script polls (messages are public text)."""
     return {
         "id": job.pk,
         "status": job.status,

@@ -2,7 +2,9 @@
 
 All tables on the site and in the API come from ``result_cells``, which applies the one set of
 rules for what counts: current results of the primary map variant, of one evaluator version,
-from public sources that are not held for review; when a method has both a reproduced and a
+from published sources (``table_results_q``: a published run, or a scored public submission not
+held or rejected by a review; ``visibility``); tables look the same to every viewer. When a
+method has both a reproduced and a
 server-scored result for a category (and no provenance filter is set), the reproduced one wins.
 
 ``suite_leaderboard`` is the single place where a suite is aggregated: per metric, the mean over
@@ -21,8 +23,9 @@ import numpy as np
 from django.db.models import Max, Q
 
 from ..cache import cached
-from ..models import Category, Provenance, Result, ReviewStatus, Suite, Visibility
+from ..models import Category, Provenance, Result, Suite
 from .metrics import MetricInfo, metric_get, metric_list
+from .visibility import published_result_q
 
 
 class InvalidFilterError(ValueError):
@@ -124,18 +127,15 @@ def suite_categories(*, suite: Suite, dataset_key: str | None = None) -> list[Ca
     return list(qs)
 
 
-def visible_results() -> Q:
-    """Results that may appear in public tables: reproduced ones, or from public, unheld submissions."""
-    return Q(submission__isnull=True) | (
-        Q(submission__visibility=Visibility.PUBLIC)
-        & ~Q(submission__review_status__in=[ReviewStatus.FLAGGED, ReviewStatus.REJECTED])
-    )
+def table_results_q() -> Q:
+    """Results that tables count: current ones from a published source (the same for every viewer)."""
+    return Q(is_current=True) & published_result_q()
 
 
 def evaluator_versions(*, category_ids: list[int]) -> list[str]:
     """Evaluator versions of the current results on these categories, most recently used first."""
     rows = (
-        Result.objects.filter(visible_results(), is_current=True, category_id__in=category_ids)
+        Result.objects.filter(table_results_q(), category_id__in=category_ids)
         .values("evaluator_version")
         .annotate(latest=Max("created_at"))
         .order_by("-latest", "evaluator_version")
@@ -167,8 +167,7 @@ def result_cells(
     """
     provenance_check(provenance)
     qs = Result.objects.filter(
-        visible_results(),
-        is_current=True,
+        table_results_q(),
         is_primary_variant=True,
         evaluator_version=evaluator_version,
         category_id__in=category_ids,

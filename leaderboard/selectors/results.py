@@ -1,8 +1,9 @@
 """Result lists and the per-page result tables: filtered, grouped, with their sources joined.
 
-``result_list`` serves the API and the downloads; the ``*_table`` functions shape the same
-rows for one page each (a method, a category, a run or submission), and ``method_timings``
-reads the training and inference times that a method's benchmark jobs measured.
+``result_list`` serves the API and the downloads, as the viewer may see them
+(``visibility.result_visible_q``); the ``*_table`` functions shape rows for one page each (a
+method, a category, a run or submission), and ``method_timings`` reads the training and
+inference times that a method's visible benchmark runs measured.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, QuerySet
 
 from ..models import BenchmarkJob, BenchmarkRun, Method, Result, Submission
-from .leaderboard import provenance_check, visible_results
+from .leaderboard import provenance_check, table_results_q
 from .metrics import metric_get
+from .visibility import Viewer, published_result_q, result_visible_q, run_visible_q
 
 
 def result_list(
     *,
+    viewer: Viewer,
     method: str | None = None,
     category: str | None = None,
     metric: str | None = None,
@@ -28,12 +31,17 @@ def result_list(
     dataset: str | None = None,
     current_only: bool = True,
 ) -> QuerySet[Result]:
-    """Visible results (reproduced, or from public submissions not held for review), filtered.
+    """The results ``viewer`` may see, filtered; each annotated with ``published`` (from a published source).
 
-    Filters take keys (method key, category key, metric key, dataset key). Unknown metric or
-    provenance values raise ``ValueError`` naming the valid ones.
+    Everyone sees published results (of published runs and submissions); owners also their own
+    submissions' results; staff all. Filters take keys (method key, category key, metric key,
+    dataset key). Unknown metric or provenance values raise ``ValueError`` naming the valid ones.
     """
-    qs = Result.objects.filter(visible_results()).select_related("method", "category", "category__dataset")
+    qs = (
+        Result.objects.filter(result_visible_q(viewer))
+        .annotate(published=ExpressionWrapper(published_result_q(), output_field=BooleanField()))
+        .select_related("method", "category", "category__dataset")
+    )
     if current_only:
         qs = qs.filter(is_current=True)
     if method:
@@ -55,18 +63,21 @@ def result_list(
 
 @dataclass(frozen=True)
 class MethodResults:
-    """Every visible result of one method, arranged for its page."""
+    """Every result of one method that the viewer may see, arranged for its page."""
 
-    results: tuple[Result, ...]  # current and history, in ``result_list`` order (the download)
+    results: tuple[Result, ...]  # current, history and unpublished, in ``result_list`` order (the download)
     current_table: tuple[dict[str, Any], ...]  # primary variant: one row per category x provenance x evaluator
     current_variants: tuple[Result, ...]  # current values of the non-primary map variants
-    history: tuple[Result, ...]  # superseded results
+    history: tuple[Result, ...]  # superseded published results
+    unpublished: tuple[Result, ...]  # never published (private, held, running): owners and staff only
 
 
-def method_result_table(*, method_key: str) -> MethodResults:
+def method_result_table(*, method_key: str, viewer: Viewer) -> MethodResults:
     """The method page's tables: current primary-variant values grouped per category, the rest listed."""
-    results = tuple(result_list(method=method_key, current_only=False).select_related("benchmark_run", "submission"))
-    current = [r for r in results if r.is_current]
+    results = tuple(
+        result_list(viewer=viewer, method=method_key, current_only=False).select_related("benchmark_run", "submission")
+    )
+    current = [r for r in results if r.is_current and r.published]
     by_category: dict[str, dict] = defaultdict(dict)
     for r in current:
         if r.is_primary_variant:
@@ -80,14 +91,23 @@ def method_result_table(*, method_key: str) -> MethodResults:
         results=results,
         current_table=table,
         current_variants=tuple(r for r in current if not r.is_primary_variant),
-        history=tuple(r for r in results if not r.is_current),
+        history=tuple(r for r in results if not r.is_current and r.published),
+        unpublished=tuple(r for r in results if not r.published),
     )
 
 
 def category_result_table(*, category_key: str) -> list[dict[str, Any]]:
-    """A category's current primary-variant values: one row per method x provenance x evaluator version."""
+    """A category's published current primary-variant values: one row per method x provenance x evaluator.
+
+    A table of the leaderboard: the same for everyone (``leaderboard.table_results_q``).
+    """
     table: dict[tuple, dict] = {}
-    for r in result_list(category=category_key).filter(is_primary_variant=True):
+    rows = (
+        Result.objects.filter(table_results_q(), category__key=category_key, is_primary_variant=True)
+        .select_related("method")
+        .order_by("method__name", "metric", "variant", "-created_at")
+    )
+    for r in rows:
         table.setdefault((r.method.name, r.method.key, r.provenance, r.evaluator_version), {})[r.metric] = r
     return [
         {"method": name, "method_key": mkey, "provenance": prov, "evaluator_version": ev, "values": values}
@@ -98,7 +118,8 @@ def category_result_table(*, category_key: str) -> list[dict[str, Any]]:
 def source_result_table(*, benchmark_run: BenchmarkRun | None = None, submission: Submission | None = None):
     """Every result of one run or submission (current or not): a row per category x variant x evaluator.
 
-    The caller has checked that the source is visible to whoever asks (``jobs.submission_get``).
+    The caller has checked that the source is visible to whoever asks (``jobs.submission_get``,
+    ``jobs.benchmark_run_get``): whoever may see a run or a submission may see all its values.
     """
     if (benchmark_run is None) == (submission is None):
         raise ValueError("source_result_table needs exactly one of benchmark_run= or submission=")
@@ -113,11 +134,12 @@ def source_result_table(*, benchmark_run: BenchmarkRun | None = None, submission
     ]
 
 
-def method_timings(*, method: Method) -> list[dict[str, Any]]:
-    """Training and inference times per category from the method's benchmark jobs that measured them."""
+def method_timings(*, method: Method, viewer: Viewer) -> list[dict[str, Any]]:
+    """Training and inference times per category from the method's visible benchmark runs that measured them."""
     rows = []
+    runs = BenchmarkRun.objects.filter(run_visible_q(viewer), method=method)
     jobs = (
-        BenchmarkJob.objects.filter(run__method=method)
+        BenchmarkJob.objects.filter(run__in=runs)
         .exclude(timings={})
         .select_related("category", "run")
         .order_by("-run__created_at", "category__key")

@@ -144,10 +144,17 @@ def test_submissions_visibility(api, catalog):
 
 
 def test_benchmark_runs(api, world):
-    run = BenchmarkRunFactory(method=world[0], commit="abc123")
+    run = BenchmarkRunFactory(method=world[0], commit="abc123", is_published=True)
     listed = api.get("/api/v1/benchmark-runs/", {"method": "alpha"}).json()
     assert listed["count"] == 2 and listed["results"][0]["id"] == run.pk
     assert api.get(f"/api/v1/benchmark-runs/{run.pk}/").json()["commit"] == "abc123"
+    # a run that is not published yet (running, or every category failed) is for staff only
+    hidden = BenchmarkRunFactory(method=world[0], status="running", progress_message="epoch 2/5")
+    assert api.get(f"/api/v1/benchmark-runs/{hidden.pk}/").status_code == 404
+    assert api.get("/api/v1/benchmark-runs/", {"method": "alpha"}).json()["count"] == 2
+    api.force_authenticate(UserFactory(is_staff=True))
+    assert api.get(f"/api/v1/benchmark-runs/{hidden.pk}/").json()["progress_message"] == "epoch 2/5"
+    assert api.get("/api/v1/benchmark-runs/", {"method": "alpha"}).json()["count"] == 3
 
 
 def test_openapi_schema_and_local_docs(api, db):

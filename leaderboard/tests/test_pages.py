@@ -175,7 +175,7 @@ def test_dataset_breakdown_category_and_method_pages(client, two_methods, catalo
     assert 'id="heatmap-figure"' in html
     cat = client.get(reverse("leaderboard:category-detail", args=["mvtec/bottle"]))
     assert cat.status_code == 200 and "Alpha" in cat.content.decode()
-    job = BenchmarkRunFactory(method=a)
+    job = BenchmarkRunFactory(method=a, is_published=True)
     job.jobs.create(category=catalog["categories"]["mvtec"][0], status=JobStatus.DONE, timings={"train_seconds": 125})
     page = client.get(reverse("leaderboard:method-detail", args=["alpha"])).content.decode()
     assert "reproduced" in page and "2 min 5 s" in page and "Run #" in page
@@ -186,6 +186,8 @@ def test_dataset_breakdown_category_and_method_pages(client, two_methods, catalo
 
 def test_run_page_shows_status_progress_and_error(client, catalog):
     run = BenchmarkRunFactory(status=JobStatus.RUNNING, progress=0.25, progress_message="epoch 3/12")
+    assert client.get(reverse("leaderboard:run-detail", args=[run.pk])).status_code == 404  # not published yet
+    client.force_login(UserFactory(is_staff=True))
     html = client.get(reverse("leaderboard:run-detail", args=[run.pk])).content.decode()
     assert "Running" in html and "25%" in html and "epoch 3/12" in html and "job-status.js" in html
     status = client.get(reverse("leaderboard:run-status", args=[run.pk])).json()

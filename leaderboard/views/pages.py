@@ -1,8 +1,10 @@
 """Public HTML pages (server-rendered; JavaScript only draws charts and polls job status).
 
 Views parse the query string, read through ``leaderboard.selectors``, and render. Any table can
-be downloaded with ``?format=csv`` or ``?format=json`` (its ``leaderboard.exports.Export``);
-public pages are cached by ``leaderboard.cache.cached_page``.
+be downloaded with ``?format=csv`` or ``?format=json`` (its ``leaderboard.exports.Export``).
+Pages of one method, run or submission show what the visitor may see
+(``selectors.visibility``: ``viewer_of(request.user)``); the leaderboard tables are the same for
+everyone and are cached by ``leaderboard.cache.cached_page``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..selectors.leaderboard import (
 )
 from ..selectors.metrics import UnknownMetricError, metric_list
 from ..selectors.results import category_result_table, method_result_table, method_timings, source_result_table
+from ..selectors.visibility import viewer_of
 
 DEFAULT_SUITE = "vadi"
 DEMO_SUITE = "synthetic"
@@ -206,7 +209,7 @@ def breakdown(request, suite: str):
 def evidence(request, suite: str, method: str, metric: str):
     """The per-category values behind one mean on the leaderboard, with their sources."""
     try:
-        method_obj = catalog.method_get(key=method)
+        method_obj = catalog.method_get(key=method, viewer=viewer_of(request.user))
     except Method.DoesNotExist as exc:
         raise Http404(f"no method {method!r}") from exc
     ev = method_metric_evidence(suite_key=suite, method_id=method_obj.pk, metric=metric, **_filters(request))
@@ -222,7 +225,7 @@ def evidence(request, suite: str, method: str, metric: str):
 
 @require_GET
 def method_list(request):
-    methods = list(catalog.method_list())
+    methods = list(catalog.method_list(viewer=viewer_of(request.user)))
     return render(request, "leaderboard/method_list.html", {"methods": methods})
 
 
@@ -230,11 +233,12 @@ def method_list(request):
 @answers_bad_requests
 def method_detail(request, key: str):
     """A method: description, links, every visible result with provenance, timings, history."""
+    viewer = viewer_of(request.user)
     try:
-        method = catalog.method_get(key=key)
+        method = catalog.method_get(key=key, viewer=viewer)
     except Method.DoesNotExist as exc:
         raise Http404(f"no method {key!r}") from exc
-    tables = method_result_table(method_key=key)
+    tables = method_result_table(method_key=key, viewer=viewer)
     download = _download(request, exports.method_results_export(key, tables.results))
     if download is not None:
         return download
@@ -247,16 +251,17 @@ def method_detail(request, key: str):
             "current_table": tables.current_table,
             "current_variants": tables.current_variants,
             "history": tables.history,
-            "timings": method_timings(method=method),
-            "runs": list(jobs.benchmark_run_list(method_key=key)[:50]),
-            "submissions": list(jobs.submission_list(user=request.user, method_key=key)[:50]),
+            "unpublished": tables.unpublished,
+            "timings": method_timings(method=method, viewer=viewer),
+            "runs": list(jobs.benchmark_run_list(viewer=viewer, method_key=key)[:50]),
+            "submissions": list(jobs.submission_list(viewer=viewer, method_key=key)[:50]),
         },
     )
 
 
 def _submission_or_404(request, pk: int) -> Submission:
     try:
-        return jobs.submission_get(pk=pk, user=request.user)
+        return jobs.submission_get(pk=pk, viewer=viewer_of(request.user))
     except Submission.DoesNotExist as exc:
         raise Http404("no such submission (or it is private)") from exc
 
@@ -283,16 +288,16 @@ def submission_status(request, pk: int):
     return JsonResponse(jobs.job_status(_submission_or_404(request, pk)))
 
 
-def _run_or_404(pk: int) -> BenchmarkRun:
+def _run_or_404(request, pk: int) -> BenchmarkRun:
     try:
-        return jobs.benchmark_run_get(pk=pk)
+        return jobs.benchmark_run_get(pk=pk, viewer=viewer_of(request.user))
     except BenchmarkRun.DoesNotExist as exc:
-        raise Http404("no such benchmark run") from exc
+        raise Http404("no such benchmark run (or it is not published yet)") from exc
 
 
 @require_GET
 def run_detail(request, pk: int):
-    run = _run_or_404(pk)
+    run = _run_or_404(request, pk)
     return render(
         request,
         "leaderboard/job_detail.html",
@@ -310,7 +315,7 @@ def run_detail(request, pk: int):
 
 @require_GET
 def run_status(request, pk: int):
-    run = _run_or_404(pk)
+    run = _run_or_404(request, pk)
     doc = jobs.job_status(run)
     doc["jobs"] = [
         {"category": j.category.key, "status": j.status, "progress": round(float(j.progress), 4)}

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from leaderboard.models import BenchmarkRun, JobStatus
 from leaderboard.selectors import catalog
 from leaderboard.selectors.jobs import benchmark_run_list
+from leaderboard.selectors.visibility import SYSTEM
 from leaderboard.services.benchmark_runs import BenchmarkRequestError, benchmark_runs_create
 
 
@@ -30,7 +31,7 @@ def runs_wait(
     seen: dict[int, str] = {}
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        fresh = list(benchmark_run_list(pks=ids).order_by("pk"))
+        fresh = list(benchmark_run_list(viewer=SYSTEM, pks=ids).order_by("pk"))
         for run in fresh:
             line = f"run {run.pk} {run.method.key}: {run.status} {run.progress:4.0%} {run.progress_message}"
             if seen.get(run.pk) != line:
@@ -71,7 +72,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         methods = _split(options["methods"])
         if options["all"]:
-            methods += [method.key for method in catalog.method_list(reproducible=True)]
+            methods += [method.key for method in catalog.method_list(viewer=SYSTEM, reproducible=True)]
         if not methods:
             raise CommandError("give --methods KEY[,KEY...] or --all")
         try:
@@ -93,6 +94,6 @@ class Command(BaseCommand):
         if options["wait"]:
             runs = runs_wait(runs, write=self.stdout.write, timeout_s=options["timeout"])
         else:
-            runs = list(benchmark_run_list(pks=[r.pk for r in runs]))
+            runs = list(benchmark_run_list(viewer=SYSTEM, pks=[r.pk for r in runs]))
         if not runs_summary(runs, write=self.stdout.write) and all(r.is_finished for r in runs):
             self.stderr.write("some categories failed; see the messages above")
