@@ -26,11 +26,30 @@ if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
 # ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        from django.core.exceptions import ImproperlyConfigured
+#: Keys that were ever published (a deployment file's old default) or are placeholders.
+KNOWN_SECRET_KEYS = frozenset({"change-me-to-a-long-random-string", "change-me", "changeme", "secret", "build-only"})
 
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+
+def secret_key_problem(key: str) -> str:
+    """Why ``key`` cannot sign production sessions ('' when it can): Django's own W009 rules and known keys."""
+    if not key:
+        return "DJANGO_SECRET_KEY is not set"
+    if key in KNOWN_SECRET_KEYS or key.startswith(("django-insecure", "insecure-dev-")):
+        return "DJANGO_SECRET_KEY is a published placeholder, not a secret"
+    if len(key) < 50 or len(set(key)) < 5:
+        return "DJANGO_SECRET_KEY is too short or too simple (at least 50 characters, 5 different ones)"
+    return ""
+
+
+if not DEBUG and secret_key_problem(SECRET_KEY):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"{secret_key_problem(SECRET_KEY)}. DJANGO_SECRET_KEY must be set to a long random value when "
+        "DJANGO_DEBUG is off; generate one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+if not SECRET_KEY:
     SECRET_KEY = "insecure-dev-" + secrets.token_urlsafe(40)
     warnings.warn("DJANGO_SECRET_KEY is not set; using a random development key.", stacklevel=1)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -121,6 +140,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Answers to signed-in users are never stored by caches (after WhiteNoise: static files stay cacheable).
+    "leaderboard.middleware.PrivateResponsesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -2,7 +2,9 @@
 
 The status page of a submission is the site's (``leaderboard:submission-detail``); the form
 redirects there. Uploads stream to a temporary file (``TemporaryFileUploadHandler``) and are
-copied to storage in chunks by ``submission_create``.
+copied to storage in chunks by ``submission_create``. Every page here shows the user's own
+data (their token, their submissions) or a CSRF token: none may be stored by a cache
+(``never_cache``: ``Cache-Control: no-store, private``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ..models import Visibility
 from ..selectors import catalog, jobs
 from ..selectors.accounts import api_token_get
+from ..selectors.visibility import viewer_of
 from ..services.accounts import api_token_rotate as token_rotate
 from ..services.submissions import (
     QuotaExceeded,
@@ -53,6 +58,7 @@ class SubmissionForm(forms.Form):
         self.fields["suite"].choices = catalog.suite_choices()
 
 
+@never_cache
 @csrf_exempt  # CSRF is checked by _submission_new, after the size limit is installed
 def submission_new(request):
     """The upload form. The size-limit handler must be in place before CSRF reads the body."""
@@ -101,7 +107,7 @@ def _submission_new(request, limiter: BundleSizeLimitHandler):
     context = {
         "form": form,
         "recent": list(jobs.submissions_of(owner=request.user)[:20]),
-        "my_methods": catalog.method_list(owner=request.user),
+        "my_methods": catalog.method_list(viewer=viewer_of(request.user), owner=request.user),
         "token": api_token_get(user=request.user),
         "per_day": submissions_per_day(),
         "concurrent": submissions_concurrent(),
@@ -111,6 +117,7 @@ def _submission_new(request, limiter: BundleSizeLimitHandler):
     return render(request, "submissions/submit.html", context, status=status)
 
 
+@never_cache
 @login_required(login_url=LOGIN_URL)
 @require_POST
 def api_token_rotate(request):
@@ -120,6 +127,7 @@ def api_token_rotate(request):
     return redirect("submissions:new")
 
 
+@method_decorator(never_cache, name="dispatch")
 class LoginView(auth_views.LoginView):
     template_name = "submissions/login.html"
     redirect_authenticated_user = True
@@ -128,5 +136,6 @@ class LoginView(auth_views.LoginView):
         return reverse("submissions:new")
 
 
+@method_decorator(never_cache, name="dispatch")
 class LogoutView(auth_views.LogoutView):
     next_page = reverse_lazy("leaderboard:home")
