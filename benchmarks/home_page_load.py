@@ -1,7 +1,9 @@
 """Load-test the home page: 30 methods x the 27 VADI categories x 4 metrics, cached vs uncached.
 
-Builds a throw-away site (SQLite by default, or ``--database-url`` for PostgreSQL), seeds it
-with ``seed_results`` (fake methods: a load-test fixture, never demo data), starts gunicorn on
+Builds a throw-away site (a fresh SQLite file by default; with ``--database-url`` a fresh
+database created on that PostgreSQL server and dropped afterwards), fills it with fictitious
+methods (``benchmarks/fake_results.py``: server-scored values of a fixture user, never
+``reproduced``; it refuses production settings and any database holding real data), starts gunicorn on
 loopback with production settings (``DJANGO_DEBUG=0``), and drives ``GET /`` with ``wrk`` for a
 bounded time. It runs twice on the same data: with the page cache (local memory, as configured
 by default) and with caching disabled (``CACHE_URL=dummycache://``), and prints both latency
@@ -26,7 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +44,28 @@ def run(cmd: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
 
 def manage(env: dict, *args: str) -> str:
     return run([PY, "manage.py", *args], env).stdout.strip()
+
+
+def fake_results(env: dict, *args: str) -> str:
+    """Run the fictitious-results fixture against the throw-away database (with development settings)."""
+    return run([PY, "benchmarks/fake_results.py", *args], {**env, "DJANGO_DEBUG": "1"}).stdout.strip()
+
+
+def throwaway_postgres(server_url: str) -> tuple[str, Callable[[], None]]:
+    """A new, empty database on the PostgreSQL server of ``server_url``; returns its URL and a dropper."""
+    import psycopg
+
+    parts = urllib.parse.urlsplit(server_url)
+    name = f"vadi_bench_{uuid.uuid4().hex[:12]}"
+    admin = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}")), drop
 
 
 def wait_up(url: str, timeout: float = 60.0) -> None:
@@ -135,13 +162,22 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in a temp dir")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL server (postgres://user@host:port/any): a fresh database is created there and dropped "
+        "afterwards; default: a fresh SQLite file in a temp dir",
+    )
     parser.add_argument("--driver", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python")
     args = parser.parse_args()
     if not 1 <= args.duration <= 120:
         parser.error("--duration must be between 1 and 120 seconds")
 
     tmp = Path(tempfile.mkdtemp(prefix="vadi-home-bench-"))
+    drop_database = None
+    database_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    if args.database_url:
+        database_url, drop_database = throwaway_postgres(args.database_url)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -151,15 +187,24 @@ def main() -> None:
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_LOG_LEVEL": "WARNING",
         "VADI_VAR_DIR": str(tmp),
-        "DATABASE_URL": args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}",
+        "DATABASE_URL": database_url,
         "VADI_DATA_ROOT": str(tmp / "no-data"),
     }
     env.pop("CACHE_URL", None)
+    try:
+        measure(args, env)
+    finally:
+        if drop_database is not None:
+            drop_database()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args, env: dict) -> None:
     t0 = time.perf_counter()
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
     manage(env, "sync_catalog")
-    manage(env, "seed_results", "--methods", str(args.methods), "--suite", "vadi", "--clear")
+    fake_results(env, "--methods", str(args.methods), "--suite", "vadi")
     print(f"setup: {time.perf_counter() - t0:.1f} s ({args.methods} methods x 27 categories x 4 metrics)")
 
     url = f"http://127.0.0.1:{args.port}/"
@@ -181,7 +226,7 @@ def main() -> None:
                 for _ in range(5):
                     fetch(url)
                 before = fetch(url)
-                manage(env, "seed_results", "--methods", "1", "--suite", "vadi", "--seed", str(time.time_ns() % 1000))
+                fake_results(env, "--methods", "1", "--suite", "vadi", "--seed", str(time.time_ns() % 1000))
                 after = [fetch(url) for _ in range(2 * args.workers)]
                 if any(page == before for page in after):
                     raise RuntimeError("a worker served a stale cached page after a new result was published")
@@ -202,7 +247,6 @@ def main() -> None:
         f"throughput cached/uncached {cached['rps'] / uncached['rps']:.2f}x"
     )
     print(f"driver: {args.driver}, {args.connections} connections, {args.duration} s per run, {args.workers} workers")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Modules: ``catalog`` (datasets, categories, suites, methods), ``results`` (recor
 ``submissions`` and ``benchmark_runs`` (create jobs), ``jobs`` (the life cycle every job shares:
 leases, claim, progress, heartbeats, release, failure, the enqueue), ``benchmark_jobs`` (a
 benchmark job's transitions and its run's finalisation), ``sweeper`` (lost workers),
-``accounts`` (API tokens), ``seed`` (fake results for load tests). Import from the submodules;
+``accounts`` (API tokens). Import from the submodules;
 the most used names are re-exported here.
 """
 

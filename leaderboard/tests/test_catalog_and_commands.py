@@ -1,4 +1,4 @@
-"""catalog_sync (from algorithms.data), method_sync_from_registry, the seed_results command, charts."""
+"""catalog_sync (from algorithms.data), method_sync_from_registry, charts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 
 from algorithms.data import SUITES, list_categories
 from leaderboard import charts
-from leaderboard.models import Category, Method, Result, Suite
+from leaderboard.models import Category, Method, Suite
 from leaderboard.selectors.leaderboard import category_breakdown, suite_leaderboard
 from leaderboard.services.catalog import catalog_sync, method_sync_from_registry
 
@@ -76,19 +76,6 @@ def test_method_pages_show_the_algorithm_record(client):
                  "licence: Apache-2.0", "Known deviations from the publication", "The authors released no code",
                  "<code>anomaly_map</code> (primary, ranked)"):  # fmt: skip
         assert text in page, text
-
-
-def test_seed_results_command(tmp_path):
-    catalog_sync(suites=["synthetic"], roots={"synthetic": tmp_path / "absent"})
-    call_command("seed_results", "--methods", "3", "--suite", "synthetic")
-    n_cat = Suite.objects.get(key="synthetic").categories.count()
-    assert Result.objects.filter(is_current=True).count() == 3 * n_cat * len(METRICS)
-    board = suite_leaderboard(suite_key="synthetic")
-    assert len(board.rows) == 3
-    call_command("seed_results", "--methods", "2", "--suite", "synthetic", "--clear")
-    assert Method.objects.count() == 2
-    with pytest.raises(CommandError, match="no suite 'vadi'"):
-        call_command("seed_results", "--methods", "1")
 
 
 def test_bar_and_heatmap_figures(catalog):
