@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
@@ -40,10 +41,22 @@ class PrivateResponsesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        user = getattr(request, "user", None)
-        if getattr(request, "META", {}).get("HTTP_AUTHORIZATION") or (
-            user is not None and getattr(user, "is_authenticated", False)
-        ):
+        if self.signed_in(request):
             make_private(response)
         patch_vary_headers(response, ("Cookie", "Authorization"))
         return response
+
+    @staticmethod
+    def signed_in(request: HttpRequest) -> bool:
+        """A request with credentials: an ``Authorization`` header, a signed-in session, or an authenticated user.
+
+        The session is checked too because a view may answer as anonymous (an API view without
+        authentication classes) to a visitor who is signed in.
+        """
+        if request.META.get("HTTP_AUTHORIZATION"):
+            return True
+        session = getattr(request, "session", None)
+        if session is not None and SESSION_KEY in session:
+            return True
+        user = getattr(request, "user", None)
+        return bool(user is not None and getattr(user, "is_authenticated", False))

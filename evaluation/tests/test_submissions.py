@@ -319,7 +319,7 @@ def test_upload_checks_name_the_problem(tiny_suite, tmp_path, settings):
     from leaderboard.services.submissions import method_for_user
 
     method_for_user(owner=other, name="Bob's net")
-    with pytest.raises(ValidationError, match="too close to the existing method"):
+    with pytest.raises(ValidationError, match="'Bob's Net' is taken"):
         method_for_user(owner=owner, name="Bob's Net")
     assert not Submission.objects.exists()
 

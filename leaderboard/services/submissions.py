@@ -44,6 +44,8 @@ from ..models import (
     method_name_clash_message,
 )
 from ..names import MethodNameError, method_name_normalise
+from ..selectors.catalog import method_list
+from ..selectors.visibility import viewer_of
 from .jobs import (
     SCORE_SUBMISSION_TASK,
     JobKind,
@@ -116,7 +118,8 @@ def method_for_user(*, owner, name: str) -> Method:
     method's through its TR 39 look-alike keys: "PatchCоre" (a Cyrillic о), "PATCHCORE",
     "Patch-Core" and "PatchCore" are one name. A name that looks like an existing method's, or
     whose key is taken, is that method: the owner's own is reused; staff may submit for any
-    method; anyone else is refused with a message naming the existing method.
+    method; anyone else is refused with a message naming the existing method (when they may
+    see it, ``selectors.visibility``: a method that is not public yet is not named).
     """
     try:
         name = method_name_normalise(name)
@@ -147,7 +150,14 @@ def method_for_user(*, owner, name: str) -> Method:
             if method is None:
                 raise
     if method.owner_id != owner.pk and not owner.is_staff:
-        raise ValidationError({"method": method_name_clash_message(name, method)}, code="look_alike")
+        if method_list(viewer=viewer_of(owner)).filter(pk=method.pk).exists():
+            message = method_name_clash_message(name, method)
+        else:
+            message = (
+                f"the name {name!r} is taken (or too close to the name of a method that is not public yet: "
+                "names are compared ignoring case, spaces, dashes and letters that look alike); choose another name"
+            )
+        raise ValidationError({"method": message}, code="look_alike")
     return method
 
 
