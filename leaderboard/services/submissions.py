@@ -111,15 +111,28 @@ def submission_quota_check(*, owner) -> None:
         )
 
 
+def _free_method_key(key: str) -> str:
+    """``key``, or ``key-2``, ``key-3``... : the first that no method has (within the field's length)."""
+    limit = Method._meta.get_field("key").max_length
+    candidate, n = key, 1
+    while Method.objects.filter(key=candidate).exists():
+        n += 1
+        suffix = f"-{n}"
+        candidate = key[: limit - len(suffix)].rstrip("-") + suffix
+    return candidate
+
+
 def method_for_user(*, owner, name: str) -> Method:
     """The method that ``owner``'s upload called ``name``; created (owned by them) when none looks like it.
 
     The name is normalised (NFKC, single spaces; ``leaderboard.names``) and compared with every
     method's through its TR 39 look-alike keys: "PatchCоre" (a Cyrillic о), "PATCHCORE",
-    "Patch-Core" and "PatchCore" are one name. A name that looks like an existing method's, or
-    whose key is taken, is that method: the owner's own is reused; staff may submit for any
-    method; anyone else is refused with a message naming the existing method (when they may
-    see it, ``selectors.visibility``: a method that is not public yet is not named).
+    "Patch-Core" and "PatchCore" are one name. A name that looks like an existing method's is
+    that method: the owner's own is reused; staff may submit for any method; anyone else is
+    refused with a message naming the existing method (when they may see it,
+    ``selectors.visibility``: a method that is not public yet is not named). A new name whose
+    key is taken by a different-looking name ("PatchCore+" next to "PatchCore") gets the next
+    free key (``patchcore-2``).
     """
     try:
         name = method_name_normalise(name)
@@ -131,12 +144,9 @@ def method_for_user(*, owner, name: str) -> Method:
     if not key:
         raise ValidationError({"method": f"method name {name!r} needs at least one letter or digit"})
     candidate = Method(key=key, name=name, owner=owner)  # its family is not known
-
-    def existing() -> Method | None:
-        return candidate.look_alike() or Method.objects.filter(key=key).first()
-
-    method = existing()
+    method = candidate.look_alike()
     if method is None:
+        candidate.key = _free_method_key(key)
         try:
             candidate.full_clean(validate_unique=False)
         except ValidationError as exc:
@@ -146,7 +156,7 @@ def method_for_user(*, owner, name: str) -> Method:
                 candidate.save()
             return candidate
         except IntegrityError:  # another upload created the same (or a look-alike) name a moment ago
-            method = existing()
+            method = candidate.look_alike()
             if method is None:
                 raise
     if method.owner_id != owner.pk and not owner.is_staff:
