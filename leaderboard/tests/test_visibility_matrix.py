@@ -94,7 +94,9 @@ CASES: dict[str, Callable[[World], list]] = {
     "methods/": lambda w: ["/methods/"],
     "methods/<slug:key>/": lambda w: [u for m in _every(w, "methods") for u in _downloads(f"/methods/{m.key}/")],
     "submissions/<int:pk>/": lambda w: [f"/submissions/{s.pk}/" for s in _every(w, "submissions")],
-    "submissions/<int:pk>/status.json": lambda w: [f"/submissions/{s.pk}/status.json" for s in _every(w, "submissions")],
+    "submissions/<int:pk>/status.json": lambda w: [
+        f"/submissions/{s.pk}/status.json" for s in _every(w, "submissions")
+    ],
     "runs/<int:pk>/": lambda w: [f"/runs/{r.pk}/" for r in _every(w, "runs")],
     "runs/<int:pk>/status.json": lambda w: [f"/runs/{r.pk}/status.json" for r in _every(w, "runs")],
     "submit/": lambda w: ["/submit/", *_hidden_name_uploads(w, "/submit/", "method")],
@@ -209,7 +211,7 @@ def _client(world: World, role: str) -> Client:
 
 def _request(client: Client, case):
     if isinstance(case, tuple):
-        method, url, data = case
+        _method, url, data = case
         return url, client.post(url, data)
     return case, client.get(case)
 
