@@ -13,7 +13,7 @@ import pytest
 from leaderboard.models import JobStatus
 
 from .conftest import METRICS, publish_run
-from .factories import BenchmarkRunFactory, MethodFactory
+from .factories import BenchmarkRunFactory, MethodFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -138,9 +138,21 @@ def test_breakdown_heatmap_and_phone_layout(browser, page, live_server, seeded):
     phone.close()
 
 
+def _sign_in(page, live_server, user) -> None:
+    """Give the browser a session of ``user`` (a run that is not published yet is for staff only)."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
+
+
 def test_run_page_polls_status_until_done(page, live_server, seeded):
     method = MethodFactory(key="live", name="Live")
     run = BenchmarkRunFactory(method=method, status=JobStatus.RUNNING, progress=0.4, progress_message="epoch 2/5")
+    _sign_in(page, live_server, UserFactory(is_staff=True))
     page.goto(f"{live_server.url}/runs/{run.pk}/")
     assert "Running" in page.locator("#job-status").inner_text()
     shot(page, "run-running")
