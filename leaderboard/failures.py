@@ -35,7 +35,7 @@ _EXCEPTION_SUFFIXES = (
     "Error|Exception|Exceeded|Warning|Interrupt|Exit|Unavailable|DoesNotExist|NotFound|Timeout|Refused|Iteration"
 )
 _EXCEPTION_NAME = re.compile(
-    rf"(?<![\w.])(?:[A-Za-z_][\w]*\.)*[A-Z][A-Za-z0-9]*(?:{_EXCEPTION_SUFFIXES})\b(?:\s*\((?=[^)]*\)))?:?"
+    rf"(?<![\w.])(?:[A-Za-z_][\w]*\.)*[A-Z][A-Za-z0-9]*(?:{_EXCEPTION_SUFFIXES})\b:?"
 )
 # Absolute POSIX paths (``/srv/data/x.png``, ``'/tmp'``), home-relative and Windows ones. A slash
 # after a word character, a dot, a colon or another slash starts no path: ``3/5``, ``and/or``,
@@ -78,6 +78,7 @@ def public_message(text: object, *, own_input: bool = False) -> str:
     invalid bundle): paths in it are the member names they wrote (``'/etc/cron.d/x'``) and are
     kept; tracebacks and exception names still go. Idempotent.
     """
+    original = " ".join(str(text if text is not None else "").split())
     out = _drop_tracebacks(str(text if text is not None else ""))
     if not own_input:
         out = _FILE_URL.sub(PATH_PLACEHOLDER, out)
@@ -90,13 +91,13 @@ def public_message(text: object, *, own_input: bool = False) -> str:
     out = _IPV4.sub(ADDRESS_PLACEHOLDER, out)
     out = _EXCEPTION_NAME.sub("", out)
     out = " ".join(out.split())
-    # Removing a leading class name can leave "( ...)" or ": ..." behind.
-    out = re.sub(r"\(\s*\)", "", out)
+    if out == original:
+        return out.strip(" :;,")
+    # Something was removed: tidy what a removed class name leaves behind ("( x)", " : x").
     out = re.sub(r"\(\s+", "(", out)
     out = re.sub(r"\s+([,;:)])", r"\1", out)
     out = re.sub(r"([:;,])\1+", r"\1", out)
-    out = " ".join(out.split()).strip(" :;,")
-    return out
+    return " ".join(out.split()).strip(" :;,")
 
 
 def is_public(text: object, *, own_input: bool = False) -> bool:
