@@ -12,7 +12,7 @@ Nothing fictitious is labelled ``reproduced`` (nothing was re-trained): each fak
 one public, finished submission by the fixture's own user (``fictitious-load-test``) whose
 values are recorded and published as ``server_scored`` through the same services as real
 uploads (``result_record``, ``results_publish``), so the tables cost what real ones cost. The
-methods are named "Fictitious 01"..., their family says "fictitious (load test)".
+methods are named "Fictitious 01"... and owned by that user; like uploads, they have no family.
 
     DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/x/bench.sqlite3 \\
         python benchmarks/fake_results.py --methods 30 --suite vadi [--seed 0]
@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FAKE_USER = "fictitious-load-test"
 FAKE_KEY_PREFIX = "fictitious-"
-FAKE_FAMILY = "fictitious (load test)"
 
 
 class RefusedDatabase(RuntimeError):
@@ -104,7 +103,6 @@ def seed_fake_results(*, methods: int, suite_key: str = "vadi", seed: int = 0, e
             method = MethodFactory(
                 key=f"{FAKE_KEY_PREFIX}{i:02d}",
                 name=f"Fictitious {i:02d}",
-                family=FAKE_FAMILY,
                 owner=owner,
                 description="Fictitious values written by benchmarks/fake_results.py for the home-page load test.",
             )

@@ -48,8 +48,8 @@ def test_fictitious_results_are_server_scored_by_the_fixture_user(synthetic_cata
     assert not Result.objects.filter(provenance=Provenance.REPRODUCED).exists()
     assert set(Result.objects.values_list("submission__owner__username", flat=True)) == {fake.FAKE_USER}
     methods = Method.objects.filter(results__isnull=False).distinct()
-    assert {m.family for m in methods} == {fake.FAKE_FAMILY}
-    assert all(m.name.startswith("Fictitious ") for m in methods)
+    assert {m.owner.username for m in methods} == {fake.FAKE_USER}
+    assert all(m.name.startswith("Fictitious ") and m.key.startswith(fake.FAKE_KEY_PREFIX) for m in methods)
     assert len(suite_leaderboard(suite_key="synthetic").rows) == 3
     fake.seed_fake_results(methods=1, suite_key="synthetic", seed=7)  # again: its own data is no obstacle
 
