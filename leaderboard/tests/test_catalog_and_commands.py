@@ -13,7 +13,7 @@ from leaderboard.selectors.leaderboard import category_breakdown, suite_leaderbo
 from leaderboard.services.catalog import catalog_sync, method_sync_from_registry
 
 from .conftest import METRICS, publish_run
-from .factories import MethodFactory
+from .factories import MethodFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,8 @@ def test_method_sync_from_registry():
 
 def test_method_pages_show_the_algorithm_record(client):
     method_sync_from_registry()
+    assert client.get("/methods/fastflow/").status_code == 404  # public once it has a published result
+    client.force_login(UserFactory(is_staff=True))
     listing = client.get("/methods/").content.decode()
     assert "Memory bank" in listing and "Normalizing flow" in listing and "memory_bank" not in listing
     page = client.get("/methods/fastflow/").content.decode()
