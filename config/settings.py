@@ -14,6 +14,7 @@ from pathlib import Path
 
 import environ
 
+from config.queues import BENCHMARKS, HOUSEKEEPING, SCORING, Work, task_annotations, task_routes, visibility_timeout_s
 from leaderboard.tasknames import SWEEP_STALE_JOBS_TASK
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -244,15 +245,61 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3 * 60 * 60)
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=CELERY_TASK_SOFT_TIME_LIMIT + 600)
-# Redis redelivers an unacknowledged task after this long: keep it above the hard time limit.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
-CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=50)
-# `celery -A config beat` (or `worker -B`) runs the stuck-job sweeper every minute.
-CELERY_BEAT_SCHEDULE = {
-    "sweep-stale-jobs": {"task": SWEEP_STALE_JOBS_TASK, "schedule": float(VADI_SWEEP_INTERVAL_S)},
+# Queues by kind of work (config/queues.py): uploads are scored on their own queue, so a
+# re-benchmark that keeps every GPU busy for days never delays a verified score.
+VADI_WORK = {
+    SCORING: Work(
+        queue=env("VADI_QUEUE_SCORING", default="scoring"),
+        soft_time_limit_s=env.int("VADI_SCORING_SOFT_TIME_LIMIT_S", default=30 * 60),
+        time_limit_s=env.int("VADI_SCORING_TIME_LIMIT_S", default=35 * 60),
+    ),
+    BENCHMARKS: Work(
+        queue=env("VADI_QUEUE_BENCHMARKS", default="benchmarks"),
+        # The paper's budget is 2 h of training per category; evaluation and loading come on top.
+        soft_time_limit_s=env.int("VADI_BENCHMARK_SOFT_TIME_LIMIT_S", default=3 * 60 * 60),
+        time_limit_s=env.int("VADI_BENCHMARK_TIME_LIMIT_S", default=3 * 60 * 60 + 10 * 60),
+    ),
+    HOUSEKEEPING: Work(
+        queue=env("VADI_QUEUE_HOUSEKEEPING", default="housekeeping"),
+        soft_time_limit_s=env.int("VADI_HOUSEKEEPING_SOFT_TIME_LIMIT_S", default=2 * 60),
+        time_limit_s=env.int("VADI_HOUSEKEEPING_TIME_LIMIT_S", default=3 * 60),
+    ),
 }
+CELERY_TASK_ROUTES = task_routes({kind: work.queue for kind, work in VADI_WORK.items()})
+CELERY_TASK_ANNOTATIONS = task_annotations(VADI_WORK)
+CELERY_TASK_DEFAULT_QUEUE = VADI_WORK[SCORING].queue  # anything unrouted is light work
+CELERY_TASK_SOFT_TIME_LIMIT = VADI_WORK[SCORING].soft_time_limit_s
+CELERY_TASK_TIME_LIMIT = VADI_WORK[SCORING].time_limit_s
+# Redis redelivers an unacknowledged task after this long: above the longest hard time limit plus
+# the longest retry countdown (evaluation.tasks.jobs.MAX_COUNTDOWN_S, 300 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": visibility_timeout_s(VADI_WORK, longest_retry_countdown_s=300)}
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=50)
+# `celery -A config beat` runs the stuck-job sweeper (which also tops up the benchmark queue)
+# every minute; a sweep that waited longer than one interval is dropped, not run late.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-jobs": {
+        "task": SWEEP_STALE_JOBS_TASK,
+        "schedule": float(VADI_SWEEP_INTERVAL_S),
+        "options": {"expires": float(VADI_SWEEP_INTERVAL_S)},
+    },
+}
+
+# BENCHMARK JOBS ON GPU WORKERS
+# ------------------------------------------------------------------------------
+# The device a benchmark job uses when its run asks for "auto": set per worker process by
+# scripts/gpu_workers.py (one process per GPU, CUDA_VISIBLE_DEVICES=<that GPU>, VADI_DEVICE=cuda:0);
+# empty = cuda:0 when a GPU is visible, else cpu.
+VADI_DEVICE = env("VADI_DEVICE", default="")
+# Fair dispatch (leaderboard/services/dispatch.py): a re-benchmark's jobs wait in the database and
+# are sent to the broker a few at a time, round-robin across users and runs, so that a new run
+# starts after at most this many queued jobs of others. A worker's claim, a finished job and the
+# sweeper send the next ones.
+VADI_BENCHMARK_DISPATCH_AHEAD = env.int("VADI_BENCHMARK_DISPATCH_AHEAD", default=2)
+# A dispatched job still unclaimed is sent again (same task id; duplicates are skipped by the
+# claim) when a job dispatched after it was claimed this long ago (the broker queue is FIFO)...
+VADI_BENCHMARK_RESEND_GRACE_S = env.int("VADI_BENCHMARK_RESEND_GRACE_S", default=10 * 60)
+# ...or when it has waited this long in any case (a lost message, a flushed broker).
+VADI_BENCHMARK_RESEND_AFTER_S = env.int("VADI_BENCHMARK_RESEND_AFTER_S", default=VADI_WORK[BENCHMARKS].time_limit_s)
 
 # LOGGING
 # ------------------------------------------------------------------------------

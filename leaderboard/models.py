@@ -293,6 +293,9 @@ class BenchmarkJob(Job):
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="benchmark_jobs")
     timings = models.JSONField(default=dict, blank=True)  # train_seconds, per-image times, epochs
     output = models.JSONField(default=dict, blank=True)  # the runner's results JSON for this category
+    # When the job's task was last sent to the broker; null while the job waits in the database
+    # for its turn (services.dispatch sends a re-benchmark's jobs a few at a time, fairly).
+    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["run", "category__key"]

@@ -7,7 +7,10 @@ workers that a test may SIGKILL (``evaluation/tests/test_benchmarks_worker.py``)
 * :func:`require_broker` / :func:`require_worker_database` skip a test, with the reason, when
   there is no broker or the test database is one a second process cannot share;
 * :class:`WorkerProcess` starts ``celery worker`` on a queue of its own against that database;
-* :func:`app_on_queue` points the in-process Celery app at that queue (not eager) meanwhile.
+* :func:`app_on_queue` points the in-process Celery app at that queue (not eager) meanwhile, or
+  :func:`app_on_queues` routes each kind of work to a queue of its own (``config.queues``);
+* :func:`torch_blocked_env` makes a subprocess behave as if PyTorch were not installed (the web
+  image: web process, scoring worker, beat).
 """
 
 from __future__ import annotations
@@ -55,25 +58,63 @@ def require_worker_database() -> str:
 
 
 @contextlib.contextmanager
-def app_on_queue(app, *, queue: str, broker: str) -> Iterator[None]:
-    """Send ``app``'s tasks to ``queue`` on ``broker`` (not eagerly) for the block, then restore it."""
-    previous = (app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend)
-    app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend = False, queue, broker
+def app_on_queues(app, *, queues: Mapping[str, str], broker: str) -> Iterator[None]:
+    """Route ``app``'s tasks by kind of work to ``queues`` (kind -> queue name) on ``broker``, not eagerly.
+
+    The routes come from the same table as the settings' (``config.queues.task_routes``), with
+    queue names of the test's own, so that parallel test sessions on one broker never meet.
+    Restored after the block.
+    """
+    from config.queues import SCORING, task_routes
+
+    names = ("task_always_eager", "task_default_queue", "task_routes", "result_backend")
+    previous = {name: app.conf[name] for name in names}
+    app.conf.update(
+        task_always_eager=False,
+        task_default_queue=queues[SCORING],
+        task_routes=task_routes(queues),
+        result_backend=broker,
+    )
     try:
         yield
     finally:
-        app.conf.task_always_eager, app.conf.task_default_queue, app.conf.result_backend = previous
+        app.conf.update(previous)
+
+
+@contextlib.contextmanager
+def app_on_queue(app, *, queue: str, broker: str) -> Iterator[None]:
+    """Send every one of ``app``'s tasks to ``queue`` on ``broker`` (not eagerly) for the block, then restore it."""
+    from config.queues import KINDS
+
+    with app_on_queues(app, queues=dict.fromkeys(KINDS, queue), broker=broker):
+        yield
+
+
+def queue_names(prefix: str) -> dict[str, str]:
+    """Queue names of a test's own, one per kind of work: ``{"scoring": "<prefix>-scoring", ...}``."""
+    from config.queues import KINDS
+
+    return {kind: f"{prefix}-{kind}" for kind in KINDS}
 
 
 class WorkerProcess:
-    """A real ``celery worker`` subprocess (solo pool) on its own queue, which a test may SIGKILL.
+    """A real ``celery worker`` subprocess (solo pool by default) on its own queue(s), which a test may SIGKILL.
 
-    ``env`` adds to the environment (dataset roots, media root, knobs); the worker's output goes
-    to ``log_path``.
+    ``queue`` may list several queues, comma-separated, as ``-Q`` does. ``env`` adds to the
+    environment (dataset roots, media root, knobs; :func:`torch_blocked_env` for a worker of the
+    web image); the worker's output goes to ``log_path``.
     """
 
     def __init__(
-        self, *, name: str, queue: str, db_url: str, broker: str, log_path: Path, env: Mapping[str, str] | None = None
+        self,
+        *,
+        name: str,
+        queue: str,
+        db_url: str,
+        broker: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        pool: str = "solo",
     ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log_path = log_path
@@ -84,12 +125,12 @@ class WorkerProcess:
             DATABASE_URL=db_url,
             CELERY_BROKER_URL=broker,
             CELERY_RESULT_BACKEND=broker,
-            CELERY_TASK_DEFAULT_QUEUE=queue,
             **(env or {}),
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
-             "-Q", queue, "-n", self.name, "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            [sys.executable, "-m", "celery", "-A", "config", "worker", f"--pool={pool}", "--concurrency=1",
+             "--loglevel=INFO", "-Q", queue, "-n", self.name, "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -120,3 +161,36 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
+
+
+#: What the web image does not install (requirements-worker.txt does).
+TORCH_PACKAGES = ("torch", "torchvision", "timm")
+
+_BLOCKER = """\
+# Written by tests/workers.py: this process behaves as if PyTorch were not installed.
+import sys
+from importlib.abc import MetaPathFinder
+
+BLOCKED = {blocked!r}
+
+
+class _NotInstalled(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not installed in the web image)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+def torch_blocked_env(directory: Path, blocked: tuple[str, ...] = TORCH_PACKAGES) -> dict[str, str]:
+    """Environment additions under which a Python subprocess cannot import ``blocked`` (a ``sitecustomize``).
+
+    Any attempt raises ``ModuleNotFoundError``, as in the web image where PyTorch is not installed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(_BLOCKER.format(blocked=tuple(blocked)))
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": f"{directory}{os.pathsep}{path}" if path else str(directory)}

@@ -51,8 +51,11 @@ def test_a_lost_job_with_attempts_left_is_requeued_and_then_runs(queued_run, dja
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         report = jobs_sweep(timeout_s=120, attempts=2)
     assert report.requeued == [f"benchmark job {job.pk} (after attempt 1 of 2)"] and report.failed == []
+    # Handed back to the dispatcher, which sends it again in the same sweep under a fresh task id.
+    assert report.dispatched == [f"benchmark job {job.pk}"] and report.resent == []
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.celery_task_id == "" and "worker lost" in job.progress_message
+    assert job.status == JobStatus.QUEUED and job.celery_task_id not in ("", "dead-task")
+    assert job.dispatched_at is not None and "worker lost" in job.progress_message
     assert len(callbacks) == 1  # one fresh task, enqueued after the commit
     callbacks[0]()
     job.refresh_from_db()

@@ -26,6 +26,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from ..models import BenchmarkJob, BenchmarkRun, JobStatus, Provenance
+from .dispatch import benchmark_jobs_dispatch, benchmark_jobs_dispatch_quietly
 from .jobs import (
     FINISHED_STATUSES,
     RUN_BENCHMARK_JOB_TASK,
@@ -49,7 +50,8 @@ def benchmark_job_claim(*, job_id: int, task_id: str) -> BenchmarkJob | None:
     A queued job is claimed; so is a *running* job whose heartbeat is older than the timeout
     and which has attempts left: that is a task redelivered by the broker after its worker
     died. The claim is one conditional ``UPDATE``, so two tasks never both win. The winner
-    holds ``BENCHMARK_JOBS.lease(job_id, task_id)``; its run moves to running.
+    holds ``BENCHMARK_JOBS.lease(job_id, task_id)``; its run moves to running, and the next
+    waiting job is dispatched to take its place in the broker's line (``services.dispatch``).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -62,10 +64,14 @@ def benchmark_job_claim(*, job_id: int, task_id: str) -> BenchmarkJob | None:
         )
         if not won:
             return None
+        # A message that reached a worker without the dispatcher (a broker redelivery after the
+        # sweeper handed the job back): the job is in flight now, so it is dispatched.
+        BenchmarkJob.objects.filter(pk=job_id, dispatched_at__isnull=True).update(dispatched_at=now)
         job = BenchmarkJob.objects.select_related("run", "run__method", "category").get(pk=job_id)
         BenchmarkRun.objects.filter(pk=job.run_id, status=JobStatus.QUEUED).update(
             status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
         )
+    benchmark_jobs_dispatch_quietly()
     logger.info(
         "job %s (%s, %s) claimed by task %s, attempt %s",
         job.pk,
@@ -185,12 +191,14 @@ def benchmark_job_complete(lease: JobLease, *, output: Any, error: str = "") -> 
         logger.warning("job %s failed: %s", lease.pk, error.splitlines()[0] if error else "")
     _run_progress_update(run_id, f"{job.category.key} {job.status}")
     benchmark_run_finalize(run_id=run_id)
+    benchmark_jobs_dispatch_quietly()
     return job.status
 
 
 def _finalize_run_of(job_id: int) -> None:
-    """``BENCHMARK_JOBS.on_failed``: a failed job may have been its run's last."""
+    """``BENCHMARK_JOBS.on_failed``: a failed job may have been its run's last; its worker is free."""
     benchmark_job_unclaimed(job_id=job_id)
+    benchmark_jobs_dispatch_quietly()
 
 
 # Finalise ----------------------------------------------------------------------------------
@@ -258,4 +266,5 @@ BENCHMARK_JOBS = JobKind(
     task_name=RUN_BENCHMARK_JOB_TASK,
     give_up_message="Server error: gave up after repeated temporary errors",
     on_failed=_finalize_run_of,
+    dispatch=benchmark_jobs_dispatch,
 )

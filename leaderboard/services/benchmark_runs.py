@@ -8,8 +8,9 @@ categories, the device) is replaced, through the same validator. The run stores 
 (``BenchmarkRun.config = {"config_name", "spec", "fingerprint"}``) and the worker hands it to
 the runner unchanged. A bad config gives the CLI's own message, naming the file and the key.
 
-After the transaction commits, one Celery task per job is enqueued by name
-(``jobs.RUN_BENCHMARK_JOB_TASK``); workers claim, run and record them through
+After the transaction commits, the jobs are sent to the benchmark queue a few at a time, fairly
+across runs and users (``services.dispatch``; one Celery task per job, by name
+``RUN_BENCHMARK_JOB_TASK``); workers claim, run and record them through
 ``services.benchmark_jobs``, and the last job to finish publishes the run. Earlier runs stay as
 history.
 
@@ -31,7 +32,7 @@ from django.db import transaction
 from algorithms.runspec import ConfigError, RunConfig, RunSpec, load_run_config
 
 from ..models import BenchmarkJob, BenchmarkRun, Category, JobStatus, Method, Suite
-from .jobs import RUN_BENCHMARK_JOB_TASK, job_enqueue
+from .dispatch import benchmark_jobs_dispatch
 
 DEFAULT_CONFIG = "paper"
 _CONFIG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -188,7 +189,7 @@ def benchmark_runs_create(
     skip_complete: bool = False,
     allow_config_paths: bool = True,
 ) -> list[BenchmarkRun]:
-    """Create one run per method (one job per category) and enqueue the jobs when the transaction commits.
+    """Create one run per method (one job per category) and dispatch the first jobs when the transaction commits.
 
     Each method's run is its entry in ``config`` (a ``RunSpec``) with the categories of
     ``suites`` and ``categories`` (keys; merged) and ``device``; with neither suites nor
@@ -235,7 +236,8 @@ def benchmark_runs_create(
             )
             job_ids.extend(job.pk for job in jobs)
             runs.append(run)
-        job_enqueue(RUN_BENCHMARK_JOB_TASK, job_ids)
+        if job_ids:
+            benchmark_jobs_dispatch()  # the first ones; claims send the rest (services.dispatch)
     return runs
 
 
@@ -261,8 +263,8 @@ def benchmark_run_repeat(*, run: BenchmarkRun, requested_by=None) -> BenchmarkRu
             progress_message=f"0/{len(categories)} categories finished; queued",
         )
         new.categories.set(categories)
-        jobs = BenchmarkJob.objects.bulk_create(
+        BenchmarkJob.objects.bulk_create(
             [BenchmarkJob(run=new, category=c, progress_message="queued") for c in categories]
         )
-        job_enqueue(RUN_BENCHMARK_JOB_TASK, [job.pk for job in jobs])
+        benchmark_jobs_dispatch()
     return new

@@ -64,6 +64,7 @@ __all__ = [  # the task names are re-exported for the services that enqueue them
     "max_attempts",
     "setting_or_env",
     "stale_q",
+    "tasks_run_eagerly",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,10 @@ class JobKind:
     ``give_up_message`` is what a job says when its task stops retrying (public: the reason,
     an internal error, goes to the staff-only detail);
     ``on_failed(pk)`` runs after a job of this kind failed (the benchmark kind finalises the
-    job's run), in the failing transaction.
+    job's run), in the failing transaction. ``dispatch()``, when a kind has one, is what sends
+    its waiting jobs to the broker (the benchmark kind: ``services.dispatch``, a few at a time,
+    fairly); such a kind's model has a ``dispatched_at`` field, and the sweeper hands a requeued
+    job back to the dispatcher (``dispatched_at`` null) instead of enqueueing it itself.
     """
 
     label: str
@@ -123,6 +127,7 @@ class JobKind:
     task_name: str
     give_up_message: str = "Server error: gave up after repeated temporary errors"
     on_failed: Callable[[int], None] | None = None
+    dispatch: Callable[[], Any] | None = None
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -192,6 +197,13 @@ def heartbeat_thread_enabled() -> bool:
 
 
 # Enqueue ------------------------------------------------------------------------------------
+
+
+def tasks_run_eagerly() -> bool:
+    """Whether sent tasks run in this process at once (no broker: the demo, most tests)."""
+    from celery import current_app
+
+    return bool(current_app.conf.task_always_eager)
 
 
 def job_enqueue(task_name: str, pks: Iterable[int], *, task_ids: Sequence[str] | None = None) -> None:

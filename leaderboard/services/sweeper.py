@@ -12,8 +12,11 @@ two sweepers never both requeue one job.
 The same mechanism covers benchmark jobs and uploaded submissions in ``validating`` or
 ``scoring`` state: the kinds are ``SUBMISSION_JOBS`` and ``BENCHMARK_JOBS``, whose task is
 enqueued again by name and whose ``on_failed`` closes what depends on a failed job (the
-benchmark run). Run it from ``manage.py sweep_jobs`` (cron) or the Celery task
-``evaluation.sweep_stale_jobs`` (Celery beat), every minute or so.
+benchmark run). A kind with a dispatcher (benchmark jobs: ``services.dispatch``) gets its
+requeued jobs back as waiting jobs, and every sweep calls its dispatcher: that tops up the
+benchmark queue after a missed call and sends again jobs whose message was lost. Run it from
+``manage.py sweep_jobs`` (cron) or the Celery task ``evaluation.sweep_stale_jobs`` (Celery beat,
+on the housekeeping queue), every minute or so.
 """
 
 from __future__ import annotations
@@ -38,16 +41,27 @@ KINDS: tuple[JobKind, ...] = (BENCHMARK_JOBS, SUBMISSION_JOBS)
 
 @dataclass
 class SweepReport:
-    """What one sweep did: human-readable entries, e.g. ``"benchmark job 12 (attempt 1 of 2)"``."""
+    """What one sweep did: human-readable entries, e.g. ``"benchmark job 12 (attempt 1 of 2)"``.
+
+    ``dispatched`` and ``resent`` name the jobs that the kinds' dispatchers sent to the broker
+    (for the first time, and again after a lost message).
+    """
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    dispatched: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[str]]:
-        return {"requeued": list(self.requeued), "failed": list(self.failed)}
+        return {
+            "requeued": list(self.requeued),
+            "failed": list(self.failed),
+            "dispatched": list(self.dispatched),
+            "resent": list(self.resent),
+        }
 
     def __bool__(self) -> bool:
-        return bool(self.requeued or self.failed)
+        return bool(self.requeued or self.failed or self.dispatched or self.resent)
 
 
 def _sweep_kind(kind: JobKind, *, cutoff: datetime, timeout_s: float, limit: int, report: SweepReport) -> None:
@@ -63,6 +77,7 @@ def _sweep_kind(kind: JobKind, *, cutoff: datetime, timeout_s: float, limit: int
         attempts = row["attempts"]
         now = timezone.now()
         if attempts < limit:
+            handed_back = {"dispatched_at": None} if kind.dispatch is not None else {}
             with transaction.atomic():
                 changed = seen.update(
                     status=JobStatus.QUEUED,
@@ -73,8 +88,9 @@ def _sweep_kind(kind: JobKind, *, cutoff: datetime, timeout_s: float, limit: int
                         f"worker lost (no heartbeat for {timeout_s:.0f} s); requeued for attempt "
                         f"{attempts + 1} of {limit}"
                     ),
+                    **handed_back,
                 )
-                if changed:
+                if changed and kind.dispatch is None:
                     job_enqueue(kind.task_name, [row["pk"]])
             if changed:
                 entry = f"{kind.label} {row['pk']} (after attempt {attempts} of {limit})"
@@ -120,4 +136,9 @@ def jobs_sweep(*, timeout_s: float | None = None, attempts: int | None = None) -
     report = SweepReport()
     for kind in KINDS:
         _sweep_kind(kind, cutoff=cutoff, timeout_s=timeout, limit=limit, report=report)
+    for kind in KINDS:
+        if kind.dispatch is not None:
+            sent = kind.dispatch()
+            report.dispatched.extend(f"{kind.label} {pk}" for pk in sent.dispatched)
+            report.resent.extend(f"{kind.label} {pk}" for pk in sent.resent)
     return report

@@ -1,4 +1,6 @@
-"""Requeue or fail jobs whose worker stopped sending heartbeats (run it every minute, e.g. from cron).
+"""Requeue or fail jobs whose worker stopped sending heartbeats, and dispatch waiting benchmark jobs.
+
+Run it every minute, e.g. from cron, where Celery beat does not run.
 
 manage.py sweep_jobs [--timeout 120] [--attempts 2]
 """
@@ -26,5 +28,9 @@ class Command(BaseCommand):
             self.stdout.write(f"requeued {entry}")
         for entry in report.failed:
             self.stdout.write(f"failed {entry}: worker lost")
+        for entry in report.dispatched:
+            self.stdout.write(f"dispatched {entry}")
+        for entry in report.resent:
+            self.stdout.write(f"sent again {entry} (its message looked lost)")
         if not report:
             self.stdout.write("no stale jobs")
