@@ -71,6 +71,13 @@ class Work:
             )
 
 
+def queue_setting(kind: str) -> str:
+    """The environment variable that names the queue of ``kind``: ``VADI_QUEUE_SCORING``, ..."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of work {kind!r}; known: {', '.join(KINDS)}")
+    return f"VADI_QUEUE_{kind.upper()}"
+
+
 def task_routes(queues: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """``CELERY_TASK_ROUTES``: each task to the queue of its kind (``queues``: kind -> queue name)."""
     missing = [kind for kind in KINDS if not queues.get(kind)]

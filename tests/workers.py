@@ -100,7 +100,9 @@ def queue_names(prefix: str) -> dict[str, str]:
 class WorkerProcess:
     """A real ``celery worker`` subprocess (solo pool by default) on its own queue(s), which a test may SIGKILL.
 
-    ``queue`` may list several queues, comma-separated, as ``-Q`` does. ``env`` adds to the
+    ``queue`` may list several queues, comma-separated, as ``-Q`` does; ``queues`` (kind ->
+    queue name, default every kind to ``queue``) is where the worker's own sends go (the
+    settings' ``VADI_QUEUE_*``), so that they stay on the test's queues. ``env`` adds to the
     environment (dataset roots, media root, knobs; :func:`torch_blocked_env` for a worker of the
     web image); the worker's output goes to ``log_path``.
     """
@@ -115,11 +117,18 @@ class WorkerProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         pool: str = "solo",
+        queues: Mapping[str, str] | None = None,
     ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115  (closed by stop())
+        from config.queues import KINDS, queue_setting
+
+        # What the worker itself sends (a claim dispatches the next benchmark job) goes to the
+        # test's queues too: by default every kind to ``queue``.
+        routes = dict(queues) if queues is not None else dict.fromkeys(KINDS, queue)
         full_env = dict(os.environ)
+        full_env.update({queue_setting(kind): routes[kind] for kind in KINDS})
         full_env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
             DATABASE_URL=db_url,

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -95,6 +96,25 @@ class _ProgressReporter:
 # Execute -----------------------------------------------------------------------------------
 
 
+def worker_device() -> str:
+    """The device of runs that ask for ``"auto"``: ``VADI_DEVICE``, else ``cuda:0`` when visible, else ``cpu``.
+
+    A GPU worker serves one GPU (``scripts/gpu_workers.py`` starts one process per GPU with
+    ``CUDA_VISIBLE_DEVICES=<that GPU>`` and ``VADI_DEVICE=cuda:0``), so ``cuda:0`` is that GPU.
+    """
+    configured = str(setting_or_env("VADI_DEVICE", "") or "").strip()
+    if configured:
+        return configured
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def on_this_worker(spec: RunSpec) -> RunSpec:
+    """The run's spec with ``device="auto"`` made this worker's device; an explicit device is kept."""
+    return spec.replace(device=worker_device()) if spec.device == "auto" else spec
+
+
 def _job_out_dir(job: BenchmarkJob) -> Path:
     return Path(settings.VADI_RUNS_ROOT) / f"run-{job.run_id}" / job.category.key.replace("/", "__")
 
@@ -169,7 +189,7 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
         with HeartbeatThread(lease, interval_s=heartbeat_interval_s(), on_lost=reporter.mark_lost):
             if runner is None:
                 runner = benchmark_runner()
-            spec = RunSpec.from_json(job.run.config.get("spec"))  # as recorded, validated again
+            spec = on_this_worker(RunSpec.from_json(job.run.config.get("spec")))  # as recorded, validated again
             output = runner(
                 spec,
                 job.category.key,
@@ -179,6 +199,14 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
             )
     except JobLostError:
         output = None
+    except SoftTimeLimitExceeded:
+        limit = setting_or_env("VADI_BENCHMARK_SOFT_TIME_LIMIT_S", None)
+        logger.error("job %s: stopped at the benchmark time limit (%s s)", job.pk, limit)
+        output = _failure_output(
+            job,
+            f"stopped: the job ran longer than the benchmark time limit ({limit} s, VADI_BENCHMARK_SOFT_TIME_LIMIT_S); "
+            "lower the run's train_time_limit_s or raise the limit",
+        )
     except Exception as exc:
         if is_transient(exc):
             raise

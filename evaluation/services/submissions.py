@@ -193,7 +193,7 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
         logger.warning("submission %s was taken from task %s; stopping", submission_id, task_id)
         return "lost"
     except SoftTimeLimitExceeded:
-        limit = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None)
+        limit = getattr(settings, "VADI_SCORING_SOFT_TIME_LIMIT_S", None)
         submission_fail(
             lease,
             message=f"Server error: scoring exceeded the time limit ({limit} s); it does not count against your quota",

@@ -54,3 +54,22 @@ def paused_run_category(spec, category, *, progress=None, **kwargs) -> dict:
     while time.monotonic() < deadline:
         time.sleep(0.5)
     raise RuntimeError("paused runner was not killed")
+
+
+def timed_run_category(spec, category, **kwargs) -> dict:
+    """The real runner (``algorithms.runner.run_category``), made to last ``VADI_TEST_JOB_SECONDS`` (default 3 s).
+
+    For the queue tests: a benchmark job that really trains and evaluates its (tiny) category
+    and then holds its worker like a long GPU job would, so that many jobs are queued and
+    running while an upload arrives. The results are the runner's own.
+    """
+    import os
+
+    from algorithms.runner import run_category
+
+    started = time.monotonic()
+    output = run_category(spec, category, **kwargs)
+    remaining = float(os.environ.get("VADI_TEST_JOB_SECONDS", "3")) - (time.monotonic() - started)
+    if remaining > 0:
+        time.sleep(remaining)
+    return output
