@@ -7,25 +7,33 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Queue names (config/queues.py; override with the same environment variables as the settings).
+QUEUE_SCORING      ?= $(or $(VADI_QUEUE_SCORING),scoring)
+QUEUE_BENCHMARKS   ?= $(or $(VADI_QUEUE_BENCHMARKS),benchmarks)
+QUEUE_HOUSEKEEPING ?= $(or $(VADI_QUEUE_HOUSEKEEPING),housekeeping)
+SCORING_CONCURRENCY ?= 2
 
-.PHONY: demo test venv venv-dev browser lint serve worker clean help
+.PHONY: demo test venv venv-dev browser lint serve worker worker-scoring worker-gpu beat clean help
 
 help:
 	@echo "make demo   - install, train the algorithms on the synthetic suite, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install (incl. test tools and Chromium) and run the whole test suite"
 	@echo "make lint   - ruff check . and the architecture contracts (lint-imports, see pyproject.toml)"
-	@echo "make worker - run a Celery worker (needs CELERY_BROKER_URL)"
+	@echo "make worker - run one Celery worker for every queue (development; needs CELERY_BROKER_URL)"
+	@echo "make worker-scoring - a CPU worker: scoring + housekeeping queues (SCORING_CONCURRENCY=$(SCORING_CONCURRENCY))"
+	@echo "make worker-gpu - one benchmark worker per GPU (scripts/gpu_workers.py; GPUs from VADI_GPUS or nvidia-smi)"
+	@echo "make beat   - Celery beat: the stuck-job sweeper and benchmark dispatch, every minute"
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 # Reinstall only when a requirements file changed.
-$(VENV)/.installed: requirements.txt | $(VENV)/bin/activate
+$(VENV)/.installed: requirements.txt requirements-web.txt requirements-worker.txt | $(VENV)/bin/activate
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/activate
+$(VENV)/.installed-dev: requirements.txt requirements-web.txt requirements-worker.txt requirements-dev.txt | $(VENV)/bin/activate
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.installed
 
@@ -55,8 +63,21 @@ lint: venv-dev
 serve: venv
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
+# Development: one worker for every kind of work.
 worker: venv
-	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=1
+	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=1 \
+	  -Q $(QUEUE_SCORING),$(QUEUE_BENCHMARKS),$(QUEUE_HOUSEKEEPING)
+
+# Production: CPU workers score uploads (and run the sweeper); GPU machines run benchmark jobs.
+worker-scoring: venv
+	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(SCORING_CONCURRENCY) \
+	  -Q $(QUEUE_SCORING),$(QUEUE_HOUSEKEEPING) -n scoring@%h
+
+worker-gpu: venv
+	$(PY) scripts/gpu_workers.py
+
+beat: venv
+	$(VENV)/bin/celery -A config beat --loglevel=INFO --schedule var/celerybeat-schedule
 
 clean:
 	rm -rf var staticfiles .pytest_cache
