@@ -6,7 +6,7 @@ GPU worker, then feed its JSON to the plan::
     .venv/bin/python benchmarks/epoch_timing.py --device cuda:0 --out var/epoch_timing.json
     .venv/bin/python benchmarks/capacity_plan.py --measured var/epoch_timing.json
 
-Each algorithm trains with its publication defaults (batch size from ``algorithms.configs.defaults``)
+Each algorithm trains with its publication defaults (batch size from its registry schedule)
 but ``pretrained=False`` (the same arithmetic as with the weights, and no download) for
 ``--epochs`` epochs on one generated category the size of an average MVTec AD category (242 train
 and 115 test images, 1024 px, decoded and resized by the runner's loader as in a real job), through
@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    from algorithms.configs.defaults import model_defaults
     from algorithms.data import generate_suite
     from algorithms.registry import get_algorithm_info, list_algorithms
     from algorithms.runner import run_category
+    from algorithms.runspec import RunSpec
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda:0")
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--algorithms", nargs="*", default=None)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    names = args.algorithms or list_algorithms(include_baselines=False)
+    names = args.algorithms or [n for n in list_algorithms() if not get_algorithm_info(n).is_baseline]
     measured = {}
     with tempfile.TemporaryDirectory() as tmp:
         good = max(1, args.test_images // 5)
@@ -50,30 +50,37 @@ def main() -> None:
         print("| algorithm | device | epochs | ms / train image | pre-eval s / 1000 train images | ms / test image |")
         print("|---|---|---|---|---|---|")
         for name in names:
-            entry = model_defaults(name)
-            params = dict(entry["params"])
-            if "pretrained" in get_algorithm_info(name).tiny:
-                params["pretrained"] = False
-            out = run_category(
-                algorithm=name, params=params, category="synthetic/leather", roots={"synthetic": tmp},
-                device=args.device, epochs=args.epochs, train_time_limit_s=10**9, batch_size=entry["batch_size"],
-            )  # fmt: skip
+            info = get_algorithm_info(name)
+            params = {"pretrained": False} if "pretrained" in info.tiny else {}
+            epochs = 1 if info.schedule.epochs == 1 else args.epochs  # one-shot methods: one pass
+            spec = RunSpec.from_entry(
+                {
+                    "algorithm": name,
+                    "categories": ["synthetic/leather"],
+                    "params": params,
+                    "epochs": epochs,
+                    "train_time_limit_s": 10**7,
+                    "device": args.device,
+                },
+                expand=list,
+            )  # fmt: skip (the publication batch size comes from the registry)
+            out = run_category(spec, "synthetic/leather", roots={"synthetic": tmp})
             if out["status"] != "ok":
                 print(f"| {name} | failed: {out['error']} |")
                 continue
             timings = out["timings"]
             pre_eval = sum(h.get("pre_eval_seconds", 0.0) for h in out["history"])
-            epochs = timings["epochs"]
-            train_ms = 1000 * (timings["train_seconds"] - pre_eval) / (epochs * timings["n_train"])
+            n_train, done = timings["n_train"], timings["epochs"]
+            train_ms = 1000 * (timings["train_seconds"] - pre_eval) / (done * n_train)
             row = {
                 "train_ms_per_image": train_ms,
-                "pre_eval_s_per_1000_train": 1000 * pre_eval / timings["n_train"],
+                "pre_eval_s_per_1000_train": 1000 * pre_eval / n_train,
                 "test_ms_per_image": 1000 * timings["inference_seconds_per_image"],
                 "device": args.device,
                 "hardware": out["environment"].get("hardware", ""),
             }
             measured[name] = row
-            print(f"| {name} | {args.device} | {epochs} | {train_ms:.1f} | {row['pre_eval_s_per_1000_train']:.1f} | "
+            print(f"| {name} | {args.device} | {done} | {train_ms:.1f} | {row['pre_eval_s_per_1000_train']:.1f} | "
                   f"{row['test_ms_per_image']:.1f} |")  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -106,9 +106,9 @@ def _command(service: dict) -> str:
 def test_compose_runs_web_scoring_gpu_beat_postgres_and_redis_on_the_right_images():
     services = _services(COMPOSE)
     assert {"web", "scoring-worker", "gpu-worker", "beat", "db", "redis", "migrate"} <= set(services)
-    for name in ("web", "scoring-worker", "beat"):
+    for name in ("web", "scoring-worker", "beat", "migrate"):
         assert _target(services[name]) == "web", name  # no PyTorch
-    for name in ("gpu-worker", "cpu-benchmark-worker", "migrate"):
+    for name in ("gpu-worker", "cpu-benchmark-worker"):
         assert _target(services[name]) == "worker", name
     scoring = _command(services["scoring-worker"])
     assert "-Q ${VADI_QUEUE_SCORING:-scoring},${VADI_QUEUE_HOUSEKEEPING:-housekeeping}" in scoring
@@ -187,9 +187,15 @@ def test_the_blocker_really_hides_torch(tmp_path):
     assert proc.returncode != 0 and "No module named 'torch' (not installed in the web image)" in proc.stderr
 
 
-def test_the_web_process_migrates_and_serves_pages_and_the_api_without_torch(tmp_path):
+def test_the_web_process_migrates_serves_and_takes_a_rebenchmark_request_without_torch(tmp_path):
+    """What the web image runs: migrate (catalog and registered methods), pages, APIs, an admin's re-benchmark.
+
+    With a broker configured (an in-memory one: nothing runs in this process), the request
+    creates the runs and dispatches the first jobs (``VADI_BENCHMARK_DISPATCH_AHEAD``); the rest
+    wait in the database for the GPU workers.
+    """
     code = (
-        "import os, sys, django\n"
+        "import os, sys, json, django\n"
         "os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'\n"
         "django.setup()\n"
         "from django.core.management import call_command\n"
@@ -200,14 +206,21 @@ def test_the_web_process_migrates_and_serves_pages_and_the_api_without_torch(tmp
         "            '/api/v1/leaderboard/vadi/', '/api/v1/benchmark-runs/', '/api/v1/schema/'):\n"
         "    r = c.get(url)\n"
         "    assert r.status_code == 200, (url, r.status_code)\n"
+        "from django.contrib.auth import get_user_model\n"
+        "c.force_login(get_user_model().objects.create_user('admin', password='pw-123456', is_staff=True))\n"
+        "r = c.post('/api/v1/staff/benchmark-runs/', {'methods': ['patchcore', 'fastflow'], 'suites': ['vadi'],\n"
+        "           'config': 'paper'}, content_type='application/json')\n"
+        "assert r.status_code == 201, r.content\n"
+        "from leaderboard.models import BenchmarkJob\n"
         "import evaluation.tasks  # what a scoring worker imports at start-up\n"
-        "print('served')\n"
+        "print(json.dumps({'jobs': BenchmarkJob.objects.count(),\n"
+        "                  'dispatched': BenchmarkJob.objects.exclude(dispatched_at=None).count(),\n"
+        "                  'torch': 'torch' in sys.modules}))\n"
     )
-    proc = _without_torch(code, tmp_path)
+    proc = _without_torch(code, tmp_path, CELERY_BROKER_URL="memory://", CELERY_RESULT_BACKEND="cache+memory://")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "served" in proc.stdout
-    # migrate synced the catalog and said where the registered methods come from.
-    assert "Registered methods not synced" in proc.stdout and "on a worker" in proc.stdout
+    assert "methods: efficient_ad, fastflow, patchcore, random, reverse_distillation" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"jobs": 2 * 27, "dispatched": 2, "torch": False}
 
 
 # scripts/gpu_workers.py ---------------------------------------------------------------------
