@@ -204,8 +204,9 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
         logger.error("job %s: stopped at the benchmark time limit (%s s)", job.pk, limit)
         output = _failure_output(
             job,
-            f"stopped: the job ran longer than the benchmark time limit ({limit} s, VADI_BENCHMARK_SOFT_TIME_LIMIT_S); "
-            "lower the run's train_time_limit_s or raise the limit",
+            f"stopped: the job ran longer than the benchmark time limit ({limit} s); a shorter training budget "
+            "(train_time_limit_s) or a higher limit lets it finish",
+            traceback=f"the soft time limit of the benchmark queue: VADI_BENCHMARK_SOFT_TIME_LIMIT_S={limit}",
         )
     except Exception as exc:
         if is_transient(exc):

@@ -12,7 +12,7 @@ def mark_existing_jobs_dispatched(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("leaderboard", "0002_method_algorithm_info"),
+        ("leaderboard", "0003_method_name_keys_job_error_detail"),
     ]
 
     operations = [
