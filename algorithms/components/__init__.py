@@ -27,6 +27,12 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``(z, log|det J| (B,))``, exactly invertible (FastFlow, Yu et al. 2021).
     ``AffineCouplingStep``: one "all-in-one" affine coupling + global affine + fixed permutation.
     ``soft_clamp(s, clamp)``: ``(2 clamp / pi) atan(s / clamp)`` bound on coupling log-scales.
+``patch_embedding``
+    ``patch_embedding(features, patch_size=, pretrain_embed_dim=, target_embed_dim=)``: PatchCore's
+    locally aware patch features: list of ``(B, C_l, h_l, w_l)`` maps to ``(B, h, w, target_embed_dim)``
+    (``p x p`` neighbourhoods, per-layer and final channel pooling; Roth et al. 2022 sec. 3.1; SimpleNet).
+    ``adaptive_avg_pool_channels(x (B, L, N), size)``: ``F.adaptive_avg_pool1d`` of each position's
+    channel vector, ``(B, size, N)``, computed on the channel-first tensor without a transposed copy.
 ``training``
     ``gradient_epoch(detector, loader, optimizer, loss_fn)``: one seeded epoch of plain gradient
     descent, returns ``{"loss": mean}`` (RD4AD, FastFlow).

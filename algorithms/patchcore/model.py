@@ -15,8 +15,9 @@ from torch import nn
 
 from ..components.blur import gaussian_blur
 from ..components.feature_extractor import FeatureExtractor
+from ..components.patch_embedding import patch_embedding
 
-__all__ = ["DISTANCE_BLOCK_ELEMENTS", "PatchCoreModel", "adaptive_avg_pool_channels", "nearest_neighbours"]
+__all__ = ["DISTANCE_BLOCK_ELEMENTS", "PatchCoreModel", "nearest_neighbours"]
 
 #: Upper bound on the elements of one query-by-bank distance block (16 MiB of float32; the
 #: search is bound by the matrix product, larger blocks are no faster on CPU).
@@ -72,45 +73,6 @@ def nearest_neighbours(
     return torch.cat(dists), torch.cat(idxs)
 
 
-def adaptive_avg_pool_channels(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Adaptive average pooling of the channel axis of ``(B, L, N)`` to ``(B, size, N)``.
-
-    The same windows and arithmetic as ``F.adaptive_avg_pool1d`` applied to each position's
-    ``L``-vector (output ``i`` is the mean of ``x[:, floor(i L / size) : ceil((i + 1) L / size)]``,
-    summed left to right, then divided by the window length), but computed as a few whole-row
-    gathers of the channel-first tensor: no transposed copy of ``x`` is made, and a window of
-    ``n`` elements costs ``n`` vectorised additions over the ``N`` positions.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        ``(B, L, N)`` float tensor (channel-first: one row per channel).
-    size : int
-        Number of output channels, at least 1.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(B, size, N)`` pooled tensor (a new tensor, ``x`` is not modified).
-    """
-    if x.ndim != 3:
-        raise ValueError(f"expected a (B, L, N) tensor, got {tuple(x.shape)}")
-    if size < 1:
-        raise ValueError(f"size must be at least 1, got {size}")
-    length = x.shape[1]
-    i = torch.arange(size, device=x.device)
-    start = torch.div(i * length, size, rounding_mode="floor")
-    count = torch.div((i + 1) * length + size - 1, size, rounding_mode="floor") - start
-    out = x.index_select(1, start)
-    for offset in range(1, int(count.max())):
-        rows = (count > offset).nonzero()[:, 0]
-        if rows.numel() == size:
-            out += x.index_select(1, start + offset)
-        else:
-            out.index_add_(1, rows, x.index_select(1, start[rows] + offset))
-    return out.div_(count.to(x.dtype)[:, None])
-
-
 class PatchCoreModel(nn.Module):
     """Backbone, patch embedding, memory bank and scoring (section 3 of the paper).
 
@@ -158,33 +120,16 @@ class PatchCoreModel(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Locally aware patch features ``(B, h, w, target_embed_dim)`` of a batch of images.
 
-        Arithmetically the reference code's ``unfold -> adaptive_avg_pool1d`` per layer and
-        ``adaptive_avg_pool1d`` over the layer-major concatenation, laid out for speed: the
-        pooling runs on the channel-first unfolded tensor (:func:`adaptive_avg_pool_channels`,
-        no transposed copy), the deeper layers are upsampled in channels-last memory (the fast
-        CPU path of bilinear interpolation, same numbers) and written straight into the
-        concatenation buffer.
+        The backbone's maps through the shared :func:`~algorithms.components.patch_embedding.patch_embedding`
+        (the reference code's ``unfold -> adaptive_avg_pool1d`` per layer, then over the layer-major
+        concatenation).
         """
-        p = self.patch_size
-        pre_dim = self.pretrain_embed_dim
-        features = self.extractor(images)
-        b = features[0].shape[0]
-        height, width = features[0].shape[-2:]
-        stacked = features[0].new_empty(b, len(features) * pre_dim, height, width)  # layer-major channels
-        for layer, feature in enumerate(features):
-            h, w = feature.shape[-2:]
-            patches = F.unfold(feature, kernel_size=p, padding=(p - 1) // 2)  # (B, C*p*p, h*w)
-            pooled = adaptive_avg_pool_channels(patches, pre_dim).reshape(b, pre_dim, h, w)
-            if (h, w) != (height, width):
-                pooled = F.interpolate(
-                    pooled.contiguous(memory_format=torch.channels_last),
-                    size=(height, width),
-                    mode="bilinear",
-                    align_corners=False,
-                )
-            stacked[:, layer * pre_dim : (layer + 1) * pre_dim] = pooled
-        out = adaptive_avg_pool_channels(stacked.reshape(b, -1, height * width), self.target_embed_dim)
-        return out.transpose(1, 2).reshape(b, height, width, -1)
+        return patch_embedding(
+            self.extractor(images),
+            patch_size=self.patch_size,
+            pretrain_embed_dim=self.pretrain_embed_dim,
+            target_embed_dim=self.target_embed_dim,
+        )
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image scores ``(B,)`` and anomaly maps ``(B, H, W)`` at the input resolution.

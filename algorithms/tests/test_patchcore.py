@@ -15,7 +15,7 @@ from algorithms.components.coreset import (
     random_projection,
 )
 from algorithms.patchcore.detector import PatchCore
-from algorithms.patchcore.model import adaptive_avg_pool_channels, nearest_neighbours
+from algorithms.patchcore.model import nearest_neighbours
 from algorithms.registry import create_algorithm, load_algorithm
 
 
@@ -151,22 +151,6 @@ def test_embedding_is_the_reference_locally_aware_patch_feature():
     expected = F.adaptive_avg_pool1d(stacked, 80).reshape(2, h, w, 80)
     assert ours.shape == (2, h, w, 80)
     assert torch.allclose(ours, expected, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    ("length", "size"), [(1152, 384), (1152, 1024), (2304, 1024), (2048, 1024), (10, 7), (5, 12), (7, 7), (13, 1)]
-)
-def test_channel_pooling_is_adaptive_avg_pool1d(length, size):
-    """The gather-based pooling of the channel-first tensor equals ``F.adaptive_avg_pool1d`` of
-    each position's channel vector (the reference code's formulation): same windows (even,
-    uneven, overlapping, upsampling), same sums."""
-    x = torch.randn(2, length, 9, generator=torch.Generator().manual_seed(length + size))
-    expected = F.adaptive_avg_pool1d(x.transpose(1, 2).reshape(-1, 1, length), size).reshape(2, 9, size)
-    ours = adaptive_avg_pool_channels(x, size)
-    assert ours.shape == (2, size, 9)
-    torch.testing.assert_close(ours, expected.transpose(1, 2), rtol=1e-6, atol=1e-7)
-    with pytest.raises(ValueError, match="at least 1"):
-        adaptive_avg_pool_channels(x, 0)
 
 
 def test_embedding_equals_the_direct_pool_then_upsample_formulation():
