@@ -33,6 +33,18 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     (``p x p`` neighbourhoods, per-layer and final channel pooling; Roth et al. 2022 sec. 3.1; SimpleNet).
     ``adaptive_avg_pool_channels(x (B, L, N), size)``: ``F.adaptive_avg_pool1d`` of each position's
     channel vector, ``(B, size, N)``, computed on the channel-first tensor without a transposed copy.
+``scores``
+    ``topk_mean(maps (B, ...), k= | ratio=)``: ``(B,)`` mean of the ``k`` (or ``max(1, int(ratio N))``)
+    largest values per image (MSFlow, Dinomaly, MemSeg image scores).
+``texture``
+    ``TextureSource(texture_dir=None, fallback="procedural")``: ``.sample(n, size, generator, images=)``
+    gives ``(n, 3, size, size)`` RGB textures in ``[0, 1]`` for image-level synthetic anomalies: DTD (or
+    any folder) with 3 of GLASS's 9 augmentations, else procedural stripes/checkers/blobs or MemSeg's
+    "structure" (augmented image, 8x8 tiles shuffled); seeded by the generator.
+    ``augment(images, generator, k=3)``: ``k`` of ``AUGMENTATIONS`` (GLASS's nine) on ``(B, 3, H, W)``.
+    ``procedural_textures(n, size, generator)``: random two-colour sinusoid textures.
+    ``shuffle_tiles(images, generator, grid=8)``: per-image random permutation of ``grid x grid`` tiles.
+    ``TEXTURE_FALLBACKS``: ``("procedural", "structure")``.
 ``training``
     ``gradient_epoch(detector, loader, optimizer, loss_fn)``: one seeded epoch of plain gradient
     descent, returns ``{"loss": mean}`` (RD4AD, FastFlow).
