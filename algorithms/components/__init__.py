@@ -25,8 +25,10 @@ here rather than being copied. The catalogue, one line per public name (what, sh
 ``flows``
     ``Flow2d(channels, steps, ...)``: a chain of coupling steps on ``(B, C, H, W)``, returns
     ``(z, log|det J| (B,))``, exactly invertible (FastFlow, Yu et al. 2021).
-    ``AffineCouplingStep``: one "all-in-one" affine coupling + global affine + fixed permutation.
-    ``soft_clamp(s, clamp)``: ``(2 clamp / pi) atan(s / clamp)`` bound on coupling log-scales.
+    ``AffineCouplingStep``: FrEIA's "all-in-one" affine coupling + SOFTPLUS global affine + fixed permutation.
+    ``soft_clamp(s, clamp)``: ``clamp * tanh(s)`` bound on coupling log-scales (FrEIA AllInOneBlock,
+    official FastFlow, anomalib; ``s`` is the subnet output times 0.1).
+    ``global_scale(g)``: FrEIA's SOFTPLUS global-affine scale ``0.1 * softplus(g, beta=0.5)``.
 ``patch_embedding``
     ``patch_embedding(features, patch_size=, pretrain_embed_dim=, target_embed_dim=)``: PatchCore's
     locally aware patch features: list of ``(B, C_l, h_l, w_l)`` maps to ``(B, h, w, target_embed_dim)``

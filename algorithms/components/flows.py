@@ -1,11 +1,14 @@
-"""2-D normalising-flow blocks (affine coupling with soft clamping), written for FastFlow.
+"""2-D normalising-flow blocks (FrEIA-style "all-in-one" affine coupling), written for FastFlow.
 
-Each :class:`AffineCouplingStep` is "all-in-one" style: an affine coupling of one half of the
-channels conditioned on the other half (through a small convolutional subnet), a learned global
-affine transform (ActNorm-like, per channel) and a fixed random channel permutation. The forward
-pass returns the transformed tensor and the log-determinant of its Jacobian per sample, so that
-the negative log-likelihood under a standard normal is ``0.5 * sum(z**2) - log|det J|`` (plus a
-constant). :class:`Flow2d` chains several steps. Everything is exactly invertible
+Each :class:`AffineCouplingStep` follows FrEIA's ``AllInOneBlock`` as the official FastFlow code
+(github.com/gathierry/FastFlow) and anomalib use it (``permute_soft=False``, SOFTPLUS global
+affine): an affine coupling of one half of the channels conditioned on the other half (through a
+small convolutional subnet whose outputs are scaled by 0.1, log-scales soft-clamped by
+:func:`soft_clamp`), a learned global affine transform per channel (scale
+``0.1 * softplus_{beta=0.5}(g)``, initialised to 1) and a fixed random channel permutation. The
+forward pass returns the transformed tensor and the log-determinant of its Jacobian per sample,
+so that the negative log-likelihood under a standard normal is ``0.5 * sum(z**2) - log|det J|``
+(plus a constant). :class:`Flow2d` chains several steps. Everything is exactly invertible
 (:meth:`Flow2d.inverse`), which the tests use to check the log-determinants.
 """
 
@@ -14,20 +17,29 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AffineCouplingStep", "Flow2d", "soft_clamp"]
+__all__ = ["AffineCouplingStep", "Flow2d", "global_scale", "soft_clamp"]
 
-_TWO_OVER_PI = 2.0 / math.pi
+#: ``g`` such that ``0.1 * softplus_{0.5}(g) = 1`` (FrEIA's SOFTPLUS initialisation of the global scale).
+_GLOBAL_SCALE_INIT = 2.0 * math.log(math.exp(0.5 * 10.0) - 1.0)
 
 
 def soft_clamp(values: torch.Tensor, clamp: float) -> torch.Tensor:
-    """Smoothly limit ``values`` to ``(-clamp, clamp)``: ``clamp * 2/pi * atan(pi/2 * values / clamp)``.
+    """Smoothly limit coupling log-scales to ``(-clamp, clamp)``: ``clamp * tanh(values)``.
 
-    Near zero it is the identity (slope 1), so small log-scales pass unchanged while large ones
-    cannot make the coupling explode.
+    The form of FrEIA's ``AllInOneBlock._affine`` (``sub_jac = clamp * tanh(a)``, applied to the
+    subnet's output already scaled by 0.1), used by the official FastFlow code and anomalib 2.7
+    (``affine_clamping=2.0``). Its slope at zero is ``clamp``, not 1. (The arctan form
+    ``(2 clamp / pi) atan(s / clamp)`` of FrEIA's GLOW/RNVP blocks is a different function.)
     """
-    return clamp * _TWO_OVER_PI * torch.atan(values / (clamp * _TWO_OVER_PI))
+    return clamp * torch.tanh(values)
+
+
+def global_scale(parameter: torch.Tensor) -> torch.Tensor:
+    """FrEIA's SOFTPLUS global-affine activation: ``0.1 * softplus(parameter, beta=0.5)`` (positive)."""
+    return 0.1 * F.softplus(parameter, beta=0.5)
 
 
 def _subnet(in_channels: int, out_channels: int, hidden: int, kernel_size: int) -> nn.Sequential:
@@ -40,7 +52,12 @@ def _subnet(in_channels: int, out_channels: int, hidden: int, kernel_size: int) 
 
 
 class AffineCouplingStep(nn.Module):
-    """One flow step: affine coupling + global affine + fixed channel permutation.
+    """One flow step: affine coupling + global affine + fixed channel permutation (FrEIA's ``AllInOneBlock``).
+
+    ``x = [x1, x2]`` (``x1`` the first ``C - C // 2`` channels); ``a = 0.1 * subnet(x1)``;
+    ``s = clamp * tanh(a[:, :C2])``, ``t = a[:, C2:]``; ``y = [x1, x2 * exp(s) + t] * g + b``
+    with ``g = global_scale(global_scale)``; output ``y[:, permutation]``;
+    ``log|det J| = sum(s) + H W sum(log g)``.
 
     Parameters
     ----------
@@ -79,11 +96,10 @@ class AffineCouplingStep(nn.Module):
         transformed = channels - self.split
         hidden = max(1, int(self.split * hidden_ratio))  # relative to the subnet's input, as the reference
         self.subnet = _subnet(self.split, 2 * transformed, hidden, kernel_size)
-        # Start as the identity coupling: the last convolution outputs zeros.
-        nn.init.zeros_(self.subnet[-1].weight)
-        nn.init.zeros_(self.subnet[-1].bias)
-        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.offset = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        # PyTorch's default initialisation of both convolutions, as FrEIA / the official code
+        # (no zero-initialised last layer).
+        self.global_scale = nn.Parameter(torch.full((1, channels, 1, 1), _GLOBAL_SCALE_INIT))
+        self.global_offset = nn.Parameter(torch.zeros(1, channels, 1, 1))
         permutation = torch.randperm(channels, generator=generator)
         self.register_buffer("permutation", permutation)
         self.register_buffer("inverse_permutation", torch.argsort(permutation))
@@ -102,15 +118,16 @@ class AffineCouplingStep(nn.Module):
         log_s, shift = self._scale_shift(x1)
         y2 = x2 * torch.exp(log_s) + shift
         log_det = log_s.sum(dim=(1, 2, 3))
+        scale = global_scale(self.global_scale)
         y = torch.cat([x1, y2], dim=1)
-        y = y * torch.exp(self.log_scale) + self.offset
-        log_det = log_det + self.log_scale.sum() * (x.shape[2] * x.shape[3])
+        y = y * scale + self.global_offset
+        log_det = log_det + torch.log(scale).sum() * (x.shape[2] * x.shape[3])
         return y[:, self.permutation], log_det
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """Exact inverse of :meth:`forward` (the log-determinant is not needed here)."""
         y = z[:, self.inverse_permutation]
-        y = (y - self.offset) * torch.exp(-self.log_scale)
+        y = (y - self.global_offset) / global_scale(self.global_scale)
         y1, y2 = y[:, : self.split], y[:, self.split :]
         log_s, shift = self._scale_shift(y1)
         x2 = (y2 - shift) * torch.exp(-log_s)

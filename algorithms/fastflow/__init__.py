@@ -4,9 +4,10 @@ Yu, Zheng, Chen, Wu, Wu, Wu & Zhang (2021), https://arxiv.org/abs/2111.07677.
 
 A frozen ImageNet CNN (``wide_resnet50_2``, layers 1-3) gives features at three scales; each is
 normalised by a trainable LayerNorm and mapped by its own 2-D normalising flow (8 affine coupling
-steps whose subnets alternate 3x3 and 1x1 convolutions, hidden ratio 1.0, clamp 2.0) towards a
-standard normal. Training minimises the negative log-likelihood (Adam, lr 1e-3, weight decay
-1e-5, 500 epochs, batch 32, 256 px). The anomaly map is one minus the per-pixel likelihood
+steps whose subnets alternate 3x3 and 1x1 convolutions, hidden ratio 1.0, clamp 2.0; FrEIA's
+all-in-one block as in the code the field uses) towards a standard normal. Training minimises
+the negative log-likelihood, summed over the scales (Adam, lr 1e-3, weight decay 1e-5, 500
+epochs, batch 32, 256 px). The anomaly map is one minus the per-pixel likelihood
 ``exp(-0.5 * mean_c z**2)``, averaged over the scales; the score is its maximum.
 
 >>> from algorithms.registry import create_algorithm
@@ -29,8 +30,11 @@ INFO = AlgorithmInfo(
     ),
     deviations=(
         "The authors released no code; the code link is the unofficial implementation the field uses. "
-        "Image score: the maximum of the anomaly map by default (VisionAD takes its mean: score_reduction='mean'). "
-        "The loss averages the three scales instead of summing them (the same optimum under Adam)."
+        "Image score: the maximum of the anomaly map by default, as the unofficial code and anomalib (VisionAD takes "
+        "its mean: score_reduction='mean'). Earlier versions of ours deviated and were fixed to the official code: "
+        "the coupling clamp is clamp * tanh(.) (it was an arctan form), the loss sums the scales (it averaged them), "
+        "the last subnet convolution keeps PyTorch's default initialisation (it was zero-initialised), and the "
+        "global affine scale is FrEIA's SOFTPLUS parametrisation (it was exp)."
     ),
     schedule=Schedule(epochs=500, batch_size=32, input_size=256, optimizer="Adam, lr 1e-3, weight decay 1e-5"),
     map_variants=("anomaly_map",),

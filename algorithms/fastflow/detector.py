@@ -52,8 +52,10 @@ class Fastflow(AnomalyDetector):
 
     Notes
     -----
-    Loss: the mean over scales of the batch mean of ``0.5 * sum(z**2) - log|det J|`` (the reference
-    sums over scales; the factor 3 is immaterial to Adam). Anomaly map: the mean over scales of
+    Loss: the sum over scales of the batch mean of ``0.5 * sum(z**2) - log|det J|``, as the official
+    code. The coupling is FrEIA's all-in-one block as the official code uses it (log-scales
+    ``clamp * tanh(0.1 * a)``, SOFTPLUS global affine, default-initialised subnets; see
+    :mod:`algorithms.components.flows`). Anomaly map: the mean over scales of
     ``1 - exp(-0.5 * mean_c z**2)``, bilinearly upsampled to the input size; this is the reference's
     ``-exp(...)`` map plus one, so higher means more anomalous and values lie in ``[0, 1]``.
     The publication trains 500 epochs with batch 32 (``INFO.schedule``).

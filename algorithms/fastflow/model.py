@@ -75,9 +75,15 @@ class FastflowModel(nn.Module):
 
     @staticmethod
     def negative_log_likelihood(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Mean over scales of the batch-mean ``0.5 * sum(z**2) - log|det J|`` (nats per sample)."""
-        losses = [torch.mean(0.5 * torch.sum(z**2, dim=(1, 2, 3)) - log_det) for z, log_det in outputs]
-        return torch.stack(losses).mean()
+        """Sum over scales of the batch-mean ``0.5 * sum(z**2) - log|det J|`` (nats per sample).
+
+        Summed, as the official code (``FastFlow.forward``: ``loss += torch.mean(...)`` per scale)
+        and anomalib's ``FastflowLoss``: with weight decay the sum, not the mean, sets the balance.
+        """
+        loss = outputs[0][0].new_zeros(())
+        for z, log_det in outputs:
+            loss = loss + torch.mean(0.5 * torch.sum(z**2, dim=(1, 2, 3)) - log_det)
+        return loss
 
     def anomaly_map(self, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Mean over scales of ``1 - exp(-0.5 * mean_c z**2)`` at input size, ``(B, H, W)`` in ``[0, 1]``."""

@@ -7,28 +7,50 @@ import math
 import pytest
 import torch
 
-from algorithms.components.flows import AffineCouplingStep, Flow2d, soft_clamp
+from algorithms.components.flows import AffineCouplingStep, Flow2d, global_scale, soft_clamp
 from algorithms.registry import create_algorithm, get_algorithm_info, load_algorithm
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give every parameter random values (the flow starts as the identity otherwise)."""
+    """Give every parameter random values (global scales around their initial 1)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=generator))
+        for name, p in module.named_parameters():
+            base = p.detach().clone() if name.endswith("global_scale") else torch.zeros_like(p)
+            p.copy_(base + 0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
 
 
 def _images(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def test_soft_clamp_is_bounded_and_identity_near_zero():
-    x = torch.linspace(-100, 100, 1001)
+def test_soft_clamp_is_freias_tanh_form():
+    """``clamp * tanh(s)`` (FrEIA AllInOneBlock, official FastFlow): bounded by ``clamp``, increasing,
+    slope ``clamp`` at zero; by hand at a few points."""
+    x = torch.linspace(-100, 100, 1001, dtype=torch.float64)
     y = soft_clamp(x, 2.0)
-    assert y.abs().max() < 2.0
-    assert torch.all(torch.diff(y) > 0)
-    assert torch.allclose(soft_clamp(torch.tensor([1e-4]), 2.0), torch.tensor([1e-4]), rtol=1e-6)
+    assert y.abs().max() <= 2.0 and torch.all(torch.diff(y) >= 0)
+    assert soft_clamp(torch.tensor([1e-4], dtype=torch.float64), 2.0).item() == pytest.approx(2e-4, rel=1e-8)
+    assert soft_clamp(torch.tensor([0.5], dtype=torch.float64), 2.0).item() == pytest.approx(0.9242343145, rel=1e-9)
+    assert soft_clamp(torch.tensor([-1.0], dtype=torch.float64), 1.9).item() == pytest.approx(-1.4470288963, rel=1e-9)
+
+
+def test_global_scale_starts_at_one_and_is_freias_softplus():
+    step = AffineCouplingStep(4, kernel_size=1)
+    torch.testing.assert_close(global_scale(step.global_scale), torch.ones(1, 4, 1, 1))
+    g = torch.tensor([-3.0, 0.0, 4.0], dtype=torch.float64)
+    expected = [0.1 * 2 * math.log1p(math.exp(0.5 * v)) for v in g.tolist()]  # softplus_beta(x) = log(1+e^{bx})/b
+    assert global_scale(g).tolist() == pytest.approx(expected, rel=1e-12)
+
+
+def test_subnets_are_default_initialised_not_zero():
+    """The official code (FrEIA subnets) keeps PyTorch's default initialisation of the last
+    convolution; an untrained flow is therefore not the identity."""
+    flow = Flow2d(6, steps=2)
+    assert all(step.subnet[-1].weight.abs().sum() > 0 for step in flow.steps)
+    x = torch.randn(1, 6, 4, 4, generator=torch.Generator().manual_seed(0))
+    z, log_det = flow(x)
+    assert not torch.allclose(z, x[:, flow.steps[0].permutation]) and log_det.abs().item() > 0
 
 
 def test_flow_inverse_recovers_the_input():
@@ -112,7 +134,7 @@ def test_loss_and_map_follow_the_definitions():
     with torch.no_grad():
         outputs = model.model(x)
         loss = model.model.negative_log_likelihood(outputs)
-        expected = sum((0.5 * (z**2).sum(dim=(1, 2, 3)) - log_det).mean() for z, log_det in outputs) / len(outputs)
+        expected = sum((0.5 * (z**2).sum(dim=(1, 2, 3)) - log_det).mean() for z, log_det in outputs)  # summed
         assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
         prediction = model.predict(x)
     anomaly_map = prediction.maps["anomaly_map"]

@@ -1,0 +1,79 @@
+"""Our FastFlow against anomalib 2.7.0's at equal outputs: train step and inference per image.
+
+Usage::
+
+    .venv/bin/python benchmarks/peer_fastflow.py [--input-size 256] [--batch 8] [--steps 8]
+        [--backbone resnet18] [--repeats 5] [--threads 1]
+
+Both models are built at the same configuration (random-init backbone, alternating 3x3/1x1
+subnets as published) and anomalib's gets our weights (``algorithms/tests/peers.py``), so both
+compute the same function (checked here: latents within 1e-4 before timing). The same seeded
+batch feeds both. Train step = forward + summed NLL + backward + Adam step (ours:
+``Fastflow.fit_epoch`` on a one-batch loader; anomalib: its torch model, ``FastflowLoss`` and
+``torch.optim.Adam``, what its Lightning ``training_step`` runs). Inference per image = one
+batch through ``predict`` (ours) / the eval-mode forward (anomalib), divided by the batch size.
+Fastest of ``--repeats`` alternating rounds (``benchmarks/peer_timing.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from peer_timing import best_of, report
+
+    from algorithms.tests.peers import FastflowLoss, fastflow_pair
+
+    ours, theirs = fastflow_pair(size=args.input_size, steps=args.steps, backbone=args.backbone)
+    x = torch.randn(args.batch, 3, args.input_size, args.input_size, generator=torch.Generator().manual_seed(0))
+    theirs.train()
+    with torch.no_grad():
+        for (z, _), h in zip(ours.model(x), theirs(x)[0], strict=True):
+            torch.testing.assert_close(z, h, atol=1e-4, rtol=1e-5)
+    optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3, weight_decay=1e-5)
+    loader = [x]
+
+    def their_step() -> None:
+        theirs.train()
+        loss = FastflowLoss()(*theirs(x))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def their_inference() -> None:
+        theirs.eval()
+        with torch.no_grad():
+            theirs(x)
+
+    train = best_of({"ours": lambda: ours.fit_epoch(loader), "anomalib": their_step}, args.repeats)
+    infer = best_of({"ours": lambda: ours.predict(x), "anomalib": their_inference}, args.repeats)
+    report(
+        f"FastFlow, {args.backbone} random init, {args.steps} flow steps, {args.input_size} px, batch {args.batch}, "
+        f"{args.threads} thread(s), fastest of {args.repeats}",
+        [
+            ("train step (one batch)", train["ours"], train["anomalib"]),
+            ("inference per image", infer["ours"] / args.batch, infer["anomalib"] / args.batch),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
