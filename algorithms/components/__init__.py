@@ -29,12 +29,24 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``soft_clamp(s, clamp)``: ``clamp * tanh(s)`` bound on coupling log-scales (FrEIA AllInOneBlock,
     official FastFlow, anomalib; ``s`` is the subnet output times 0.1).
     ``global_scale(g)``: FrEIA's SOFTPLUS global-affine scale ``0.1 * softplus(g, beta=0.5)``.
+    ``soft_clamp(s, clamp)``: ``(2 clamp / pi) atan(s / clamp)`` bound on coupling log-scales.
+``losses``
+    ``binary_focal_loss(inputs, targets, gamma=2.0, from_logits=True)``: mean ``-(1 - p_t)^gamma log p_t``
+    (Lin et al. 2017, no alpha; SuperSimpleNet gamma 4, GLASS 2, MemSeg 4).
+    ``truncated_l1_loss(scores, anomalous, margin=0.5, normality=True)``: SimpleNet's eq. 6 hinge,
+    ``mean(max(0, th - s_normal)) + mean(max(0, th + s_anomalous))`` (SimpleNet, SuperSimpleNet, GLASS).
 ``patch_embedding``
     ``patch_embedding(features, patch_size=, pretrain_embed_dim=, target_embed_dim=)``: PatchCore's
     locally aware patch features: list of ``(B, C_l, h_l, w_l)`` maps to ``(B, h, w, target_embed_dim)``
     (``p x p`` neighbourhoods, per-layer and final channel pooling; Roth et al. 2022 sec. 3.1; SimpleNet).
     ``adaptive_avg_pool_channels(x (B, L, N), size)``: ``F.adaptive_avg_pool1d`` of each position's
     channel vector, ``(B, size, N)``, computed on the channel-first tensor without a transposed copy.
+``perlin``
+    ``perlin_noise(h, w, generator=..., res=None, rotate=False)``: ``(h, w)`` gradient noise in ``[-1, 1]``,
+    lattice ``2**k`` per axis (k in 0..5), power-of-two canvas then bilinear resize (DRAEM recipe).
+    ``perlin_masks(n, h, w, threshold=..., generator=..., rotate=False)``: ``(n, 1, h, w)`` binary masks
+    ``noise > threshold`` (SuperSimpleNet 0.2 MVTec / 0.6 VisA; GLASS, MemSeg 0.5 with rotation).
+    ``next_power_of_two(n)``: the canvas side.
 ``scores``
     ``topk_mean(maps (B, ...), k= | ratio=)``: ``(B,)`` mean of the ``k`` (or ``max(1, int(ratio N))``)
     largest values per image (MSFlow, Dinomaly, MemSeg image scores).
