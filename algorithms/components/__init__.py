@@ -29,7 +29,6 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``soft_clamp(s, clamp)``: ``clamp * tanh(s)`` bound on coupling log-scales (FrEIA AllInOneBlock,
     official FastFlow, anomalib; ``s`` is the subnet output times 0.1).
     ``global_scale(g)``: FrEIA's SOFTPLUS global-affine scale ``0.1 * softplus(g, beta=0.5)``.
-    ``soft_clamp(s, clamp)``: ``(2 clamp / pi) atan(s / clamp)`` bound on coupling log-scales.
 ``losses``
     ``binary_focal_loss(inputs, targets, gamma=2.0, from_logits=True)``: mean ``-(1 - p_t)^gamma log p_t``
     (Lin et al. 2017, no alpha; SuperSimpleNet gamma 4, GLASS 2, MemSeg 4).
@@ -59,6 +58,9 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``procedural_textures(n, size, generator)``: random two-colour sinusoid textures.
     ``shuffle_tiles(images, generator, grid=8)``: per-image random permutation of ``grid x grid`` tiles.
     ``TEXTURE_FALLBACKS``: ``("procedural", "structure")``.
+``positional``
+    ``positional_encoding_2d(D, H, W)``: fixed 2-D sinusoidal encoding ``(D, H, W)``, D a multiple of 4;
+    first D/2 channels sin/cos of the column, last D/2 of the row (CFlow-AD ``model.py``; PEFM, AST).
 ``training``
     ``gradient_epoch(detector, loader, optimizer, loss_fn)``: one seeded epoch of plain gradient
     descent, returns ``{"loss": mean}`` (RD4AD, FastFlow).
