@@ -68,4 +68,9 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``check_images(name, images, size)``: a float ``(B, 3, size, size)`` batch, or ``ValueError``.
     ``iter_images(name, loader, size, device)``: checked batches of a loader on ``device``.
     ``quantile(values, q)``: ``torch.quantile`` of all elements, beyond its 2**24 size limit too.
+``vit_extractor``
+    ``ViTFeatureExtractor(backbone, blocks, input_size=, pretrained=, weights_path=, norm=)``: frozen
+    timm ViT tapped after chosen transformer blocks; ``forward_tokens`` gives ``(B, P + h w, C)``
+    sequences (class + register tokens first), ``forward`` the patch maps ``(B, C, h, w)``; weights
+    as ``FeatureExtractor`` (DINOv2 for AnomalyDINO, DINOv2-with-registers for Dinomaly).
 """
