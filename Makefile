@@ -13,12 +13,13 @@ QUEUE_BENCHMARKS   ?= $(or $(VADI_QUEUE_BENCHMARKS),benchmarks)
 QUEUE_HOUSEKEEPING ?= $(or $(VADI_QUEUE_HOUSEKEEPING),housekeeping)
 SCORING_CONCURRENCY ?= 2
 
-.PHONY: demo test venv venv-dev browser lint serve worker worker-scoring worker-gpu beat clean help
+.PHONY: demo test venv venv-dev browser lint mutation serve worker worker-scoring worker-gpu beat clean help
 
 help:
 	@echo "make demo   - install, train the algorithms on the synthetic suite, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install (incl. test tools and Chromium) and run the whole test suite"
 	@echo "make lint   - ruff check . and the architecture contracts (lint-imports, see pyproject.toml)"
+	@echo "make mutation MODULE=evaluation/scoring.py - mutation testing of one module against its own tests (mutmut)"
 	@echo "make worker - run one Celery worker for every queue (development; needs CELERY_BROKER_URL)"
 	@echo "make worker-scoring - a CPU worker: scoring + housekeeping queues (SCORING_CONCURRENCY=$(SCORING_CONCURRENCY))"
 	@echo "make worker-gpu - one benchmark worker per GPU (scripts/gpu_workers.py; GPUs from VADI_GPUS or nvidia-smi)"
@@ -59,6 +60,12 @@ test: venv-dev browser
 lint: venv-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+# Mutation testing of one module (a key of [tool.vadi-mutation.modules] in pyproject.toml) against
+# its own tests; MUTATION_ARGS="--max-children 2 --fresh" to run in parallel or start over.
+MODULE ?= evaluation/scoring.py
+mutation: venv-dev
+	nice -n 10 $(PY) scripts/mutation.py $(MODULE) $(MUTATION_ARGS)
 
 serve: venv
 	$(PY) manage.py runserver $(HOST):$(PORT)
