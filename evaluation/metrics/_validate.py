@@ -40,12 +40,12 @@ def _binary(array: np.ndarray, name: str) -> np.ndarray:
         return array
     if kind == "u":
         if array.max() > 1:
-            raise ValueError(f"{name} must be binary (0/1 or bool), found the value {array.max()}")
+            raise ValueError(f"{name} must be binary (0/1 or bool), found the value {array.max().item()!r}")
         return array.view(bool) if array.dtype == np.uint8 else array != 0
     if kind in "if":
         bad = (array != 0) & (array != 1)
         if bad.any():
-            raise ValueError(f"{name} must be binary (0/1 or bool), found the value {array[bad].flat[0]!r}")
+            raise ValueError(f"{name} must be binary (0/1 or bool), found the value {array[bad].flat[0].item()!r}")
         return array != 0
     raise ValueError(f"{name} must be a bool or 0/1 integer array, got dtype {array.dtype}")
 

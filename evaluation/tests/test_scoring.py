@@ -181,3 +181,84 @@ def test_score_arrays_scores_any_finite_maps(palette):
     assert all(0.0 <= value <= 1.0 for value in values.values()), values
     if palette == "signal_at_limits":
         assert values["pixel_auroc"] > 0.99 and values["aupro"] > 0.9
+
+
+# The suspicion rule, criterion by criterion ------------------------------------------------------
+
+LOOKS_LIKE_MASKS = [  # (pixel AUROC, AUPRO, PL) -> does the category look like ground truth?
+    ((1.0, 1.0, 1.0), True),
+    ((0.9995, 0.9995, 0.2), True),  # pixel AUROC and AUPRO both above 0.999
+    ((0.9995, 0.5, 1.0), True),  # the PL criterion alone: pixel AUROC above 0.999 and PL = 1
+    ((0.9995, 0.999, 1.0), True),
+    ((0.9995, 0.999, 0.9999), False),  # AUPRO not *above* 0.999, PL below 1
+    ((0.999, 1.0, 1.0), False),  # pixel AUROC must be *above* 0.999
+    ((0.98, 1.0, 1.0), False),
+    ((1.0, 0.5, 0.99), False),
+]
+
+
+@pytest.mark.parametrize(("values", "suspicious"), LOOKS_LIKE_MASKS, ids=[str(v) for v, _ in LOOKS_LIKE_MASKS])
+def test_suspicion_criteria_one_category_at_a_time(values, suspicious):
+    p_auc, pro, pl = values
+    results = {"mvtec/a": {"image_auroc": 0.9, "pixel_auroc": p_auc, "aupro": pro, "pl": pl}}
+    report = suspicion_check(results)
+    assert report.flagged is suspicious
+    assert report.categories == (["mvtec/a"] if suspicious else [])
+    if suspicious:
+        assert report.reason == (
+            "1 of 1 categories have pixel AUROC > 0.999 and AUPRO > 0.999 or PL >= 1.0: "
+            "the maps match the ground truth too well"
+        )
+    else:
+        assert report.reason == ""
+
+
+def test_suspicion_fraction_counts_strictly_more_than_half_and_lists_hits_sorted():
+    masks_like = {"pixel_auroc": 1.0, "aupro": 0.2, "pl": 1.0}  # flagged through PL alone
+    honest = {"pixel_auroc": 0.97, "aupro": 0.9, "pl": 0.7}
+    results = {"visa/z": masks_like, "mvtec/b": masks_like, "mvtec/a": honest, "visa/c": masks_like}
+    report = suspicion_check(results)
+    assert report == suspicion_check(dict(reversed(list(results.items()))))
+    assert report.flagged is True and report.categories == ["mvtec/b", "visa/c", "visa/z"]
+    assert report.reason.startswith("3 of 4 categories have pixel AUROC > 0.999")
+    half = suspicion_check({"mvtec/a": honest, "mvtec/b": masks_like})
+    assert half.flagged is False and half.categories == ["mvtec/b"] and half.reason == ""
+    # the limits are parameters
+    strict = suspicion_check({"mvtec/b": masks_like}, pl_at_least=1.01)
+    assert strict.flagged is False and strict.categories == []
+    lenient = suspicion_check({"mvtec/a": honest}, pixel_auroc_above=0.9, aupro_above=0.95, pl_at_least=0.7)
+    assert lenient.flagged is True and lenient.categories == ["mvtec/a"]
+    assert "PL >= 0.7" in lenient.reason and "AUPRO > 0.95" in lenient.reason
+    assert suspicion_check({"mvtec/a": honest, "mvtec/b": masks_like}, fraction=0.4).flagged is True
+
+
+def test_suspicion_missing_values_count_as_zero():
+    assert suspicion_check({"mvtec/a": {"aupro": 1.0, "pl": 1.0}}).categories == []  # no pixel AUROC
+    assert suspicion_check({"mvtec/a": {"pixel_auroc": 1.0}}).categories == []  # neither AUPRO nor PL
+    assert suspicion_check({"mvtec/a": {"pixel_auroc": 1.0, "pl": 1.0}}).categories == ["mvtec/a"]
+    assert suspicion_check({"mvtec/a": {"pixel_auroc": 1.0, "aupro": 1.0}}).categories == ["mvtec/a"]
+    empty = suspicion_check({})
+    assert empty.flagged is False and empty.categories == [] and empty.reason == ""
+
+
+def test_maps_to_protocol_in_batches_is_float32_in_position_order():
+    from evaluation.metrics import maps_to_protocol
+
+    maps = np.random.default_rng(6).random((5, 70, 90))  # float64 in, float32 out
+    batches = [([3, 0], maps[[3, 0]]), (np.array([4, 1, 2], np.int32), maps[[4, 1, 2]])]
+    out = maps_to_protocol_in_batches(batches, n_images=5)
+    assert out.dtype == np.float32 and out.shape == (5, EVAL_SIZE, EVAL_SIZE)
+    np.testing.assert_array_equal(out, maps_to_protocol(maps))
+
+
+def test_score_bundle_refuses_ground_truth_in_another_order(tmp_path):
+    gt = _ground_truth(6, seed=7)
+    spec = Spec(suite="synthetic", ids={"synthetic/aa": gt.ids.tolist()}, map_size=(64, 64))
+    scores, maps = _prediction(gt, (64, 64), np.float32, seed=0)
+    path = write_valid(tmp_path / "b.zip", spec, {"synthetic/aa": {"ids": gt.ids.tolist(), "scores": scores,
+                                                                   "maps": maps}})
+    shuffled = GT(gt.ids[::-1].copy(), gt.labels[::-1].copy(), gt.masks[::-1].copy())
+    with BundleReader(path) as reader:
+        reader.validate(suite="synthetic", expected_ids={"synthetic/aa": gt.ids.tolist()})
+        with pytest.raises(ValueError, match="the ground truth of synthetic/aa is not in the order of the ids"):
+            score_bundle(reader, {"synthetic/aa": shuffled})
