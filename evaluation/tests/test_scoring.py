@@ -88,7 +88,7 @@ def test_score_arrays_matches_evaluate():
 
 def test_maps_to_protocol_requires_each_position_once():
     maps = np.zeros((2, 64, 64), np.float32)
-    with pytest.raises(ValueError, match="given twice"):
+    with pytest.raises(ValueError, match=r"^a map position was given twice$"):
         maps_to_protocol_in_batches([(np.array([0, 1]), maps), (np.array([1, 2]), maps)], n_images=4)
     with pytest.raises(ValueError, match="for 2 of 4 images"):
         maps_to_protocol_in_batches([(np.array([0, 1]), maps)], n_images=4)
@@ -262,3 +262,8 @@ def test_score_bundle_refuses_ground_truth_in_another_order(tmp_path):
         reader.validate(suite="synthetic", expected_ids={"synthetic/aa": gt.ids.tolist()})
         with pytest.raises(ValueError, match="the ground truth of synthetic/aa is not in the order of the ids"):
             score_bundle(reader, {"synthetic/aa": shuffled})
+
+
+def test_maps_to_protocol_in_batches_empty_batch_is_a_value_error():
+    with pytest.raises(ValueError, match="maps is empty"):
+        maps_to_protocol_in_batches([([], np.zeros((0, 64, 64), np.float32))], n_images=1)

@@ -13,11 +13,12 @@ from leaderboard.selectors.leaderboard import (
     category_breakdown,
     method_metric_evidence,
     suite_leaderboard,
+    suite_leaderboard_cached,
 )
 from leaderboard.selectors.metrics import UnknownMetricError
 
 from .conftest import METRICS, publish_run, publish_submission, uniform
-from .factories import MethodFactory
+from .factories import MethodFactory, SuiteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -155,7 +156,8 @@ def test_breakdown_and_evidence(catalog):
     publish_run(b, cats[:4], uniform(0.9, 4))
     table = category_breakdown(suite_key="vadi", metric="aupro")
     assert [m.name for m in table.methods] == ["A", "B"]  # B is incomplete: after the complete ones
-    assert table.values["visa/candle"] == {a.pk: 0.5} or table.values[cats[4].key] == {a.pk: 0.5}
+    assert table.values == {c.key: ({a.pk: v, b.pk: 0.9} if i < 4 else {a.pk: v})
+                            for i, (c, v) in enumerate(zip(cats, [0.1, 0.2, 0.3, 0.4, 0.5]))}
     assert table.means[a.pk].mean == pytest.approx(0.3) and table.means[b.pk] is None
     ev = method_metric_evidence(suite_key="vadi", method_id=b.pk, metric="pl")
     assert len(ev.cells) == 4 and ev.missing == (cats[4].key,) and ev.aggregate is None
@@ -174,3 +176,145 @@ def test_constant_number_of_queries(catalog, django_assert_num_queries, n_method
     with django_assert_num_queries(4):
         board = suite_leaderboard(suite_key="vadi")
     assert len(board.rows) == n_methods + 1
+
+
+def test_a_suite_of_one_category_ranks_its_complete_methods(catalog):
+    bottle = catalog["categories"]["mvtec"][0]
+    SuiteFactory(key="one", name="One").categories.set([bottle])
+    a, b = MethodFactory(name="A"), MethodFactory(name="B")
+    publish_run(a, [bottle], {"image_auroc": [0.9], "pixel_auroc": [0.8], "aupro": [0.7], "pl": [0.25]})
+    publish_run(b, [bottle], {m: [0.5] for m in METRICS})
+    board = suite_leaderboard(suite_key="one")
+    assert board.category_keys == ("mvtec/bottle",) and board.n_categories == 1 and board.incomplete == ()
+    assert [(r.method.name, r.rank, r.complete, r.n_categories) for r in board.rows] == [("B", 1, True, 1),
+                                                                                      ("A", 2, True, 1)]
+    row_a = board.rows[1]
+    assert {k: (v.mean, v.std, v.n) for k, v in row_a.metrics.items()} == {
+        "image_auroc": (0.9, 0.0, 1), "pixel_auroc": (0.8, 0.0, 1), "aupro": (0.7, 0.0, 1), "pl": (0.25, 0.0, 1)}
+
+
+def test_two_primary_map_variants_count_the_first_by_name(catalog):
+    cats = vadi_cats(catalog)
+    method = MethodFactory(name="Twice")
+    publish_run(method, cats, uniform(0.9, 5), variant="zeta")  # recorded first, named last
+    publish_run(method, cats, uniform(0.3, 5), variant="alpha")
+    (row,) = suite_leaderboard(suite_key="vadi").rows
+    assert row.metrics["pl"].mean == pytest.approx(0.3) and row.metrics["pl"].n == 5
+    assert len(row.benchmark_run_ids) == 1  # only the counted variant's run
+    table = category_breakdown(suite_key="vadi", metric="pl")
+    assert set(table.values[cats[0].key].values()) == {0.3}
+    ev = method_metric_evidence(suite_key="vadi", method_id=method.pk, metric="pl")
+    assert [c.variant for c in ev.cells] == ["alpha"] * 5 and [c.value for c in ev.cells] == [0.3] * 5
+
+
+def test_ranks_ties_names_and_incomplete_order(catalog):
+    cats = vadi_cats(catalog)
+    for name, value in (("beta", 0.6), ("Alpha", 0.6), ("gamma", 0.3), ("Delta", 0.9)):
+        publish_run(MethodFactory(name=name), cats, uniform(value, 5))
+    publish_run(MethodFactory(name="two"), cats[:2], uniform(0.99, 2))
+    publish_run(MethodFactory(name="Four"), cats[:4], uniform(0.1, 4))
+    publish_run(MethodFactory(name="also four"), cats[1:], uniform(0.1, 4))
+    board = suite_leaderboard(suite_key="vadi")
+    assert [(r.method.name, r.rank) for r in board.rows] == [("Delta", 1), ("Alpha", 2), ("beta", 2), ("gamma", 4)]
+    assert [(r.method.name, r.n_categories, r.complete) for r in board.incomplete] == [
+        ("also four", 4, False), ("Four", 4, False), ("two", 2, False)]
+    assert board.notes == () and board.preferred_reproduced == 0
+    assert board.suite_key == "vadi" and board.suite_name == "VADI" and board.dataset_key is None
+    assert board.category_keys == ("mvtec/bottle", "mvtec/cable", "mvtec/carpet", "visa/candle", "visa/pcb1")
+    assert board.sort_metric == "pl"
+    assert board.provenance is None and [m.key for m in board.metrics] == list(METRICS)
+
+
+def test_sources_and_the_preference_note(catalog):
+    cats = vadi_cats(catalog)
+    method = MethodFactory(name="Both")
+    run = publish_run(method, cats[:4], uniform(0.4, 4))
+    sub = publish_submission(method, cats[3:], uniform(0.8, 2))
+    board = suite_leaderboard(suite_key="vadi")
+    (row,) = board.rows
+    assert row.provenances == ("reproduced", "server_scored")
+    assert row.benchmark_run_ids == (run.pk,) and row.submission_ids == (sub.pk,)
+    assert row.preferred_reproduced == 1 and board.preferred_reproduced == 1
+    assert row.metrics["pl"].mean == pytest.approx((0.4 * 4 + 0.8) / 5)
+    assert board.notes == ("1 method-category pair(s) have both a reproduced and a server-scored result; "
+                           "the reproduced one is shown.",)
+    only = suite_leaderboard(suite_key="vadi", provenance="reproduced")
+    assert only.provenance == "reproduced" and only.rows == () and only.notes == ()
+    assert [(r.n_categories, r.submission_ids, r.preferred_reproduced) for r in only.incomplete] == [(4, (), 0)]
+
+
+def test_the_registry_evaluator_is_the_default_when_it_has_results(catalog):
+    from evaluation.metrics import EVALUATOR_VERSION
+
+    cats = vadi_cats(catalog)
+    method = MethodFactory(name="M")
+    publish_run(method, cats, uniform(0.2, 5), evaluator_version=EVALUATOR_VERSION)
+    publish_run(method, cats, uniform(0.7, 5), evaluator_version="zz-newer")
+    board = suite_leaderboard(suite_key="vadi")
+    assert board.evaluator_versions == ("zz-newer", EVALUATOR_VERSION)
+    assert board.evaluator_version == EVALUATOR_VERSION and board.rows[0].metrics["pl"].mean == pytest.approx(0.2)
+    table = category_breakdown(suite_key="vadi", metric="pl")
+    assert table.evaluator_version == EVALUATOR_VERSION and table.means[method.pk].mean == pytest.approx(0.2)
+    ev = method_metric_evidence(suite_key="vadi", method_id=method.pk, metric="pl")
+    assert ev.evaluator_version == EVALUATOR_VERSION and ev.aggregate.mean == pytest.approx(0.2)
+    newer = category_breakdown(suite_key="vadi", metric="pl", evaluator_version="zz-newer")
+    assert newer.means[method.pk].mean == pytest.approx(0.7)
+    assert method_metric_evidence(suite_key="vadi", method_id=method.pk, metric="pl",
+                                  evaluator_version="zz-newer").aggregate.mean == pytest.approx(0.7)
+
+
+def test_breakdown_filters_by_metric_and_provenance(catalog):
+    cats = vadi_cats(catalog)
+    a, b = MethodFactory(name="a-low"), MethodFactory(name="B-high")
+    per_metric = {"image_auroc": [0.91] * 5, "pixel_auroc": [0.92] * 5, "aupro": [0.93] * 5, "pl": [0.2] * 5}
+    publish_run(a, cats, per_metric)
+    publish_submission(a, cats[:2], uniform(0.99, 2))
+    publish_run(b, cats, {m: [0.6, 0.6, 0.6, 0.6, 0.1] for m in METRICS})
+    for metric in METRICS:
+        table = category_breakdown(suite_key="vadi", metric=metric)
+        assert table.metric.key == metric and table.provenance is None
+        assert table.values[cats[0].key] == {a.pk: per_metric[metric][0], b.pk: 0.6}  # reproduced preferred
+        assert table.means[a.pk].mean == pytest.approx(per_metric[metric][0])
+    pl = category_breakdown(suite_key="vadi", metric="pl")
+    assert [m.name for m in pl.methods] == ["B-high", "a-low"]  # 0.5 before 0.2
+    assert [m.name for m in category_breakdown(suite_key="vadi", metric="aupro").methods] == ["a-low", "B-high"]
+    scored = category_breakdown(suite_key="vadi", metric="pl", provenance="server_scored")
+    assert scored.provenance == "server_scored" and [m.name for m in scored.methods] == ["a-low"]
+    assert scored.values[cats[0].key] == {a.pk: 0.99} and scored.values[cats[4].key] == {}
+    assert scored.means == {a.pk: None}
+    mvtec = category_breakdown(suite_key="vadi", metric="pl", dataset_key="mvtec")
+    assert mvtec.categories == tuple(c.key for c in cats[:3]) and mvtec.dataset_key == "mvtec"
+    assert mvtec.means[b.pk].mean == pytest.approx(0.6)
+    ev = method_metric_evidence(suite_key="vadi", method_id=a.pk, metric="pl", provenance="server_scored")
+    assert [c.value for c in ev.cells] == [0.99, 0.99] and ev.missing == ("mvtec/carpet", "visa/candle", "visa/pcb1")
+    assert ev.method.name == "a-low" and ev.metric.key == "pl" and ev.suite_name == "VADI"
+    with pytest.raises(ValueError, match="unknown provenance 'typed'"):
+        category_breakdown(suite_key="vadi", metric="pl", provenance="typed")
+    with pytest.raises(UnknownMetricError):
+        category_breakdown(suite_key="vadi", metric="f1")
+
+
+def test_empty_suites_and_unknown_methods(catalog):
+    SuiteFactory(key="empty", name="Empty")
+    board = suite_leaderboard(suite_key="empty")
+    assert board.rows == () and board.incomplete == () and board.evaluator_version is None
+    table = category_breakdown(suite_key="empty", metric="pl")
+    assert table.methods == () and table.values == {} and table.evaluator_version is None
+    ev = method_metric_evidence(suite_key="vadi", method_id=12345, metric="pl")
+    assert ev.method is None and ev.cells == () and ev.aggregate is None and len(ev.missing) == 5
+
+
+def test_cached_board_equals_the_board_and_follows_writes(catalog, django_assert_num_queries):
+    cats = vadi_cats(catalog)
+    method = MethodFactory(name="Cached")
+    publish_run(method, cats, uniform(0.4, 5))
+    first = suite_leaderboard_cached(suite_key="vadi", sort="image_auroc")
+    assert first == suite_leaderboard(suite_key="vadi", sort="image_auroc")
+    assert first.sort_metric == "image_auroc"
+    with django_assert_num_queries(1):  # the data stamp only: the board comes from the cache
+        assert suite_leaderboard_cached(suite_key="vadi", sort="image_auroc") == first
+    other = suite_leaderboard_cached(suite_key="vadi", dataset_key="visa")
+    assert other.dataset_key == "visa" and other.sort_metric == "pl"
+    publish_run(method, cats, uniform(0.8, 5))
+    assert suite_leaderboard_cached(suite_key="vadi", sort="image_auroc").rows[0].metrics["pl"].mean == pytest.approx(
+        0.8)
