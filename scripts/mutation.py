@@ -9,8 +9,9 @@ The modules and the test files that own them are listed in ``pyproject.toml`` un
 Each module gets its own work folder ``var/mutation/<module>/`` (the project's packages linked in,
 a ``pyproject.toml`` holding the shared options plus ``only_mutate`` and the module's tests), so
 runs of different modules never share mutmut's state and a rerun reuses the earlier verdicts
-(``--fresh`` starts over). Every function of the module is mutated (no sampling); each mutant runs
-only the tests that reach its function.
+(``--fresh`` starts over; ``--survivors`` runs only the mutants not yet killed, after tests were
+added: killed ones stay killed when tests are only added). Every function of the module is
+mutated (no sampling); each mutant runs only the tests that reach its function.
 
 The score is ``killed / (generated - equivalent)``: a mutant that times out counts as killed (the
 tests noticed), and the mutants listed under ``[tool.vadi-mutation.equivalent]`` (name -> why no
@@ -65,6 +66,18 @@ def _workdir(module: str, tests: list[str], project: dict, fresh: bool) -> Path:
     return work
 
 
+def _sync_tests(work: Path, tests: list[str]) -> None:
+    """Copy the module's tests into ``mutants/`` again (mutmut copies a file only once)."""
+    for test in tests:
+        source, target = ROOT / test, work / "mutants" / test
+        if not target.parent.exists():
+            continue  # the first run copies everything
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+
+
 def _statuses(work: Path, mutmut: str, env: dict) -> dict[str, str]:
     out = subprocess.run([mutmut, "results", "--all", "true"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout
@@ -82,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=1, help="mutants run in parallel (default 1)")
     parser.add_argument("--fresh", action="store_true", help="forget the verdicts of earlier runs")
     parser.add_argument("--report-only", action="store_true", help="print the score of the last run, run nothing")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run again only the mutants that the last run did not kill (after adding tests)")
     args = parser.parse_args(argv)
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -93,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL")}
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     if not args.report_only:
-        subprocess.run([mutmut, "run", "--max-children", str(args.max_children)], cwd=work, env=env, check=True)
+        _sync_tests(work, modules[args.module])
+        names = []
+        if args.survivors and (work / "mutants").exists():
+            names = [name for name, status in _statuses(work, mutmut, env).items()
+                     if status not in ("killed", "timeout")]
+        if not args.survivors or names:
+            subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *names], cwd=work, env=env,
+                           check=True)
 
     statuses = _statuses(work, mutmut, env)
     # a listed mutant that the tests kill after all is simply killed
