@@ -252,6 +252,14 @@ class Submission(Job):
     review_status = models.CharField(max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.NONE)
     review_note = models.TextField(blank=True)
     description = models.TextField(blank=True)
+    # When the scoring task was last sent to the broker; null while the submission waits for a
+    # send (the broker was unreachable at upload, or the sweeper handed it back): the sweeper sends
+    # it, and sends again one whose message was not picked up in time (services.submissions).
+    dispatched_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # True only for a failure of our own infrastructure (temporary errors that outlasted their
+    # retries, ground truth or stored archive unavailable): such a submission does not count
+    # against the daily quota. Every other submission of the window counts, failed ones included.
+    quota_exempt = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -14,9 +14,18 @@
    private, or held for review when its maps match the ground truth too well.
 
 This module writes no row: the claim, progress, failure and results are
-``leaderboard.services.submissions`` transitions on the task's lease. Transient errors
-(database, I/O) propagate so that the task retries them; every other error fails the
-submission with a message.
+``leaderboard.services.submissions`` transitions on the task's lease.
+
+Who pays for a failure (the daily quota, ``docs/bundle-format.md``):
+
+* our infrastructure -- temporary database or I/O errors propagate so that the task retries them
+  (and a submission that outlasts its retries fails without counting); the ground truth or the
+  stored archive unavailable fails at once without counting (:class:`ServerUnavailable`: a
+  retry cannot cure a deployment problem);
+* the upload's content -- everything else: a :class:`BundleError` (a message naming the member),
+  the scoring time limit, and any other exception raised while the archive is read, validated
+  or scored (a content problem the validator did not name). These count against the quota, so
+  no crafted archive gets free attempts.
 """
 
 from __future__ import annotations
@@ -27,13 +36,14 @@ from typing import TYPE_CHECKING
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.utils.text import slugify
 
-from evaluation.bundles import BundleError, BundleLimits, BundleReader
+from evaluation.bundles import BundleError, BundleReader
 from leaderboard.failures import failure_from_exception
 from leaderboard.services.jobs import HeartbeatThread, JobLease, JobLostError, heartbeat_interval_s, is_transient
 from leaderboard.services.submissions import (
     SUBMISSION_JOBS,
+    bundle_limits,
+    manifest_method_matches,
     submission_claim,
     submission_fail,
     submission_finish,
@@ -48,27 +58,40 @@ logger = logging.getLogger(__name__)
 
 #: Share of the progress bar given to validation (the rest is scoring).
 VALIDATION_SHARE = 0.3
-#: What the uploader reads when scoring fails inside the server (the detail is for staff only).
+#: What the uploader reads when scoring fails because of our infrastructure (the detail is for staff only).
 SERVER_ERROR_MESSAGE = (
     "Server error while scoring: this is not a problem with your bundle, and it does not count against your "
     "quota. The site's administrators can see what went wrong."
 )
+#: What the uploader reads when processing the upload's content failed in a way the validator did not name.
+CONTENT_ERROR_MESSAGE = (
+    "Scoring failed: reading or scoring this bundle failed in a way the validator does not describe yet. "
+    "A failure while processing an upload's content counts against your daily quota. The site's "
+    "administrators can see what went wrong; check the bundle against the bundle format."
+)
 
 
-class GroundTruthUnavailable(RuntimeError):
+class ServerUnavailable(RuntimeError):
+    """Something of ours that scoring needs is missing (a deployment problem, not the bundle's)."""
+
+
+class GroundTruthUnavailable(ServerUnavailable):
     """The server cannot load a category's ground truth (a deployment problem, not the bundle's)."""
 
 
-def bundle_limits() -> BundleLimits:
-    """The archive limits from settings (``VADI_BUNDLE_*``); unset ones keep the defaults."""
-    return BundleLimits.from_mapping(
-        {
-            "max_bytes": getattr(settings, "VADI_BUNDLE_MAX_BYTES", None),
-            "max_uncompressed_bytes": getattr(settings, "VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES", None),
-            "max_members": getattr(settings, "VADI_BUNDLE_MAX_MEMBERS", None),
-            "max_compression_ratio": getattr(settings, "VADI_BUNDLE_MAX_COMPRESSION_RATIO", None),
-        }
-    )
+class ArchiveUnavailable(ServerUnavailable):
+    """The stored archive cannot be opened (our storage, not the upload)."""
+
+
+def _retried(exc: BaseException) -> bool:
+    """Temporary trouble of ours, worth a retry: database errors, and OS errors that carry an errno.
+
+    An ``OSError`` without an errno is a decoder's complaint about the data (``bz2`` raises
+    ``OSError("Invalid data stream")``): the content's fault, not retried.
+    """
+    if not is_transient(exc):
+        return False
+    return not (isinstance(exc, OSError) and exc.errno is None)
 
 
 def _dataset_category(key: str):
@@ -76,7 +99,9 @@ def _dataset_category(key: str):
 
     try:
         return load_category(key, roots=dict(settings.DATASET_ROOTS))
-    except ValueError as exc:  # DatasetError
+    except Exception as exc:  # DatasetError, a dataset folder that cannot be read, ...
+        if _retried(exc) or isinstance(exc, SoftTimeLimitExceeded):
+            raise
         raise GroundTruthUnavailable(f"the ground truth of {key} is not available on this server: {exc}") from exc
 
 
@@ -88,7 +113,12 @@ class _GroundTruths(Mapping):
         self._size = size
 
     def __getitem__(self, key: str):
-        return self._categories[key].ground_truth(size=self._size)
+        try:
+            return self._categories[key].ground_truth(size=self._size)
+        except Exception as exc:
+            if _retried(exc) or isinstance(exc, SoftTimeLimitExceeded):
+                raise
+            raise GroundTruthUnavailable(f"the ground truth of {key} cannot be read on this server: {exc}") from exc
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._categories)
@@ -99,9 +129,7 @@ class _GroundTruths(Mapping):
 
 def _check_method(manifest_method: str, submission: Submission) -> None:
     method = submission.method
-    if manifest_method.casefold() in (method.name.casefold(), method.key.casefold()):
-        return
-    if slugify(manifest_method) == method.key:
+    if manifest_method_matches(manifest_method, name=method.name, key=method.key):
         return
     raise BundleError(
         f"method {manifest_method!r} does not match the submission's method {method.name!r}", member="manifest.json"
@@ -144,7 +172,13 @@ def _score(submission: Submission, lease: JobLease) -> str:
             message=f"scored {done}/{total} categories ({key})",
         )
 
-    with submission.archive.open("rb") as handle, BundleReader(handle, limits=bundle_limits()) as reader:
+    try:
+        handle = submission.archive.open("rb")
+    except (OSError, ValueError) as exc:
+        if _retried(exc):
+            raise
+        raise ArchiveUnavailable(f"the stored archive of submission {submission.pk} cannot be opened: {exc}") from exc
+    with handle, BundleReader(handle, limits=bundle_limits()) as reader:
         summary = reader.validate(suite=submission.suite.key, expected_ids=expected, progress=validated)
         _check_method(summary.manifest.method, submission)
         submission_scoring_start(lease, progress=VALIDATION_SHARE, message=f"bundle valid; scoring {total} categories")
@@ -192,17 +226,25 @@ def submission_score(*, submission_id: int, task_id: str) -> str:
     except JobLostError:
         logger.warning("submission %s was taken from task %s; stopping", submission_id, task_id)
         return "lost"
-    except SoftTimeLimitExceeded:
+    except ServerUnavailable as exc:
+        logger.error("submission %s: %s", submission_id, exc)
+        failure = failure_from_exception(exc, public=SERVER_ERROR_MESSAGE)
+        submission_fail(lease, message=failure.message, detail=failure.detail, ours=True)
+        return "failed"
+    except SoftTimeLimitExceeded as exc:
         limit = getattr(settings, "VADI_SCORING_SOFT_TIME_LIMIT_S", None)
-        submission_fail(
-            lease,
-            message=f"Server error: scoring exceeded the time limit ({limit} s); it does not count against your quota",
+        limit_text = f" ({limit} s)" if limit else ""
+        failure = failure_from_exception(
+            exc,
+            public=f"Scoring this bundle took longer than the time limit{limit_text}; a bundle within the size "
+            "limits is scored well within it. This counts against your daily quota.",
         )
+        submission_fail(lease, message=failure.message, detail=failure.detail)
         return "failed"
     except Exception as exc:
-        if is_transient(exc):
+        if _retried(exc):
             raise
         logger.exception("submission %s: scoring failed", submission_id)
-        failure = failure_from_exception(exc, public=SERVER_ERROR_MESSAGE)
+        failure = failure_from_exception(exc, public=CONTENT_ERROR_MESSAGE)
         submission_fail(lease, message=failure.message, detail=failure.detail)
         return "failed"

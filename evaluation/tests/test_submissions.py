@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 
 from evaluation.metrics import EVALUATOR_VERSION, evaluate, to_protocol
-from evaluation.tests.bundle_corpus import BAD_BUNDLES, GOOD_BUNDLES, Spec, valid_categories, write_valid
+from evaluation.tests.bundle_corpus import BAD_BUNDLES, GOOD_BUNDLES, Spec, bad_bundle, valid_categories, write_valid
 from leaderboard.models import (
     Category,
     Dataset,
@@ -276,9 +276,14 @@ def test_a_server_error_fails_without_counting_against_the_daily_quota(tiny_suit
     assert submission.error_message.startswith("Server error while scoring")
     assert str(tmp_path) not in submission.error_message and "Error" not in submission.error_message
     assert "not available on this server" in submission.error_detail and str(tmp_path) in submission.error_detail
+    assert submission.quota_exempt
     submission_quota_check(owner=owner)  # does not raise: the failure was ours
     # a bad bundle, in contrast, counts
-    Submission.objects.filter(pk=submission.pk).update(error_message="Invalid bundle: manifest.json: missing member")
+    bad = stored_submission(owner, bad_bundle("nan_in_maps").build(tmp_path / "bad.zip", spec_for(tiny_data_root)))
+    settings.DATASET_ROOTS = {**settings.DATASET_ROOTS, "synthetic": str(tiny_data_root)}
+    assert submission_score(submission_id=bad.pk, task_id="task-0") == "failed"
+    bad.refresh_from_db()
+    assert bad.error_message.startswith("Invalid bundle: ") and not bad.quota_exempt
     with pytest.raises(QuotaExceeded, match="in the last 24 hours"):
         submission_quota_check(owner=owner)
 

@@ -78,17 +78,19 @@ def test_api_errors_name_the_field(bundle, tmp_path, settings):
     path, _ = bundle
     client = APIClient()
     client.force_authenticate(user())
-    response = client.post(API, {"suite": SUITE_KEY, "archive": _upload(path)}, format="multipart")
-    assert response.status_code == 400 and "method: This field is required" in str(response.json())
-    response = client.post(API, {"method": "m", "suite": "nope", "archive": _upload(path)}, format="multipart")
+    response = client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)}, format="multipart")
+    assert response.status_code == 400
+    assert "the manifest names method 'Token net' but the form says 'm'" in str(response.json()["error"]["details"])
+    response = client.post(API, {"method": "Token net", "suite": "nope", "archive": _upload(path)}, format="multipart")
     assert response.status_code == 400 and "unknown suite 'nope'" in str(response.json())
     not_zip = tmp_path / "x.zip"
     not_zip.write_bytes(b"%PDF-1.4 not a zip")
     response = client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(not_zip)}, format="multipart")
     assert response.status_code == 400 and "must be a zip archive" in str(response.json())
     settings.VADI_SUBMISSIONS_CONCURRENT = 1
-    assert client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)}).status_code == 201
-    response = client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)})
+    payload = {"method": "Token net", "suite": SUITE_KEY}
+    assert client.post(API, {**payload, "archive": _upload(path)}).status_code == 201
+    response = client.post(API, {**payload, "archive": _upload(path)})
     assert response.status_code == 429 and "waiting or being scored" in str(response.json())
     assert Submission.objects.count() == 1
 

@@ -25,6 +25,7 @@ from evaluation.tests.test_submissions import (  # noqa: F401  (fixtures)
     honest_categories,
     results_of,
     spec_for,
+    stored_submission,
     tiny_data_root,
     tiny_suite,
     user,
@@ -106,14 +107,18 @@ def test_valid_bundle_is_scored_end_to_end_by_a_real_worker(submissions_worker, 
 def test_bad_bundles_fail_on_the_worker_and_write_nothing(name, submissions_worker, tiny_suite, tiny_data_root,
                                                           tmp_path, settings):  # fmt: skip
     settings.MEDIA_ROOT = submissions_worker.media  # where the worker reads archives
+    from leaderboard.services.submissions import submission_send
+
     case = bad_bundle(name)
     path = case.build(tmp_path / f"{name}.zip", spec_for(tiny_data_root))
-    submission = create_submission(user(), path)
+    submission = stored_submission(user(), path)  # as if it had passed the upload-time checks
+    assert submission_send(submission.pk)
     failed = _wait_finished(submission.pk)
     assert failed.status == JobStatus.FAILED
     assert failed.error_message.startswith("Invalid bundle: ")
     assert re.search(case.message, failed.error_message), failed.error_message
     assert not Result.objects.filter(submission=failed).exists()
+    assert failed.archive.name == "" and not list(submissions_worker.media.rglob(f"*{failed.uuid}*"))  # deleted
 
 
 @pytest.mark.django_db(transaction=True)

@@ -39,8 +39,14 @@ the member. Write bundles with `algorithms.bundle.write_bundle` or
 `python -m algorithms bundle --predictions RUN_DIR --method NAME --suite SUITE --out bundle.zip`.
 Full description: `docs/bundle-format.md`.
 
-Quotas: `VADI_SUBMISSIONS_PER_DAY` per 24 hours (failures caused by a server error do not count) and
-`VADI_SUBMISSIONS_CONCURRENT` waiting or in scoring; over quota answers 429.
+Cheap checks run in the request (zip signature and structure, size limits, `manifest.json` present
+and parseable, its suite, method and categories against the fields): a problem answers 400 with a message
+saying what to change. `suite` and `method` may be left empty: the manifest's are used.
+
+Quotas: `VADI_SUBMISSIONS_PER_DAY` per 24 hours (every upload counts, failed ones included, except
+failures of our own infrastructure, which say so) and `VADI_SUBMISSIONS_CONCURRENT` waiting or in
+scoring; over quota answers 429. An accepted upload is never lost: when no worker can be reached it
+answers 201 with `status` `queued` ("accepted, waiting for a worker") and is scored once one can.
 """
 
 
@@ -71,8 +77,19 @@ class SubmissionListCreateApi(SubmissionListApi):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        method = serializers.CharField(max_length=120, help_text="Method name; a new name creates it, owned by you.")
-        suite = serializers.SlugField(help_text="Suite key: vadi, mvtec, visa or synthetic.")
+        method = serializers.CharField(
+            max_length=120,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="Method name; a new name creates it, owned by you. Empty: the manifest's.",
+        )
+        suite = serializers.SlugField(
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="Suite key: vadi, mvtec, visa or synthetic. Empty: the manifest's.",
+        )
         archive = serializers.FileField(help_text="The bundle zip.")
         visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")

@@ -60,8 +60,10 @@ __all__ = [  # the task names are re-exported for the services that enqueue them
     "job_fail",
     "job_give_up",
     "job_progress",
+    "job_publish",
     "job_release",
     "max_attempts",
+    "publish_timeout_s",
     "setting_or_env",
     "stale_q",
     "tasks_run_eagerly",
@@ -118,8 +120,11 @@ class JobKind:
     ``on_failed(pk)`` runs after a job of this kind failed (the benchmark kind finalises the
     job's run), in the failing transaction. ``dispatch()``, when a kind has one, is what sends
     its waiting jobs to the broker (the benchmark kind: ``services.dispatch``, a few at a time,
-    fairly); such a kind's model has a ``dispatched_at`` field, and the sweeper hands a requeued
-    job back to the dispatcher (``dispatched_at`` null) instead of enqueueing it itself.
+    fairly; submissions: ``services.submissions.submissions_dispatch``, all at once); such a
+    kind's model has a ``dispatched_at`` field, and the sweeper hands a requeued job back to the
+    dispatcher (``dispatched_at`` null) instead of enqueueing it itself. ``give_up_fields`` are
+    written with the failure when a task gives up after its retries (submissions: the failure is
+    ours, ``quota_exempt``).
     """
 
     label: str
@@ -128,6 +133,7 @@ class JobKind:
     give_up_message: str = "Server error: gave up after repeated temporary errors"
     on_failed: Callable[[int], None] | None = None
     dispatch: Callable[[], Any] | None = None
+    give_up_fields: tuple[tuple[str, Any], ...] = ()
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -236,6 +242,43 @@ def job_enqueue(task_name: str, pks: Iterable[int], *, task_ids: Sequence[str] |
             group(signatures).apply_async()
 
     transaction.on_commit(send)
+
+
+def publish_timeout_s() -> float:
+    """Longest wait, in seconds, for the broker when a request sends a task (``VADI_PUBLISH_TIMEOUT_S``)."""
+    return float(setting_or_env("VADI_PUBLISH_TIMEOUT_S", 2.0))
+
+
+def job_publish(task_name: str, pk: int, *, task_id: str) -> bool:
+    """Send ``task_name`` for ``pk`` under ``task_id`` now, waiting at most :func:`publish_timeout_s`.
+
+    For a caller that must answer quickly whatever the broker's state (an upload request): one
+    connection attempt and one retry, each bounded by the timeout, and the task's result is
+    not awaited (``ignore_result``: the result store is not contacted, so an unreachable Redis
+    costs no reconnect loop there, which took about 19 s; every job reports through its row). Returns whether
+    the message was handed to the broker; ``False`` (logged) when it was not, and the caller
+    leaves the job for the sweeper to send. With no broker (eager mode) the task runs here.
+    """
+    from celery import current_app, signature
+
+    if task_name not in current_app.tasks:  # this process has not imported the task modules yet
+        current_app.loader.import_default_modules()
+    timeout = publish_timeout_s()
+    policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+    try:
+        if tasks_run_eagerly():
+            signature(task_name, args=[int(pk)]).apply_async(task_id=task_id)
+        else:
+            with current_app.connection_for_write(connect_timeout=timeout) as connection:
+                signature(task_name, args=[int(pk)]).apply_async(
+                    task_id=task_id, connection=connection, ignore_result=True, retry=True, retry_policy=policy
+                )
+    except Exception:
+        if tasks_run_eagerly():  # an eager task's own error: the job's row says what happened
+            raise
+        logger.warning("could not send %s for %s; the sweeper will send it", task_name, pk, exc_info=True)
+        return False
+    return True
 
 
 # Claim --------------------------------------------------------------------------------------
@@ -352,7 +395,13 @@ def error_fields(message: object, *, detail: str = "", own_input: bool = False) 
 
 
 def job_fail(
-    lease: JobLease, *, message: str, detail: str = "", own_input: bool = False, progress_message: str = "failed"
+    lease: JobLease,
+    *,
+    message: str,
+    detail: str = "",
+    own_input: bool = False,
+    progress_message: str = "failed",
+    fields: dict[str, Any] | None = None,
 ) -> bool:
     """Fail the lease's unfinished job with ``message``; ``True`` if this call changed it.
 
@@ -361,7 +410,9 @@ def job_fail(
     inside, a traceback) is kept for staff in ``error_detail``.
     Conditional on the job not being finished and still naming the lease's task (running, or
     queued again by :func:`job_release`). Its kind's ``on_failed`` runs in the same transaction.
+    ``fields`` are more columns of the kind's model to write with the failure.
     """
+    extra = dict(fields or {})
     fields = error_fields(message, detail=detail, own_input=own_input)
     now = timezone.now()
     rows = lease.model.objects.filter(pk=lease.pk, celery_task_id=lease.task_id).exclude(status__in=FINISHED_STATUSES)
@@ -372,6 +423,7 @@ def job_fail(
             progress_message=clip(progress_message),
             finished_at=now,
             heartbeat_at=now,
+            **extra,
         )
         if changed and lease.kind.on_failed is not None:
             lease.kind.on_failed(lease.pk)
@@ -383,7 +435,12 @@ def job_fail(
 
 def job_give_up(lease: JobLease, *, reason: str) -> bool:
     """Fail the job after its task's last retry, with the kind's ``give_up_message`` (``reason`` as detail)."""
-    return job_fail(lease, message=lease.kind.give_up_message, detail=f"gave up after repeated errors: {reason}")
+    return job_fail(
+        lease,
+        message=lease.kind.give_up_message,
+        detail=f"gave up after repeated errors: {reason}",
+        fields=dict(lease.kind.give_up_fields),
+    )
 
 
 # Heartbeats ---------------------------------------------------------------------------------

@@ -7,9 +7,16 @@ writes nothing. The scoring itself (reading and validating the archive, computin
 lives in ``evaluation.services.submissions``, which writes nothing: every row write of a
 submission, its results included, is made here.
 
-Failures whose message starts with :data:`INVALID_BUNDLE_PREFIX` are the uploader's (a bad
-bundle) and count against the daily quota; any other failure (server error, lost worker,
-time limit) does not.
+The daily quota counts every submission of the last 24 hours except those that failed because
+of our own infrastructure (``quota_exempt``: temporary errors that outlasted their retries, the
+ground truth or the stored archive unavailable). A failure caused by the upload's content counts,
+whether the validator caught it (a message starting with :data:`INVALID_BUNDLE_PREFIX`) or not.
+
+No upload is lost: the row is committed first (``dispatched_at`` null), its scoring task is sent
+after the commit with a bounded wait (``jobs.job_publish``), and a submission that is still
+``queued`` without a sent message, or whose message was not picked up within
+``VADI_SCORING_RESEND_AFTER_S``, is sent by :func:`submissions_dispatch`, which the sweeper
+calls every minute. A duplicate message is harmless: the claim is one conditional ``UPDATE``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from evaluation.bundles import BundleError, BundleLimits, Precheck, precheck
+
 from ..cache import leaderboard_cache_invalidate
+from ..failures import public_message
 from ..models import (
     Category,
     JobStatus,
@@ -43,18 +53,20 @@ from ..models import (
     Visibility,
     method_name_clash_message,
 )
-from ..names import MethodNameError, method_name_normalise
+from ..names import MethodNameError, method_name_keys, method_name_normalise
 from ..selectors.catalog import method_list
 from ..selectors.visibility import viewer_of
+from .dispatch import DispatchReport
 from .jobs import (
     SCORE_SUBMISSION_TASK,
     JobKind,
     JobLease,
     clip,
     job_claim,
-    job_enqueue,
     job_fail,
     job_progress,
+    job_publish,
+    setting_or_env,
 )
 from .results import result_record, results_publish
 
@@ -63,6 +75,8 @@ logger = logging.getLogger(__name__)
 #: Failures caused by the upload itself start with this; only they count against the daily quota.
 INVALID_BUNDLE_PREFIX = "Invalid bundle: "
 _ZIP_MAGIC = b"PK\x03\x04"
+#: The progress message of a submission between its upload and a worker's claim.
+WAITING_MESSAGE = "accepted, waiting for a worker"
 
 
 class QuotaExceeded(ValidationError):
@@ -81,12 +95,48 @@ def bundle_max_bytes() -> int:
     return int(getattr(settings, "VADI_BUNDLE_MAX_BYTES", 1 << 30))
 
 
+def bundle_limits() -> BundleLimits:
+    """The archive limits from settings (``VADI_BUNDLE_*``); unset ones keep the defaults."""
+    return BundleLimits.from_mapping(
+        {
+            "max_bytes": getattr(settings, "VADI_BUNDLE_MAX_BYTES", None),
+            "max_uncompressed_bytes": getattr(settings, "VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES", None),
+            "max_members": getattr(settings, "VADI_BUNDLE_MAX_MEMBERS", None),
+            "max_compression_ratio": getattr(settings, "VADI_BUNDLE_MAX_COMPRESSION_RATIO", None),
+        }
+    )
+
+
+def scoring_resend_after_s() -> float:
+    """Seconds after which a sent, still unclaimed scoring task is sent again (``VADI_SCORING_RESEND_AFTER_S``)."""
+    return float(setting_or_env("VADI_SCORING_RESEND_AFTER_S", 15 * 60))
+
+
+def manifest_method_matches(manifest_method: str, *, name: str, key: str = "") -> bool:
+    """Whether a manifest's ``method`` names the method called ``name`` (key ``key``).
+
+    The same name ignoring case, the method's key, a name with the same key (``slugify``), or
+    a name that looks the same (``names.method_name_keys``: case, width, spaces, dashes, letters
+    of other scripts). Used at upload and by the worker, so they never disagree.
+    """
+    given = str(manifest_method)
+    if given.casefold() in {name.casefold(), key.casefold()} - {""}:
+        return True
+    slug = slugify(given)
+    if slug and slug in {slugify(name), key}:
+        return True
+    try:
+        return method_name_keys(given)[0] == method_name_keys(name)[0]
+    except (MethodNameError, ValueError):
+        return False
+
+
 # Create --------------------------------------------------------------------------------------
 
 
 def counted_today_q(*, since) -> Q:
-    """Submissions that count against the daily quota: all of the window's, less system failures."""
-    return Q(created_at__gte=since) & (~Q(status=JobStatus.FAILED) | Q(error_message__startswith=INVALID_BUNDLE_PREFIX))
+    """Submissions that count against the daily quota: all of the window's, less failures of our infrastructure."""
+    return Q(created_at__gte=since) & Q(quota_exempt=False)
 
 
 def submission_quota_check(*, owner) -> None:
@@ -106,7 +156,7 @@ def submission_quota_check(*, owner) -> None:
     if today >= limit:
         raise QuotaExceeded(
             f"you have made {today} submission(s) in the last 24 hours (limit {limit}); "
-            "submissions that failed because of a server error do not count",
+            "failed submissions count too, except those that failed because of a problem on our side",
             code="daily_quota",
         )
 
@@ -211,23 +261,75 @@ def _check_upload(archive) -> None:
         raise ValidationError({"archive": "the bundle must be a zip archive (see the bundle format)"})
 
 
+def submission_precheck(archive, *, suite_key: str | None = None, method_name: str | None = None) -> Precheck:
+    """The cheap checks of an upload, in the request: ``evaluation.bundles.precheck`` against the form.
+
+    Reads the zip structure and ``manifest.json`` only (a few kilobytes, whatever the size):
+    the zip signature and structure, the size limits (``VADI_BUNDLE_*``), the manifest (present,
+    parseable, its keys), the manifest's suite against ``suite_key`` and its categories against
+    the suite's, its method against ``method_name`` (:func:`manifest_method_matches`), and the
+    member set. An empty ``suite_key`` or ``method_name`` is taken from the manifest.
+
+    Raises
+    ------
+    django.core.exceptions.ValidationError
+        The first problem, on the field to change (``archive``, ``suite`` or ``method``), with a
+        message saying what to change, e.g. ``Invalid bundle: manifest.json: the manifest says
+        suite 'synthetic' but the form says 'vadi': choose suite 'synthetic', or upload a bundle
+        made for suite 'vadi'``.
+    """
+    _check_upload(archive)
+    try:
+        checked = precheck(archive, limits=bundle_limits())
+    except BundleError as exc:
+        raise ValidationError({"archive": INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True)}) from exc
+    manifest = checked.manifest
+    suite_key = suite_key or manifest.suite
+    suite = Suite.objects.filter(key=suite_key).first()
+    if suite is None:
+        known = ", ".join(Suite.objects.values_list("key", flat=True)) or "none yet"
+        field = "suite" if suite_key != manifest.suite else "archive"
+        raise ValidationError({field: f"unknown suite {suite_key!r} (known: {known})"})
+    try:
+        categories = list(suite.categories.values_list("key", flat=True))
+        precheck(archive, suite=suite_key, categories=categories, limits=bundle_limits())
+    except BundleError as exc:
+        field = "suite" if manifest.suite != suite_key else "archive"
+        raise ValidationError({field: INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True)}) from exc
+    if method_name and not manifest_method_matches(manifest.method, name=method_name):
+        raise ValidationError({"method": _method_mismatch(manifest.method, method_name)})
+    return checked
+
+
+def _method_mismatch(manifest_method: str, form_method: str) -> str:
+    return public_message(
+        f"{INVALID_BUNDLE_PREFIX}manifest.json: the manifest names method {manifest_method!r} but the form says "
+        f"{form_method!r}: enter method {manifest_method!r} (or leave the method empty), or change the "
+        f'manifest\'s "method" to {form_method!r}',
+        own_input=True,
+    )
+
+
 def submission_create(
     *,
     owner,
-    method_name: str,
-    suite_key: str,
+    method_name: str | None,
+    suite_key: str | None,
     archive,
     visibility: str = Visibility.PUBLIC,
     description: str = "",
 ) -> Submission:
     """Store an uploaded bundle and queue it for scoring; returns the new submission.
 
-    Everything is checked before anything is written: the suite, the visibility, the file
-    (non-empty, within ``VADI_BUNDLE_MAX_BYTES``, a zip archive) and the quotas
-    (``VADI_SUBMISSIONS_CONCURRENT`` in flight, ``VADI_SUBMISSIONS_PER_DAY`` per 24 hours),
-    which are enforced with the user's row locked, so two racing uploads cannot both pass.
-    The archive is copied to storage in chunks while its size and SHA-256 are computed. The
-    scoring task is enqueued when the transaction commits.
+    Everything is checked before anything is written: the visibility, the file and its cheap
+    checks (:func:`submission_precheck`: within ``VADI_BUNDLE_*``, a zip archive, the manifest
+    present, parseable and agreeing with ``suite_key`` and ``method_name``, which default to
+    the manifest's when empty) and the quotas (``VADI_SUBMISSIONS_CONCURRENT`` in flight,
+    ``VADI_SUBMISSIONS_PER_DAY`` per 24 hours), which are enforced with the user's row locked,
+    so two racing uploads cannot both pass. The archive is copied to storage in chunks while
+    its size and SHA-256 are computed. After the commit the scoring task is sent with a bounded
+    wait (:func:`submission_send`); when the broker cannot take it, the submission stays
+    ``queued`` ("accepted, waiting for a worker") and the sweeper sends it later.
 
     Raises
     ------
@@ -238,11 +340,12 @@ def submission_create(
     """
     if visibility not in Visibility.values:
         raise ValidationError({"visibility": f"visibility must be one of {', '.join(Visibility.values)}"})
-    suite = Suite.objects.filter(key=suite_key).first()
-    if suite is None:
+    if suite_key and not Suite.objects.filter(key=suite_key).exists():
         known = ", ".join(Suite.objects.values_list("key", flat=True)) or "none yet"
         raise ValidationError({"suite": f"unknown suite {suite_key!r} (known: {known})"})
-    _check_upload(archive)
+    checked = submission_precheck(archive, suite_key=suite_key, method_name=method_name)
+    suite = Suite.objects.get(key=suite_key or checked.manifest.suite)
+    method_name = method_name or checked.manifest.method
 
     stored_name = None
     try:
@@ -250,6 +353,8 @@ def submission_create(
             get_user_model().objects.select_for_update().only("pk").get(pk=owner.pk)
             submission_quota_check(owner=owner)
             method = method_for_user(owner=owner, name=method_name)
+            if not manifest_method_matches(checked.manifest.method, name=method.name, key=method.key):
+                raise ValidationError({"method": _method_mismatch(checked.manifest.method, method.name)})
             submission = Submission(
                 owner=owner,
                 method=method,
@@ -257,7 +362,7 @@ def submission_create(
                 visibility=visibility,
                 description=str(description or "")[:5000],
                 celery_task_id=str(uuid.uuid4()),
-                progress_message="queued for scoring",
+                progress_message=WAITING_MESSAGE,
             )
             copier = _HashingFile(archive)
             submission.archive.save(f"{submission.uuid}.zip", copier, save=False)
@@ -268,13 +373,75 @@ def submission_create(
                 raise ValidationError({"archive": "the upload changed while it was being stored; try again"})
             submission.full_clean()
             submission.save()
-            job_enqueue(SCORE_SUBMISSION_TASK, [submission.pk], task_ids=[submission.celery_task_id])
+            pk = submission.pk
+            transaction.on_commit(lambda: submission_send(pk))
     except BaseException:
         if stored_name:
             Submission.archive.field.storage.delete(stored_name)
         raise
     logger.info("submission %s created by user %s (%s bytes)", submission.pk, owner.pk, submission.archive_size)
     return submission
+
+
+# Sending to the workers -----------------------------------------------------------------------
+
+
+def submission_send(submission_id: int) -> bool:
+    """Send the scoring task of a queued submission that has none in the broker; whether it was sent.
+
+    Marks ``dispatched_at`` with one conditional ``UPDATE`` first (so two senders never both
+    send), then publishes with a bounded wait (``jobs.job_publish``); when the broker cannot
+    take the message the mark is undone, the submission stays ``queued`` and
+    :func:`submissions_dispatch` (the sweeper) sends it later. Never raises for the broker.
+    """
+    now = timezone.now()
+    rows = Submission.objects.filter(pk=submission_id, status=JobStatus.QUEUED, dispatched_at__isnull=True)
+    task_id = rows.values_list("celery_task_id", flat=True).first()
+    if task_id is None:
+        return False  # finished, claimed, or sent by someone else
+    task_id = task_id or str(uuid.uuid4())
+    if not rows.update(dispatched_at=now, celery_task_id=task_id):
+        return False
+    if job_publish(SCORE_SUBMISSION_TASK, submission_id, task_id=task_id):
+        return True
+    Submission.objects.filter(pk=submission_id, status=JobStatus.QUEUED, dispatched_at=now).update(dispatched_at=None)
+    return False
+
+
+def submissions_dispatch(*, now=None) -> DispatchReport:
+    """Send every queued submission that has no message in the broker; report what was sent.
+
+    Two kinds: never sent (``dispatched_at`` null: the broker was unreachable at upload, or
+    the sweeper requeued it after a lost worker), and *presumed lost*: sent more than
+    :func:`scoring_resend_after_s` ago and still not claimed (a flushed or restarted broker, a
+    message dropped after the publish). A lost one is sent under a fresh task id; should the
+    first message turn up after all, whichever arrives second finds the submission claimed or
+    finished and does nothing (``submission_claim``), so a submission is scored once and has
+    one set of results however often it is sent. Stops at the first failed send (the broker
+    is down; the next sweep tries again). Called by the sweeper (``services.sweeper``).
+    """
+    now = timezone.now() if now is None else now
+    report = DispatchReport()
+    cutoff = now - timedelta(seconds=scoring_resend_after_s())
+    lost = Submission.objects.filter(status=JobStatus.QUEUED, dispatched_at__lt=cutoff)
+    for pk, seen in lost.order_by("dispatched_at", "pk").values_list("pk", "dispatched_at"):
+        task_id = str(uuid.uuid4())
+        if not Submission.objects.filter(pk=pk, status=JobStatus.QUEUED, dispatched_at=seen).update(
+            dispatched_at=None, celery_task_id=task_id
+        ):
+            continue
+        logger.warning("submission %s: its scoring message looks lost (sent %s); sending it again", pk, seen)
+        if not submission_send(pk):
+            return report
+        report.resent.append(pk)
+    held = Submission.objects.filter(status=JobStatus.QUEUED, dispatched_at__isnull=True).order_by("created_at", "pk")
+    for pk in held.values_list("pk", flat=True):
+        if not submission_send(pk):
+            if Submission.objects.filter(pk=pk, status=JobStatus.QUEUED, dispatched_at__isnull=True).exists():
+                return report  # the broker refused it: try again at the next sweep
+            continue
+        report.dispatched.append(pk)
+    return report
 
 
 # Worker-side transitions ----------------------------------------------------------------------
@@ -315,8 +482,15 @@ def submission_scoring_start(lease: JobLease, *, progress: float, message: str) 
     job_progress(lease, progress=progress, message=message, status=JobStatus.SCORING)
 
 
-def submission_fail(lease: JobLease, *, message: str, detail: str = "", invalid_bundle: bool = False) -> bool:
+def submission_fail(
+    lease: JobLease, *, message: str, detail: str = "", invalid_bundle: bool = False, ours: bool = False
+) -> bool:
     """Fail the lease's unfinished submission with a message; ``invalid_bundle`` says the upload was at fault.
+
+    ``ours`` says the failure is our infrastructure's (the ground truth or the stored archive
+    unavailable): the submission is then ``quota_exempt``. Every other failure counts against
+    the daily quota, including content failures the validator did not name (``invalid_bundle``
+    false, ``ours`` false).
 
     ``message`` is what the uploader reads (made public by ``jobs.error_fields``: no server
     path, setting name, traceback or exception class; an invalid bundle's message keeps the
@@ -337,13 +511,32 @@ def submission_fail(lease: JobLease, *, message: str, detail: str = "", invalid_
         detail=detail,
         own_input=invalid_bundle,
         progress_message="failed: invalid bundle" if invalid_bundle else "failed",
+        fields={"quota_exempt": True} if ours and not invalid_bundle else None,
     )
 
 
-def _submission_unpublish(submission_id: int) -> None:
-    """A failed submission's results stop being current (``SUBMISSION_JOBS.on_failed``)."""
+def _submission_failed(submission_id: int) -> None:
+    """What a failure leaves (``SUBMISSION_JOBS.on_failed``, in the failing transaction): nothing that outlives it.
+
+    Its results (there should be none) stop being current, and its archive is deleted from
+    storage once the transaction commits (the row keeps no file name): a failed submission is
+    final, nothing reads its archive again. The row itself stays, so that its owner reads why
+    it failed and the quota counts it.
+    """
     if Result.objects.filter(submission_id=submission_id, is_current=True).update(is_current=False):
         leaderboard_cache_invalidate()
+    name = Submission.objects.filter(pk=submission_id).values_list("archive", flat=True).first()
+    if not name:
+        return
+    Submission.objects.filter(pk=submission_id).update(archive="")
+
+    def delete() -> None:
+        try:
+            Submission.archive.field.storage.delete(name)
+        except OSError:  # the next failure or an admin cleans up; nothing else reads it
+            logger.warning("submission %s: could not delete its archive", submission_id, exc_info=True)
+
+    transaction.on_commit(delete)
 
 
 @transaction.atomic
@@ -416,7 +609,9 @@ SUBMISSION_JOBS = JobKind(
     model=Submission,
     task_name=SCORE_SUBMISSION_TASK,
     give_up_message="Server error: gave up after repeated temporary errors; it does not count against your quota",
-    on_failed=_submission_unpublish,
+    on_failed=_submission_failed,
+    dispatch=submissions_dispatch,
+    give_up_fields=(("quota_exempt", True),),
 )
 
 

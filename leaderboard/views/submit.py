@@ -41,10 +41,15 @@ LOGIN_URL = reverse_lazy("submissions:login")
 class SubmissionForm(forms.Form):
     method = forms.CharField(
         max_length=120,
-        help_text="Your method's name; a new name creates the method, owned by you.",
+        required=False,
+        help_text="Your method's name; a new name creates the method, owned by you. Empty: the name in the "
+        "bundle's manifest.",
         widget=forms.TextInput(attrs={"list": "my-methods", "autocomplete": "off"}),
     )
-    suite = forms.ChoiceField(help_text="The categories your bundle covers.")
+    suite = forms.ChoiceField(
+        required=False,
+        help_text="The categories your bundle covers. Empty: the suite named in the bundle's manifest.",
+    )
     archive = forms.FileField(label="Bundle (.zip)", help_text="See the bundle format below.")
     visibility = forms.ChoiceField(
         choices=Visibility.choices,
@@ -55,7 +60,7 @@ class SubmissionForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["suite"].choices = catalog.suite_choices()
+        self.fields["suite"].choices = [("", "the suite in the bundle's manifest"), *catalog.suite_choices()]
 
 
 @never_cache
@@ -100,7 +105,7 @@ def _submission_new(request, limiter: BundleSizeLimitHandler):
                 form.add_error(None, exc.messages)
             status = 400
         else:
-            messages.success(request, f"Submission {submission.pk} received; it is queued for scoring.")
+            messages.success(request, f"Submission {submission.pk} accepted, waiting for a worker.")
             return redirect(reverse("leaderboard:submission-detail", args=[submission.pk]))
     elif request.method == "POST":
         status = 400
