@@ -80,7 +80,8 @@ def test_api_errors_name_the_field(bundle, tmp_path, settings):
     client.force_authenticate(user())
     response = client.post(API, {"method": "m", "suite": SUITE_KEY, "archive": _upload(path)}, format="multipart")
     assert response.status_code == 400
-    assert "the manifest names method 'Token net' but the form says 'm'" in str(response.json()["error"]["details"])
+    (message,) = response.json()["error"]["details"]["method"]
+    assert "the manifest names method 'Token net' but the form says 'm'" in message
     response = client.post(API, {"method": "Token net", "suite": "nope", "archive": _upload(path)}, format="multipart")
     assert response.status_code == 400 and "unknown suite 'nope'" in str(response.json())
     not_zip = tmp_path / "x.zip"
