@@ -172,7 +172,9 @@ def test_the_form_defaults_to_the_manifests_suite_and_shows_a_mismatch_on_the_pa
     assert "choose suite &#x27;tinysub&#x27;" in text and not Submission.objects.exists()
     # The form's defaults (suite and method empty) score the bundle, whatever suite it was made for.
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/submit/", {"suite": "", "method": "", "visibility": "public", "archive": _upload(path)})
+        response = client.post(
+            "/submit/", {"suite": "", "method": "", "visibility": "public", "archive": _upload(path)}
+        )
     assert response.status_code == 302, response.content.decode()[-2000:]
     submission = Submission.objects.get()
     assert submission.status == JobStatus.DONE, submission.error_message
@@ -188,7 +190,13 @@ def test_crafted_uploads_never_exceed_the_daily_quota(tiny_suite, tiny_data_root
     spec = spec_for(tiny_data_root)
     archives = {
         name: bad_bundle(name).build(tmp_path / f"{name}.zip", spec)
-        for name in ("manifest_deep_nesting", "nul_in_name", "manifest_wrong_suite", "nan_in_maps", "pickled_object_array")
+        for name in (
+            "manifest_deep_nesting",
+            "nul_in_name",
+            "manifest_wrong_suite",
+            "nan_in_maps",
+            "pickled_object_array",
+        )
     }
     archives["float32_extremes"] = good_bundle("float32_extremes").build(tmp_path / "extremes.zip", spec)
     codes = {}
@@ -206,9 +214,9 @@ def test_crafted_uploads_never_exceed_the_daily_quota(tiny_suite, tiny_data_root
     assert counted.count() == 3 and counted.filter(status=JobStatus.FAILED).count() >= 2
 
 
-def test_a_crash_the_validator_did_not_name_counts_and_shows_no_internals(tiny_suite, tiny_data_root, tmp_path,
-                                                                          settings, monkeypatch,
-                                                                          django_capture_on_commit_callbacks):  # fmt: skip
+def test_a_crash_the_validator_did_not_name_counts_and_shows_no_internals(
+    tiny_suite, tiny_data_root, tmp_path, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     """A content failure that escapes the validator (here: the scorer raising) is not a free attempt."""
     import evaluation.scoring
 
@@ -234,7 +242,11 @@ def test_a_crash_the_validator_did_not_name_counts_and_shows_no_internals(tiny_s
     # The owner's pages show the public message only.
     client = Client()
     client.force_login(owner)
-    for url in (f"/submissions/{submission.pk}/", f"/submissions/{submission.pk}/status.json", f"/api/v1/submissions/{submission.pk}/"):
+    for url in (
+        f"/submissions/{submission.pk}/",
+        f"/submissions/{submission.pk}/status.json",
+        f"/api/v1/submissions/{submission.pk}/",
+    ):
         text = client.get(url).content.decode()
         assert "Scoring failed" in text and "RecursionError" not in text and "VADI_SECRET_ROOT" not in text, url
         assert str(settings.MEDIA_ROOT) not in text
@@ -245,7 +257,12 @@ def test_our_own_failures_are_exempt_and_delete_the_archive(tiny_suite, tiny_dat
     """Temporary errors that outlast their retries, and a missing ground truth: not counted; nothing left."""
     from evaluation.tests.test_submissions import stored_submission
     from leaderboard.services.jobs import job_give_up
-    from leaderboard.services.submissions import SUBMISSION_JOBS, QuotaExceeded, submission_claim, submission_quota_check
+    from leaderboard.services.submissions import (
+        SUBMISSION_JOBS,
+        QuotaExceeded,
+        submission_claim,
+        submission_quota_check,
+    )
 
     settings.VADI_SUBMISSIONS_PER_DAY = 1
     owner = user()
