@@ -10,14 +10,19 @@ workers that a test may SIGKILL (``evaluation/tests/test_benchmarks_worker.py``)
 * :func:`app_on_queue` points the in-process Celery app at that queue (not eager) meanwhile, or
   :func:`app_on_queues` routes each kind of work to a queue of its own (``config.queues``);
 * :func:`torch_blocked_env` makes a subprocess behave as if PyTorch were not installed (the web
-  image: web process, scoring worker, beat).
+  image: web process, scoring worker, beat);
+* :class:`RedisServer` is a Redis of the test's own on a free port, which the test may stop and
+  start again (the broker going away and coming back), and :func:`app_on_broker` points the
+  in-process Celery app at it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -203,3 +208,87 @@ def torch_blocked_env(directory: Path, blocked: tuple[str, ...] = TORCH_PACKAGES
     (directory / "sitecustomize.py").write_text(_BLOCKER.format(blocked=tuple(blocked)))
     path = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": f"{directory}{os.pathsep}{path}" if path else str(directory)}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A ``redis-server`` subprocess of the test's own on a free port (never the machine's Redis).
+
+    :meth:`stop` ends it (SIGTERM to this process only) and :meth:`start` starts it again on the
+    same port, empty (nothing is persisted): a broker that went away and came back. Skips the
+    test when ``redis-server`` is not installed.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.executable = shutil.which("redis-server")
+        if self.executable is None:
+            pytest.skip("needs redis-server on PATH to start a broker of the test's own")
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.directory / "redis.log", "a")  # noqa: SIM115  (handed to the subprocess)
+        self.proc = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.is_up():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def is_up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def app_on_broker(app, url: str) -> Iterator[None]:
+    """Point ``app``'s broker at ``url`` for the block (its connection and producer pools renewed), then restore it."""
+    names = ("broker_url", "broker_write_url", "broker_read_url")
+    previous = {name: app.conf.get(name) for name in names}
+
+    def renew_pools() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+
+    renew_pools()
+    # The read and write URLs, because ``broker_url`` itself prefers the CELERY_BROKER_URL variable.
+    app.conf.update(broker_url=url, broker_write_url=url, broker_read_url=url)
+    try:
+        yield
+    finally:
+        renew_pools()
+        app.conf.update(previous)
