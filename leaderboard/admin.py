@@ -44,13 +44,13 @@ class MethodAdmin(admin.ModelAdmin):
 @admin.register(models.Submission)
 class SubmissionAdmin(admin.ModelAdmin):
     list_display = ("id", "method", "owner", "suite", "status", "review_status", "created_at")
-    list_filter = ("status", "review_status", "visibility")
+    list_filter = ("status", "review_status", "visibility", "quota_exempt")
     # Who may see a submission follows from these fields: they change through services (the
     # review actions), never by hand. ``error_detail`` is what the uploader is not shown.
     readonly_fields = (
         "uuid", "owner", "method", "suite", "archive", "archive_size", "archive_sha256", "visibility",
         "status", "review_status", "progress", "progress_message", "error_message", "error_detail", "attempts",
-        "started_at", "finished_at", "heartbeat_at", "celery_task_id",
+        "started_at", "finished_at", "heartbeat_at", "celery_task_id", "dispatched_at", "quota_exempt",
     )
     actions = ("approve_submissions", "reject_submissions")
 

@@ -279,9 +279,9 @@ def app_on_broker(app, url: str) -> Iterator[None]:
     previous = {name: app.conf.get(name) for name in names}
 
     def renew_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        # Dropped, not closed: kombu keeps pools per broker URL process-wide (``kombu.pools``), and a
+        # closed one would be handed out again to whoever asks for that URL next.
+        app._pool = None
         app.amqp._producer_pool = None
 
     renew_pools()

@@ -312,3 +312,32 @@ def test_the_method_of_a_failed_upload_is_shown_to_nobody_else(tiny_suite, tiny_
     owner_client = Client()
     owner_client.force_login(owner)
     assert owner_client.get(f"/methods/{method.key}/").status_code == 200  # its owner still sees it
+
+
+def test_an_upload_the_broker_cannot_take_is_kept_and_sent_by_the_sweeper(
+    tiny_suite, tiny_data_root, tmp_path, settings, django_capture_on_commit_callbacks
+):
+    """No broker at the upload: 201, "accepted, waiting for a worker", kept unsent; the sweeper sends it later."""
+    from config.celery import app
+    from leaderboard.services.sweeper import jobs_sweep
+    from tests.workers import app_on_broker, app_on_queue, free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    path = write_valid(tmp_path / "b.zip", spec_for(tiny_data_root), honest_categories(tiny_data_root, seed=5))
+    with app_on_broker(app, nowhere), app_on_queue(app, queue="vadi-nowhere", broker=nowhere):
+        response = _post(_client(user()), path, django_capture_on_commit_callbacks, suite=SUITE_KEY)
+        assert response.status_code == 201, response.content
+        assert response.json()["progress_message"] == "accepted, waiting for a worker"
+        submission = Submission.objects.get()
+        assert submission.status == JobStatus.QUEUED and submission.dispatched_at is None
+        assert _files(settings)  # the archive is kept
+        report = jobs_sweep()  # the broker is still away: nothing sent, nothing lost
+        assert report.dispatched == [] and Submission.objects.get().dispatched_at is None
+    # The broker is back (here: eager tasks, the in-process stand-in): the next sweep sends it once.
+    with django_capture_on_commit_callbacks(execute=True):
+        report = jobs_sweep()
+    assert report.dispatched == [f"submission {submission.pk}"]
+    submission.refresh_from_db()
+    assert submission.status == JobStatus.DONE and submission.attempts == 1, submission.error_message
+    assert Result.objects.filter(submission=submission).count() == 8
+    assert jobs_sweep().dispatched == []  # done: never sent again

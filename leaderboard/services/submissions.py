@@ -72,9 +72,15 @@ from .results import result_record, results_publish
 
 logger = logging.getLogger(__name__)
 
-#: Failures caused by the upload itself start with this; only they count against the daily quota.
+#: Problems the validator names in an upload start with this (they count against the daily quota,
+#: as does every failure but those of our infrastructure: ``Submission.quota_exempt``).
 INVALID_BUNDLE_PREFIX = "Invalid bundle: "
 _ZIP_MAGIC = b"PK\x03\x04"
+#: The answer to an archive that the upload-time check could not read (a reader bug, never a crash).
+UNREADABLE_MESSAGE = (
+    f"{INVALID_BUNDLE_PREFIX}the archive could not be read: its structure is not one this server accepts; "
+    "write it with write_bundle or a plain zip tool (see the bundle format)"
+)
 #: The progress message of a submission between its upload and a worker's claim.
 WAITING_MESSAGE = "accepted, waiting for a worker"
 
@@ -184,19 +190,9 @@ def method_for_user(*, owner, name: str) -> Method:
     key is taken by a different-looking name ("PatchCore+" next to "PatchCore") gets the next
     free key (``patchcore-2``).
     """
-    try:
-        name = method_name_normalise(name)
-    except MethodNameError as exc:
-        raise ValidationError({"method": str(exc)}) from exc
-    if len(name) > Method._meta.get_field("name").max_length:
-        raise ValidationError({"method": "the method name is too long (120 characters at most)"})
-    key = slugify(name)[: Method._meta.get_field("key").max_length].strip("-")
-    if not key:
-        raise ValidationError({"method": f"method name {name!r} needs at least one letter or digit"})
-    candidate = Method(key=key, name=name, owner=owner)  # its family is not known
-    method = candidate.look_alike()
+    candidate, method = _method_lookup(owner=owner, name=name)
     if method is None:
-        candidate.key = _free_method_key(key)
+        candidate.key = _free_method_key(candidate.key)
         try:
             candidate.full_clean(validate_unique=False)
         except ValidationError as exc:
@@ -209,6 +205,37 @@ def method_for_user(*, owner, name: str) -> Method:
             method = candidate.look_alike()
             if method is None:
                 raise
+            _method_may_use(owner=owner, name=candidate.name, method=method)
+    return method
+
+
+def method_name_check(*, owner, name: str) -> None:
+    """Raise the ``ValidationError`` that :func:`method_for_user` would raise for ``name``, writing nothing."""
+    _method_lookup(owner=owner, name=name)
+
+
+def _method_lookup(*, owner, name: str) -> tuple[Method, Method | None]:
+    """The unsaved candidate for ``name`` and the existing method it names (``None``: a new one).
+
+    Raises ``ValidationError`` on ``method`` for a bad name or one taken by someone else.
+    """
+    try:
+        name = method_name_normalise(name)
+    except MethodNameError as exc:
+        raise ValidationError({"method": str(exc)}) from exc
+    if len(name) > Method._meta.get_field("name").max_length:
+        raise ValidationError({"method": "the method name is too long (120 characters at most)"})
+    key = slugify(name)[: Method._meta.get_field("key").max_length].strip("-")
+    if not key:
+        raise ValidationError({"method": f"method name {name!r} needs at least one letter or digit"})
+    candidate = Method(key=key, name=name, owner=owner)  # its family is not known
+    method = candidate.look_alike()
+    if method is not None:
+        _method_may_use(owner=owner, name=name, method=method)
+    return candidate, method
+
+
+def _method_may_use(*, owner, name: str, method: Method) -> None:
     if method.owner_id != owner.pk and not owner.is_staff:
         if method_list(viewer=viewer_of(owner)).filter(pk=method.pk).exists():
             message = method_name_clash_message(name, method)
@@ -218,7 +245,6 @@ def method_for_user(*, owner, name: str) -> Method:
                 "names are compared ignoring case, spaces, dashes and letters that look alike); choose another name"
             )
         raise ValidationError({"method": message}, code="look_alike")
-    return method
 
 
 class _HashingFile(File):
@@ -279,26 +305,41 @@ def submission_precheck(archive, *, suite_key: str | None = None, method_name: s
         made for suite 'vadi'``.
     """
     _check_upload(archive)
-    try:
-        checked = precheck(archive, limits=bundle_limits())
-    except BundleError as exc:
-        raise ValidationError({"archive": INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True)}) from exc
+    checked = _precheck(archive, field="archive")
     manifest = checked.manifest
     suite_key = suite_key or manifest.suite
     suite = Suite.objects.filter(key=suite_key).first()
     if suite is None:
         known = ", ".join(Suite.objects.values_list("key", flat=True)) or "none yet"
-        field = "suite" if suite_key != manifest.suite else "archive"
-        raise ValidationError({field: f"unknown suite {suite_key!r} (known: {known})"})
-    try:
-        categories = list(suite.categories.values_list("key", flat=True))
-        precheck(archive, suite=suite_key, categories=categories, limits=bundle_limits())
-    except BundleError as exc:
-        field = "suite" if manifest.suite != suite_key else "archive"
-        raise ValidationError({field: INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True)}) from exc
+        if suite_key != manifest.suite:
+            raise ValidationError({"suite": f"unknown suite {suite_key!r} (known: {known})"})
+        raise ValidationError(
+            {"archive": public_message(
+                f"{INVALID_BUNDLE_PREFIX}manifest.json: the manifest names suite {manifest.suite!r}, which this "
+                f"server does not have (known: {known}); make the bundle for one of these",
+                own_input=True,
+            )}
+        )  # fmt: skip
+    categories = list(suite.categories.values_list("key", flat=True))
+    _precheck(
+        archive, field="suite" if manifest.suite != suite_key else "archive", suite=suite_key, categories=categories
+    )
     if method_name and not manifest_method_matches(manifest.method, name=method_name):
         raise ValidationError({"method": _method_mismatch(manifest.method, method_name)})
     return checked
+
+
+def _precheck(archive, *, field: str, **against) -> Precheck:
+    """``evaluation.bundles.precheck`` with the server's limits; a problem is a ValidationError on ``field``."""
+    try:
+        return precheck(archive, limits=bundle_limits(), **against)
+    except BundleError as exc:
+        raise ValidationError({field: INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True)}) from exc
+    except (ValueError, LookupError, ArithmeticError, RecursionError, MemoryError) as exc:
+        # Not expected (the reader turns every problem into a BundleError), but a crafted archive
+        # must get a refusal, never a crash: the worker's full validation would meet the same.
+        logger.exception("upload-time check crashed on an archive; refused")
+        raise ValidationError({"archive": UNREADABLE_MESSAGE}) from exc
 
 
 def _method_mismatch(manifest_method: str, form_method: str) -> str:
@@ -343,6 +384,8 @@ def submission_create(
     if suite_key and not Suite.objects.filter(key=suite_key).exists():
         known = ", ".join(Suite.objects.values_list("key", flat=True)) or "none yet"
         raise ValidationError({"suite": f"unknown suite {suite_key!r} (known: {known})"})
+    if method_name:
+        method_name_check(owner=owner, name=method_name)  # a name the user may not use is the first thing to say
     checked = submission_precheck(archive, suite_key=suite_key, method_name=method_name)
     suite = Suite.objects.get(key=suite_key or checked.manifest.suite)
     method_name = method_name or checked.manifest.method
@@ -408,7 +451,7 @@ def submission_send(submission_id: int) -> bool:
     return False
 
 
-def submissions_dispatch(*, now=None) -> DispatchReport:
+def submissions_dispatch(*, now=None, held_only: bool = False) -> DispatchReport:
     """Send every queued submission that has no message in the broker; report what was sent.
 
     Two kinds: never sent (``dispatched_at`` null: the broker was unreachable at upload, or
@@ -418,12 +461,17 @@ def submissions_dispatch(*, now=None) -> DispatchReport:
     first message turn up after all, whichever arrives second finds the submission claimed or
     finished and does nothing (``submission_claim``), so a submission is scored once and has
     one set of results however often it is sent. Stops at the first failed send (the broker
-    is down; the next sweep tries again). Called by the sweeper (``services.sweeper``).
+    is down; the next sweep tries again). Called by the sweeper (``services.sweeper``), and with
+    ``held_only`` (never-sent ones only) by a scoring worker each time it connects to the broker
+    (``evaluation.tasks.connect``), so that uploads accepted while the broker was down are sent
+    as soon as it is back.
     """
     now = timezone.now() if now is None else now
     report = DispatchReport()
     cutoff = now - timedelta(seconds=scoring_resend_after_s())
     lost = Submission.objects.filter(status=JobStatus.QUEUED, dispatched_at__lt=cutoff)
+    if held_only:
+        lost = lost.none()
     for pk, seen in lost.order_by("dispatched_at", "pk").values_list("pk", "dispatched_at"):
         task_id = str(uuid.uuid4())
         if not Submission.objects.filter(pk=pk, status=JobStatus.QUEUED, dispatched_at=seen).update(
