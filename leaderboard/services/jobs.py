@@ -255,7 +255,7 @@ def job_publish(task_name: str, pk: int, *, task_id: str) -> bool:
     For a caller that must answer quickly whatever the broker's state (an upload request): one
     connection attempt and one retry, each bounded by the timeout, and the task's result is
     not awaited (``ignore_result``: the result store is not contacted, so an unreachable Redis
-    costs no reconnect loop there, which took about 19 s; every job reports through its row). Returns whether
+    costs no reconnect loop there; every job reports through its row). Returns whether
     the message was handed to the broker; ``False`` (logged) when it was not, and the caller
     leaves the job for the sweeper to send. With no broker (eager mode) the task runs here.
     """
