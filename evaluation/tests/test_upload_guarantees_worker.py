@@ -174,8 +174,14 @@ def test_the_quota_holds_against_crafted_archives_scored_by_the_worker(on_own_br
     """Archives that pass the request's checks and fail (or pass) on the worker: never more than the limit."""
     settings.VADI_SUBMISSIONS_PER_DAY = 2
     spec = spec_for(tiny_data_root)
+    refused = [  # refused in the request: they never reach the worker nor the quota
+        bad_bundle(name).build(tmp_path / f"{name}.zip", spec)
+        for name in ("manifest_deep_nesting", "nul_in_name", "nul_in_local_name_only", "manifest_wrong_suite")
+    ]
     archives = [
+        *refused,
         bad_bundle("nan_in_maps").build(tmp_path / "nan.zip", spec),
+        *refused,
         bad_bundle("pickled_object_array").build(tmp_path / "pickle.zip", spec),
         good_bundle("float32_extremes").build(tmp_path / "extremes.zip", spec),
         bad_bundle("nan_in_maps").build(tmp_path / "nan2.zip", spec),
@@ -189,7 +195,7 @@ def test_the_quota_holds_against_crafted_archives_scored_by_the_worker(on_own_br
         codes.append(response.status_code)
         if response.status_code == 201:
             _wait_finished(response.json()["id"])
-    assert codes == [201, 201, 429, 429], codes
+    assert codes == [400] * 4 + [201] + [400] * 4 + [201, 429, 429], codes
     failed = Submission.objects.filter(owner=owner)
     assert failed.count() == 2 and all(s.status == JobStatus.FAILED and not s.quota_exempt for s in failed)
     assert all(s.archive.name == "" for s in failed)
