@@ -124,13 +124,13 @@ class SuperSimpleNetModel(nn.Module):
         self.seg_head = nn.Sequential(
             nn.Conv2d(channels, seg_hidden, kernel_size=1),
             nn.BatchNorm2d(seg_hidden),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(seg_hidden, 1, kernel_size=1, bias=False),
         )
         self.cls_conv = nn.Sequential(
             nn.Conv2d(channels + 1, cls_hidden, kernel_size=5, padding=2),
             nn.BatchNorm2d(cls_hidden),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         self.cls_fc = nn.Linear(2 * cls_hidden + 2, 1)
         _init_weights(self)
