@@ -34,6 +34,10 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     (Lin et al. 2017, no alpha; SuperSimpleNet gamma 4, GLASS 2, MemSeg 4).
     ``truncated_l1_loss(scores, anomalous, margin=0.5, normality=True)``: SimpleNet's eq. 6 hinge,
     ``mean(max(0, th - s_normal)) + mean(max(0, th + s_anomalous))`` (SimpleNet, SuperSimpleNet, GLASS).
+``optim``
+    ``StableAdamW(params, lr=, betas=, eps=, weight_decay=, amsgrad=, clip_threshold=1)``: AdamW whose
+    per-tensor step is divided by ``max(1, RMS(g / (sqrt(v_hat) + eps)))`` (Wortsman et al. 2023; the
+    update rule of Dinomaly's official code; Dinomaly, INP-Former).
 ``patch_embedding``
     ``patch_embedding(features, patch_size=, pretrain_embed_dim=, target_embed_dim=)``: PatchCore's
     locally aware patch features: list of ``(B, C_l, h_l, w_l)`` maps to ``(B, h, w, target_embed_dim)``

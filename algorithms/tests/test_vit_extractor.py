@@ -16,8 +16,7 @@ PLAIN = "vit_small_patch14_dinov2.lvd142m"
 
 def _extractor(backbone: str = REG, blocks=(1, 3), *, size: int = 56, norm: bool = False, seed: int = 0, **kw):
     torch.manual_seed(seed)
-    return ViTFeatureExtractor(backbone, blocks, input_size=size, pretrained=False, norm=norm,
-                               model_kwargs=TINY, **kw)  # fmt: skip
+    return ViTFeatureExtractor(backbone, blocks, input_size=size, pretrained=False, norm=norm, model_kwargs=TINY, **kw)
 
 
 def _full_model(extractor: ViTFeatureExtractor, backbone: str, size: int) -> torch.nn.Module:
@@ -37,8 +36,9 @@ def test_taps_equal_timm_forward_intermediates(backbone, prefix, norm):
     images = torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(1))
     full = _full_model(extractor, backbone, 56)
     with torch.no_grad():
-        expected = full.forward_intermediates(images, indices=[3, 1], norm=norm, intermediates_only=True,
-                                              return_prefix_tokens=True)  # fmt: skip
+        expected = full.forward_intermediates(
+            images, indices=[3, 1], norm=norm, intermediates_only=True, return_prefix_tokens=True
+        )
     # forward_intermediates returns them in block order
     by_block = {1: expected[0], 3: expected[1]}
     tokens = extractor.forward_tokens(images)
@@ -76,8 +76,9 @@ def test_negative_indices_and_publication_shapes():
     # Dinomaly: ViT-B/14 with registers at 392 px: a 28 x 28 grid of 768-d tokens plus 5 prefix tokens.
     # Built on the meta device: shapes without the cost of initialising 86M parameters.
     with torch.device("meta"):
-        extractor = ViTFeatureExtractor("vit_base_patch14_reg4_dinov2.lvd142m", [2, 9], input_size=392,
-                                        pretrained=False)  # fmt: skip
+        extractor = ViTFeatureExtractor(
+            "vit_base_patch14_reg4_dinov2.lvd142m", [2, 9], input_size=392, pretrained=False
+        )
         maps = extractor(torch.zeros(1, 3, 392, 392))
     assert extractor.embed_dim == 768 and extractor.grid_size == (28, 28) and extractor.num_prefix_tokens == 5
     assert len(extractor.model.blocks) == 10  # blocks 10 and 11 are never run
