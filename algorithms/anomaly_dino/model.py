@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components.blur import gaussian_blur
+from ..components.scores import topk_mean
 from ..components.vit_extractor import ViTFeatureExtractor
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "AnomalyDinoModel",
     "background_mask",
     "cosine_nearest_distances",
-    "mean_top_fraction",
     "rotate_images",
 ]
 
@@ -74,20 +74,6 @@ def cosine_nearest_distances(
     if not out:
         return queries.new_empty(0)
     return torch.cat(out)
-
-
-def mean_top_fraction(values: torch.Tensor, fraction: float = 0.01) -> torch.Tensor:
-    """Mean of the ``int(fraction * n)`` largest values of each row; the maximum when that is 0.
-
-    ``(B, n)`` to ``(B,)``. With ``fraction=0.01`` this is the official ``mean_top1p`` (the paper's
-    image score ``q(D) = mean(H_0.01(D))``, sec. 3.1).
-    """
-    if values.ndim != 2:
-        raise ValueError(f"expected (B, n) values, got {tuple(values.shape)}")
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    count = max(1, int(values.shape[1] * fraction))
-    return values.topk(count, dim=1).values.mean(dim=1)
 
 
 def rotate_images(images: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -251,7 +237,8 @@ class AnomalyDinoModel(nn.Module):
         """
         distances = self.patch_distances(images)
         b = distances.shape[0]
-        scores = mean_top_fraction(distances.reshape(b, -1), self.top_fraction)
+        # the mean of the int(0.01 n) largest patch distances, the maximum when that is 0 (official mean_top1p)
+        scores = topk_mean(distances.reshape(b, -1), ratio=self.top_fraction)
         maps = F.interpolate(distances[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         if self.blur_sigma > 0:
             maps = gaussian_blur(maps, self.blur_sigma)

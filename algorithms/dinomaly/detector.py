@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..base import AnomalyDetector, hparams_from_locals
 from ..components.optim import StableAdamW
+from ..components.scores import topk_mean
 from ..components.training import check_images, iter_images, local_seed
 from ..registry import register_algorithm
 from . import INFO
@@ -203,7 +204,5 @@ class Dinomaly(AnomalyDetector):
         if size is not None and size != self.input_size:
             maps = F.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
         maps = box_gaussian_blur(maps, kernel_size=self.hparams["blur_kernel"], sigma=self.hparams["blur_sigma"])
-        flat = maps.flatten(1)
-        count = max(1, int(flat.shape[1] * self.hparams["top_fraction"]))
-        scores = flat.topk(count, dim=1).values.mean(dim=1)
+        scores = topk_mean(maps, ratio=self.hparams["top_fraction"])  # official: the top 1 % of the 256 x 256 map
         return scores, {"anomaly_map": maps}

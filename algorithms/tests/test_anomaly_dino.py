@@ -13,10 +13,10 @@ from algorithms.anomaly_dino.detector import AnomalyDino
 from algorithms.anomaly_dino.model import (
     background_mask,
     cosine_nearest_distances,
-    mean_top_fraction,
     rotate_images,
 )
 from algorithms.components.blur import gaussian_blur
+from algorithms.components.scores import topk_mean
 from algorithms.registry import create_algorithm
 
 TINY = {"depth": 2, "embed_dim": 32, "num_heads": 2}
@@ -79,9 +79,9 @@ def test_mean_of_the_top_one_percent_by_hand():
     values = torch.zeros(2, 250)
     values[0, :4] = torch.tensor([9.0, 7.0, 5.0, 3.0])  # int(2.5) = 2 largest: (9 + 7) / 2
     values[1, 10] = 4.0
-    assert mean_top_fraction(values, 0.01).tolist() == [8.0, 2.0]
+    assert topk_mean(values, ratio=0.01).tolist() == [8.0, 2.0]
     few = torch.tensor([[0.5, 2.0, 1.0]])  # int(0.03) = 0: the maximum (official mean_top1p)
-    assert mean_top_fraction(few, 0.01).tolist() == [2.0]
+    assert topk_mean(few, ratio=0.01).tolist() == [2.0]
 
 
 def _two_region_tokens(*, centre_object: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +171,7 @@ def test_rotation_multiplies_the_bank_and_masking_zeroes_background():
     assert torch.equal(distances == 0, ~keep)
     # the zeros count in the image score (official mean_top1p over all patches)
     scores = masked.predict(test).scores
-    np.testing.assert_allclose(scores, mean_top_fraction(distances.reshape(2, -1), 0.01).numpy(), atol=1e-6)
+    np.testing.assert_allclose(scores, topk_mean(distances.reshape(2, -1), ratio=0.01).numpy(), atol=1e-6)
 
 
 def test_arguments_are_validated():
