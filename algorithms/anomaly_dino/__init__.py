@@ -73,12 +73,12 @@ INFO = AlgorithmInfo(
     },
     demo={
         "params": {
-            "input_size": 112,
+            "input_size": 80,
             "pretrained": False,
-            "model_kwargs": {"depth": 2, "embed_dim": 64, "num_heads": 2, "patch_size": 8},
+            "model_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8},
         },
         "epochs": 1,
-        "train_time_limit_s": 30,
+        "train_time_limit_s": 10,
         "batch_size": 16,
     },
 )
