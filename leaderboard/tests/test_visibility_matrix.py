@@ -222,9 +222,25 @@ def _body(response) -> str:
     return response.content.decode("utf-8", "replace")
 
 
+def _found(marker: str, lowered: str) -> bool:
+    """A marker in the body; a number only as a whole number, not inside a longer one.
+
+    ``0.726`` must not be found in a timestamp's ``...:30.726519Z`` (a flaky false alarm), but is
+    found as ``0.726``, ``0.7261`` or ``"0.726",``.
+    """
+    if re.fullmatch(r"[\d.]+", marker):
+        return re.search(rf"(?<![\d.]){re.escape(marker)}", lowered) is not None
+    return marker.lower() in lowered
+
+
 def _leaks(world: World, role: str, body: str) -> list[str]:
     lowered = body.lower()
-    return [marker for marker, seen_by in world.secrets.items() if role not in seen_by and marker.lower() in lowered]
+    return [marker for marker, seen_by in world.secrets.items() if role not in seen_by and _found(marker, lowered)]
+
+
+def test_a_value_marker_is_not_found_inside_a_timestamp():
+    assert not _found("0.726", '"created": "2026-11-30t15:18:30.726519z"')
+    assert _found("0.726", '{"value": 0.7261}') and _found("0.726", "<td>0.726</td>")
 
 
 @pytest.fixture
