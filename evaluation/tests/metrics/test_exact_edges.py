@@ -346,3 +346,81 @@ def test_empty_and_object_inputs_name_the_argument():
         pixel_auroc(MASKS, MAPS.astype(object))
     with pytest.raises(ValueError, match=r"masks must be binary \(0/1 or bool\), found the value 0.5"):
         aupro(MASKS * 0.5, MAPS)
+
+
+# --- messages, the report's dict, the protocol's edges ---------------------------------------------------
+
+
+def test_messages_are_exact():
+    from evaluation.metrics import get_metric
+
+    ones, zeros = np.ones((1, 4, 4), np.uint8), np.zeros((1, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"^pixel AUROC is undefined: the masks have no anomalous \(positive\) pixel$"):
+        pixel_auroc(zeros, np.zeros((1, 4, 4)))
+    with pytest.raises(ValueError, match=r"^pixel AUROC is undefined: the masks have no normal \(negative\) pixel$"):
+        pixel_auroc(ones, np.zeros((1, 4, 4)))
+    with pytest.raises(ValueError, match=r"^unknown metric 'f1'; known metrics: image_auroc, pixel_auroc, aupro, pl$"):
+        get_metric("f1")
+    with pytest.raises(ValueError, match=r"^masks and maps must hold the same number of images, got 3 and 1$"):
+        to_protocol(MASKS, MAPS[:1])
+    with pytest.raises(ValueError, match=r"^maps overflow float32 \(values beyond about 3\.4e38\)$"):
+        maps_to_protocol(np.full((1, 8, 8), 1e300))
+
+
+def test_report_dict_keys_and_types():
+    report = localisation_report(MASKS, MAPS)
+    data = report.to_dict()
+    assert list(data) == ["pl", "iou_limit", "threshold", "threshold_index", "thresholds", "anomalies"]
+    assert type(data["thresholds"]) is list and data["thresholds"] == list(report.thresholds)
+    assert type(data["anomalies"]) is list and len(data["anomalies"]) == 2
+    assert data["anomalies"][0] == {
+        "image_index": 0, "center_x": report.anomalies[0].center_x, "center_y": report.anomalies[0].center_y,
+        "width": report.anomalies[0].width, "height": report.anomalies[0].height, "angle": report.anomalies[0].angle,
+        "best_iou": report.anomalies[0].best_iou, "iou": report.anomalies[0].iou,
+        "localised": report.anomalies[0].localised}  # fmt: skip
+
+
+def test_overflowing_maps_raise_without_a_numpy_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the float32 cast's overflow is reported by name, not warned
+        with pytest.raises(ValueError, match="maps overflow float32"):
+            maps_to_protocol(np.full((1, 8, 8), 1e300))
+        with pytest.raises(ValueError, match="maps overflow float32"):
+            maps_to_protocol(np.full((1, 8, 8), -1e39), size=8)
+
+
+def test_maps_near_the_float32_limits_resize_in_float64():
+    """Bilinear sums of +-3.4e38 overflow in float32; such images alone are resized in float64."""
+    f32_max = np.finfo(np.float32).max
+    rng = np.random.default_rng(0)
+    maps = rng.choice(np.array([f32_max, -f32_max, 3e38, 0.0], np.float32), size=(2, 16, 20))
+    ordinary = rng.random((1, 16, 20)).astype(np.float32)
+    got = maps_to_protocol(np.concatenate([maps, ordinary]), size=64)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    for i in range(2):
+        wide = cv2.resize(maps[i].astype(np.float64), (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        np.testing.assert_array_equal(got[i], wide)
+    np.testing.assert_array_equal(got[2], cv2.resize(ordinary[0], (64, 64), interpolation=cv2.INTER_LINEAR))
+
+
+def test_unit_clipping_boundaries():
+    from evaluation.metrics._protocol import UNIT_TOLERANCE, _unit
+
+    assert _unit(-UNIT_TOLERANCE) == 0.0 and _unit(1.0 + UNIT_TOLERANCE) == 1.0
+    assert _unit(np.float32(0.5)) == 0.5 and type(_unit(np.float64(0.5))) is float
+    assert _unit(-2 * UNIT_TOLERANCE) == -2 * UNIT_TOLERANCE  # a real error is not hidden
+    assert _unit(0.0) == 0.0 and _unit(1.0) == 1.0
+
+
+def test_evaluate_at_protocol_passes_both_limits():
+    from evaluation.metrics import evaluate_at_protocol
+
+    masks, maps = _merge_case("no-third-pass", seed=0)
+    labels = np.array([1, 1, 0])
+    scores = maps.max(axis=(1, 2))
+    other = evaluate_at_protocol(masks, maps, labels, scores, fpr_limit=0.05, iou_limit=0.0)
+    assert other == evaluate(masks, maps, labels, scores, fpr_limit=0.05, iou_limit=0.0)
+    default = evaluate_at_protocol(masks, maps, labels, scores)
+    assert other["aupro"] != default["aupro"] and other["pl"] != default["pl"]
