@@ -473,3 +473,16 @@ def test_runner_predictions_become_a_bundle_the_server_scores(tmp_path, monkeypa
         reader.validate(suite="synthetic", expected_ids={"synthetic/woven": list(category.test_ids)})
         values = score_bundle(reader, {"synthetic/woven": category.ground_truth(size=256)})
     assert set(values["synthetic/woven"]) == {"image_auroc", "pixel_auroc", "aupro", "pl"}
+
+
+@pytest.mark.parametrize(("size", "ratio_checked"), [(1 << 20, True), ((1 << 20) - 1, False)])
+def test_the_compression_ratio_check_starts_at_exactly_one_mib(tmp_path, size, ratio_checked):
+    """``ratio_min_bytes`` (1 MiB) is the first size checked: a member of exactly 1 MiB is checked."""
+    members = [(name, b"\n" * size if name.endswith("ids.txt") else data) for name, data in members_of(SPEC)]
+    path = write_zip(tmp_path / "b.zip", members)
+    with pytest.raises(BundleError) as caught:
+        _validate(path, max_compression_ratio=100)
+    ratio = re.fullmatch(r"synthetic/aa/ids\.txt: compression ratio [\d,]+:1 exceeds the limit of 100:1 \(zip bomb\?\)",
+                         str(caught.value))  # fmt: skip
+    assert (ratio is not None) is ratio_checked, str(caught.value)
+    assert caught.value.member == "synthetic/aa/ids.txt"
