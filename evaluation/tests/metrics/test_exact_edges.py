@@ -424,3 +424,27 @@ def test_evaluate_at_protocol_passes_both_limits():
     assert other == evaluate(masks, maps, labels, scores, fpr_limit=0.05, iou_limit=0.0)
     default = evaluate_at_protocol(masks, maps, labels, scores)
     assert other["aupro"] != default["aupro"] and other["pl"] != default["pl"]
+
+
+def test_labels_and_scores_messages_name_them():
+    with pytest.raises(ValueError, match=r"^labels could not be read as an array"):
+        image_auroc([[0, 1], [1]], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"^scores could not be read as an array"):
+        image_auroc([0, 1], [[0.1, 0.2], [0.3]])
+    with pytest.raises(ValueError, match=r"^scores must have 1 dimensions \(N,\), got shape \(2, 1\)$"):
+        image_auroc([0, 1], [[0.1], [0.2]])
+    with pytest.raises(ValueError, match=r"^labels and scores must have the same shape, got \(2,\) and \(3,\)$"):
+        image_auroc([0, 1], [0.2, 0.3, 0.4])
+
+
+def test_an_anomaly_at_exactly_the_limit_is_not_localised():
+    """Localised means IoU strictly above the limit: with iou_limit=0 an IoU of 0 does not count."""
+    masks = np.zeros((2, 64, 64), np.uint8)
+    masks[0, 10:20, 10:20] = 1
+    masks[1, 30:40, 30:40] = 1
+    maps = np.full((2, 64, 64), -10.0)
+    maps[0] = correlated_maps(np.random.default_rng(0), masks[:1], noise=0.1)[0]  # image 1 is never found
+    report = localisation_report(masks, maps, iou_limit=0)
+    assert report.anomalies[1].iou == 0.0 and report.anomalies[1].best_iou == 0.0
+    assert report.anomalies[1].localised is False and report.anomalies[0].localised is True
+    assert report.pl == 0.5 == proportion_localised(masks, maps, iou_limit=0)
