@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         names = []
         if args.survivors and (work / "mutants").exists():
             names = [name for name, status in _statuses(work, mutmut, env).items()
-                     if status not in ("killed", "timeout")]
+                     if status not in ("killed", "timeout", "not checked")]
         if not args.survivors or names:
             subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *names], cwd=work, env=env,
                            check=True)
@@ -125,14 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     detected = counts.get("killed", 0) + counts.get("timeout", 0)
-    considered = len(statuses) - len(equivalent)
+    considered = len(statuses) - len(equivalent) - counts.get("not checked", 0)
     missed = sorted(name for name, status in statuses.items()
-                    if status not in ("killed", "timeout") and name not in equivalent)
+                    if status not in ("killed", "timeout", "not checked") and name not in equivalent)
     print(f"module {args.module}: tests {' '.join(modules[args.module])}")
     print(f"generated {len(statuses)}, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
           + f", equivalent (excluded) {len(equivalent)}")
     if considered:
         print(f"score {detected}/{considered} = {100.0 * detected / considered:.1f}%")
+    unchecked = counts.get("not checked", 0)
+    if unchecked:  # an interrupted run: the score of what ran, per file
+        print(f"{unchecked} mutants not run yet (run again to continue); per file, of the mutants run:")
+        per_file: dict[str, list[int]] = {}
+        for name, status in statuses.items():
+            if status != "not checked":
+                tally = per_file.setdefault(name.split(".x")[0], [0, 0])
+                tally[0] += status in ("killed", "timeout")
+                tally[1] += name not in equivalent
+        for file, (hit, total) in sorted(per_file.items()):
+            print(f"  {file}: {hit}/{total} = {100.0 * hit / max(total, 1):.1f}%")
     for name in missed:
         print(f"  not killed: {name} ({statuses[name]})")
     return 0
