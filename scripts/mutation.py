@@ -118,13 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                            check=True)
 
     statuses = _statuses(work, mutmut, env)
-    # a listed mutant that the tests kill after all is simply killed
-    equivalent = {name for name in settings.get("equivalent", {})
-                  if statuses.get(name, "killed") not in ("killed", "timeout")}
+    # a listed mutant that the tests kill after all is simply killed (one that times out stays listed)
+    equivalent = {name for name in settings.get("equivalent", {}) if statuses.get(name, "killed") != "killed"}
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
-    detected = counts.get("killed", 0) + counts.get("timeout", 0)
+    detected = sum(status in ("killed", "timeout") and name not in equivalent for name, status in statuses.items())
     considered = len(statuses) - len(equivalent) - counts.get("not checked", 0)
     missed = sorted(name for name, status in statuses.items()
                     if status not in ("killed", "timeout", "not checked") and name not in equivalent)
@@ -138,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{unchecked} mutants not run yet (run again to continue); per file, of the mutants run:")
         per_file: dict[str, list[int]] = {}
         for name, status in statuses.items():
-            if status != "not checked":
+            if status != "not checked" and name not in equivalent:
                 tally = per_file.setdefault(name.split(".x")[0], [0, 0])
                 tally[0] += status in ("killed", "timeout")
-                tally[1] += name not in equivalent
+                tally[1] += 1
         for file, (hit, total) in sorted(per_file.items()):
             print(f"  {file}: {hit}/{total} = {100.0 * hit / max(total, 1):.1f}%")
     for name in missed:

@@ -365,6 +365,8 @@ def test_messages_are_exact():
         to_protocol(MASKS, MAPS[:1])
     with pytest.raises(ValueError, match=r"^maps overflow float32 \(values beyond about 3\.4e38\)$"):
         maps_to_protocol(np.full((1, 8, 8), 1e300))
+    with pytest.raises(ValueError, match=r"^PL is undefined: no image has an anomaly \(every mask is empty\)$"):
+        proportion_localised(zeros, np.zeros((1, 4, 4)))
 
 
 def test_report_dict_keys_and_types():
