@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +42,7 @@ from .runspec import ConfigError, RunSpec, load_run_config
 __all__ = [
     "SCHEMA",
     "ConfigError",
+    "combine_seeds",
     "environment_info",
     "resolve_device",
     "run_category",
@@ -146,6 +149,82 @@ class _BudgetedLoader:
             if time.perf_counter() >= deadline:
                 self.truncated = True
                 return
+
+
+class PeakMemory:
+    """The peak memory of one run: a context manager; ``megabytes`` and ``measure`` after it exits.
+
+    On CUDA: ``torch.cuda.max_memory_allocated`` of the run's device (tensors only; reset at the
+    start). On CPU: the process's resident set size (RSS), sampled every ``interval_s`` by a
+    daemon thread from ``/proc/self/statm`` while the run lasts, so that a worker process that
+    ran other jobs before does not report their peak (``ru_maxrss`` would). Without ``/proc``
+    (macOS) the process's lifetime peak ``ru_maxrss`` is reported and named as such.
+    """
+
+    def __init__(self, device: str, *, interval_s: float = 0.05) -> None:
+        self.device = str(device)
+        self.interval_s = interval_s
+        self.megabytes: float | None = None
+        self.measure = ""
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _rss_bytes() -> int | None:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._peak = max(self._peak, self._rss_bytes() or 0)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(torch.device(self.device))
+        else:
+            first = self._rss_bytes()
+            if first is not None:
+                self._peak = first
+                self._thread = threading.Thread(target=self._sample, name="vadi-peak-rss", daemon=True)
+                self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            self.megabytes = torch.cuda.max_memory_allocated(torch.device(self.device)) / 2**20
+            self.measure = "CUDA max memory allocated"
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, self._rss_bytes() or 0)
+            self.megabytes = self._peak / 2**20
+            self.measure = f"process RSS peak (sampled every {self.interval_s * 1000:.0f} ms)"
+        else:
+            import resource
+
+            scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB on Linux
+            self.megabytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+            self.measure = "process lifetime RSS peak (ru_maxrss)"
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """``{"params_total", "params_trainable"}``: elements of ``model.parameters()``, and of those with
+    ``requires_grad`` (frozen backbones are not trainable). Buffers (memory banks, statistics) are
+    not parameters and are not counted."""
+    total = trainable = 0
+    for parameter in model.parameters():
+        total += parameter.numel()
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+    return {"params_total": int(total), "params_trainable": int(trainable)}
 
 
 def resolve_device(device: str) -> str:
@@ -295,6 +374,7 @@ def run_category(
         "environment": {},
         "predictions": None,
         "checkpoint": None,
+        "model": {},
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     try:
@@ -331,6 +411,10 @@ def run_category(
             max_epochs = math.ceil(iterations / len(train_loader))
         else:
             max_epochs = 1 if info.one_shot else int(spec.epochs)  # type: ignore[arg-type]
+        planned_iterations = iterations if iterations is not None else max_epochs * len(train_loader)
+        result["model"] = parameter_counts(model)
+        peak_memory = PeakMemory(device)
+        peak_memory.__enter__()
 
         train_seconds = 0.0
         last_inference_s = 0.0
@@ -389,13 +473,23 @@ def run_category(
                     break
         finally:
             bar.close()
+            peak_memory.__exit__(None, None, None)
         assert last is not None  # the last epoch is always evaluated
+        # The schedule is complete when every planned epoch (or iteration) was trained in full;
+        # the wall-clock cap stopping it earlier leaves a result that is shown but never ranked.
+        schedule_complete = (
+            iterations_done >= iterations if iterations is not None else epoch == max_epochs and not budgeted.truncated
+        )
         scores, maps = last
         result["metrics"] = result["history"][-1]["metrics"]
         result["primary_variant"] = next(iter(maps))
         result["timings"] = {
+            "schedule_unit": spec.schedule_unit,
+            "epochs_planned": max_epochs,
             "epochs": epoch,
+            "iterations_planned": planned_iterations,
             "iterations": iterations_done,
+            "schedule_complete": bool(schedule_complete),
             "train_seconds": round(train_seconds, 4),
             "train_seconds_per_image": round(train_seconds / n_train, 6),
             "inference_seconds": round(last_inference_s, 4),
@@ -403,6 +497,8 @@ def run_category(
             "n_train": n_train,
             "n_test": n_test,
             "budget_exhausted": budget_exhausted,
+            "peak_memory_mb": round(peak_memory.megabytes, 1) if peak_memory.megabytes is not None else None,
+            "peak_memory_measure": peak_memory.measure,
         }
         if out_path is not None and spec.save_predictions:
             _save_predictions(out_path / PREDICTIONS_FILE, test_ids, scores, maps)
@@ -421,6 +517,83 @@ def run_category(
     if out_path is not None:
         _write_json(out_path / RESULTS_FILE, result)
     return result
+
+
+# -- several seeds ------------------------------------------------------------------------
+
+_MEAN_TIMINGS = ("train_seconds", "train_seconds_per_image", "inference_seconds", "inference_seconds_per_image")
+
+
+def combine_seeds(outputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One category's results over several seeds, as one ``vadi-run/1`` document.
+
+    Parameters
+    ----------
+    outputs : sequence of dict
+        The ``run_category`` documents of one spec and category, one per seed, in seed order.
+
+    Returns
+    -------
+    dict
+        The first seed's document with: ``metrics`` = per map variant and metric the mean over
+        the seeds; ``seeds`` (the seeds, in order) and ``seed_metrics`` (``{seed: metrics}``, the
+        spread across seeds is computed from them); ``timings`` with the mean times, the
+        smallest number of epochs/iterations trained, the largest peak memory and
+        ``schedule_complete`` only when every seed completed its schedule. A single output is
+        returned with ``seeds`` and ``seed_metrics`` added. When a seed failed, the document is
+        that seed's failure (its ``error`` prefixed with the seed): a category's value is never
+        the mean of the seeds that happened to succeed.
+
+    Raises
+    ------
+    ValueError
+        No outputs, outputs of different categories or algorithms, or repeated seeds.
+    """
+    if not outputs:
+        raise ValueError("combine_seeds needs at least one run output")
+    first = outputs[0]
+    seeds = [o.get("seed") for o in outputs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"combine_seeds: repeated seeds {seeds}")
+    for other in outputs[1:]:
+        for key in ("category", "algorithm"):
+            if other.get(key) != first.get(key):
+                raise ValueError(f"combine_seeds: outputs of different {key}s ({first.get(key)!r}, {other.get(key)!r})")
+    for output in outputs:
+        if output.get("status") != "ok":
+            failed = dict(output)
+            failed["error"] = f"seed {output.get('seed')}: {output.get('error') or 'failed'}"
+            failed["seeds"] = seeds
+            return failed
+    combined = json.loads(json.dumps(first))
+    combined["seeds"] = seeds
+    combined["seed_metrics"] = {str(o["seed"]): o["metrics"] for o in outputs}
+    if len(outputs) == 1:
+        return combined
+    metrics: dict[str, dict[str, float]] = {}
+    for variant, values in first["metrics"].items():
+        metrics[variant] = {}
+        for metric in values:
+            per_seed = [float(o["metrics"][variant][metric]) for o in outputs]
+            metrics[variant][metric] = float(np.mean(per_seed))
+    combined["metrics"] = metrics
+    timings = combined["timings"]
+    all_timings = [o.get("timings") or {} for o in outputs]
+    for key in _MEAN_TIMINGS:
+        values = [t[key] for t in all_timings if isinstance(t.get(key), int | float)]
+        if len(values) == len(outputs):
+            timings[key] = round(float(np.mean(values)), 6)
+    for key in ("epochs", "iterations"):
+        values = [t[key] for t in all_timings if isinstance(t.get(key), int)]
+        if len(values) == len(outputs):
+            timings[key] = min(values)
+    memory = [t["peak_memory_mb"] for t in all_timings if isinstance(t.get("peak_memory_mb"), int | float)]
+    if memory:
+        timings["peak_memory_mb"] = max(memory)
+    timings["schedule_complete"] = all(bool(t.get("schedule_complete", True)) for t in all_timings)
+    timings["budget_exhausted"] = any(bool(t.get("budget_exhausted")) for t in all_timings)
+    combined["timings_per_seed"] = {str(o["seed"]): o.get("timings") or {} for o in outputs}
+    return combined
 
 
 # -- configs ------------------------------------------------------------------------------

@@ -121,6 +121,38 @@ def test_runs_are_repeatable(roots, slow_algorithm):
     assert run_category(spec, CATEGORY, seed=4, roots=roots)["status"] == "ok"
 
 
+def test_the_same_spec_and_seed_train_the_same_schedule_and_give_the_same_numbers(roots):
+    """A trained algorithm (FastFlow, tiny, random-init backbone) twice on CPU: same epochs, same numbers."""
+    from algorithms.registry import get_algorithm_info
+    from algorithms.runner import combine_seeds
+
+    tiny = dict(get_algorithm_info("fastflow").tiny)
+    spec = _spec("fastflow", params=tiny, epochs=2, batch_size=4, train_time_limit_s=600, seeds=[5, 6], device="cpu")
+    first = run_category(spec, CATEGORY, seed=5, roots=roots)
+    second = run_category(spec, CATEGORY, seed=5, roots=roots)
+    assert first["status"] == "ok", first.get("traceback")
+    assert first["metrics"] == second["metrics"] and first["history"] == [
+        {**h, "train_seconds": s["train_seconds"], "pre_eval_seconds": s["pre_eval_seconds"]}
+        for h, s in zip(second["history"], first["history"], strict=True)
+    ]
+    for result in (first, second):
+        timings = result["timings"]
+        assert timings["epochs_planned"] == timings["epochs"] == 2 and timings["schedule_complete"] is True
+        assert timings["iterations"] == timings["iterations_planned"] == 4  # 6 images, batch 4: 2 per epoch
+        assert timings["peak_memory_mb"] > 0 and timings["peak_memory_measure"].startswith("process RSS peak")
+    model = result["model"]
+    assert 0 < model["params_trainable"] < model["params_total"]  # the backbone is frozen, the flow trains
+    # another seed: other numbers; both combined into one document (the mean per metric)
+    other = run_category(spec, CATEGORY, seed=6, roots=roots)
+    combined = combine_seeds([first, other])
+    assert combined["seeds"] == [5, 6] and combined["seed_metrics"]["6"] == other["metrics"]
+    values = [first["metrics"]["anomaly_map"]["pixel_auroc"], other["metrics"]["anomaly_map"]["pixel_auroc"]]
+    assert values[0] != values[1]
+    assert combined["metrics"]["anomaly_map"]["pixel_auroc"] == pytest.approx(sum(values) / 2)
+    failed = combine_seeds([first, {**other, "status": "failed", "error": "boom"}])
+    assert failed["status"] == "failed" and failed["error"] == "seed 6: boom"
+
+
 def test_epochs_budget_and_evaluation_schedule(roots, slow_algorithm):
     result = run_category(_spec(slow_algorithm, epochs=5, train_time_limit_s=60, evaluate_every=2), CATEGORY,
                           roots=roots)  # fmt: skip
@@ -133,10 +165,13 @@ def test_epochs_budget_and_evaluation_schedule(roots, slow_algorithm):
     default = run_category(_spec(slow_algorithm), CATEGORY, roots=roots)
     assert default["spec"]["epochs"] == 3 and default["spec"]["batch_size"] == 4
     assert default["timings"]["epochs"] == 3 and default["timings"]["iterations"] == 6
+    assert default["timings"]["epochs_planned"] == 3 and default["timings"]["iterations_planned"] == 6
+    assert default["timings"]["schedule_complete"] is True and default["timings"]["schedule_unit"] == "epochs"
     # a cap of 0.3 s with 0.2 s per batch: the first epoch is cut after its second batch
     capped = _spec(slow_algorithm, params={"sleep_s": 0.2}, epochs=50, train_time_limit_s=0.3, batch_size=2)
     result = run_category(capped, CATEGORY, roots=roots)
     assert result["timings"]["epochs"] == 1 and result["timings"]["budget_exhausted"] is True
+    assert result["timings"]["epochs_planned"] == 50 and result["timings"]["schedule_complete"] is False
     assert result["history"][-1]["logs"] == {"seen": 4.0}
     assert result["timings"]["train_seconds"] < 1.0
 
@@ -147,6 +182,7 @@ def test_a_schedule_in_iterations_stops_mid_epoch(roots, slow_algorithm):
     assert result["status"] == "ok", result.get("traceback")
     assert result["timings"]["epochs"] == 3 and result["timings"]["iterations"] == 5
     assert result["timings"]["budget_exhausted"] is False
+    assert result["timings"]["iterations_planned"] == 5 and result["timings"]["schedule_complete"] is True
     assert result["history"][-1]["logs"] == {"seen": 16.0}  # (4 + 2) + (4 + 2) + 4 images
     # evaluated when the count passed 2 (epoch 1), 4 (epoch 2) and at the end (epoch 3, 5 iterations)
     assert [(h["epoch"], h["iterations"]) for h in result["history"]] == [(1, 2), (2, 4), (3, 5)]

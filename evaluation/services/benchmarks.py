@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from algorithms.runner import SCHEMA as RUN_SCHEMA
+from algorithms.runner import combine_seeds
 from algorithms.runspec import RunSpec
 from leaderboard.failures import exception_detail
 from leaderboard.services.benchmark_jobs import (
@@ -169,6 +170,35 @@ def output_error(output: Any, *, category: str) -> str:
     return ""
 
 
+def _run_seeds(runner: Callable[..., dict], spec: RunSpec, job: BenchmarkJob, reporter: _ProgressReporter) -> Any:
+    """Run the spec's seeds one after the other on the job's category; one combined output.
+
+    A single seed is the runner's own document (with ``seeds``); several are combined by
+    ``algorithms.runner.combine_seeds`` (per metric the mean over the seeds, every seed's values
+    kept). Each seed writes into ``seed-<n>/`` of the job's folder; progress is spread evenly.
+    """
+    roots = {name: Path(root) for name, root in settings.DATASET_ROOTS.items()}
+    if len(spec.seeds) == 1:
+        output = runner(spec, job.category.key, roots=roots, out_dir=_job_out_dir(job), progress=reporter)
+        usable = _check_output(output, job.category.key) == "" and output.get("status") == "ok"
+        return combine_seeds([output]) if usable else output
+    outputs = []
+    n = len(spec.seeds)
+    for index, seed in enumerate(spec.seeds):
+
+        def progress(fraction: float, message: str = "", index: int = index, seed: int = seed) -> None:
+            reporter((index + fraction) / n, f"seed {seed} ({index + 1}/{n}): {message}")
+
+        output = runner(
+            spec, job.category.key, seed=seed, roots=roots, out_dir=_job_out_dir(job) / f"seed-{seed}",
+            progress=progress,
+        )  # fmt: skip
+        if _check_output(output, job.category.key) or output.get("status") != "ok":
+            return output
+        outputs.append(output)
+    return combine_seeds(outputs)
+
+
 def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., dict] | None = None) -> str:
     """Claim the job, train + evaluate its category with the run's ``RunSpec``, hand back the outcome.
 
@@ -190,13 +220,7 @@ def benchmark_job_execute(*, job_id: int, task_id: str, runner: Callable[..., di
             if runner is None:
                 runner = benchmark_runner()
             spec = on_this_worker(RunSpec.from_json(job.run.config.get("spec")))  # as recorded, validated again
-            output = runner(
-                spec,
-                job.category.key,
-                roots={name: Path(root) for name, root in settings.DATASET_ROOTS.items()},
-                out_dir=_job_out_dir(job),
-                progress=reporter,
-            )
+            output = _run_seeds(runner, spec, job, reporter)
     except JobLostError:
         output = None
     except SoftTimeLimitExceeded:

@@ -214,8 +214,34 @@ def test_config_files_load_as_run_specs_and_fail_clearly(tmp_path):
         benchmark_config_load(str(bad), allow_paths=False)
     two_seeds = tmp_path / "seeds.py"
     two_seeds.write_text("models = [{'algorithm': 'random'}]\ncategories = ['synthetic/woven']\nseeds = [0, 1]\n")
-    with pytest.raises(BenchmarkRequestError, match=r"has seeds \[0, 1\]; a re-benchmark runs one seed"):
-        run_spec_build(benchmark_config_load(two_seeds), "random", categories=["synthetic/woven"], device="cpu")
+    spec = run_spec_build(benchmark_config_load(two_seeds), "random", categories=["synthetic/woven"], device="cpu")
+    assert spec.seeds == (0, 1)  # several seeds are run (their mean is recorded)
+    with pytest.raises(BenchmarkRequestError, match=r"'seeds' repeats a seed: \[3, 3\]"):
+        run_spec_build(config, "random", categories=["synthetic/woven"], device="cpu", seeds=[3, 3])
+
+
+def test_a_run_of_several_seeds_records_the_mean_and_every_seeds_value(
+    catalog, tiny_root, django_capture_on_commit_callbacks
+):
+    import numpy as np
+
+    from algorithms.runner import run_category
+
+    with django_capture_on_commit_callbacks(execute=True):
+        (run,) = benchmark_runs_create(
+            methods=["fastflow"], categories=["synthetic/woven"], config="tiny", device="cpu", seeds=[0, 1]
+        )
+    run.refresh_from_db()
+    assert run.status == JobStatus.DONE, run.error_message
+    spec = RunSpec.from_json(run.config["spec"])
+    assert spec.seeds == (0, 1)
+    per_seed = [run_category(spec, "synthetic/woven", seed=s, roots={"synthetic": tiny_root}) for s in spec.seeds]
+    variant = per_seed[0]["primary_variant"]
+    for row in Result.objects.filter(benchmark_run=run, variant=variant):
+        values = [p["metrics"][variant][row.metric] for p in per_seed]
+        assert row.extra["seeds"] == [0, 1] and row.extra["seed_values"] == values
+        assert row.value == pytest.approx(float(np.mean(values)), abs=1e-12)
+    assert len({p["metrics"][variant]["pixel_auroc"] for p in per_seed}) == 2  # the seeds differ
 
 
 def test_a_repeat_runs_the_recorded_spec(catalog, django_capture_on_commit_callbacks):

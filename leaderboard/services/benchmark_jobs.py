@@ -125,12 +125,48 @@ def benchmark_job_progress(lease: JobLease, *, run_id: int, category: str, progr
 # Completion ----------------------------------------------------------------------------------
 
 
+def result_extra(job_pk: int, output: Mapping[str, Any], environment: Mapping[str, Any]) -> dict[str, Any]:
+    """What every result of one job keeps beside its value (``Result.extra``), read by the tables.
+
+    ``schedule_complete`` (False when the wall-clock cap stopped the training before its planned
+    epochs or iterations: shown, never ranked), ``pretrained`` (the backbone's flag in the full
+    hyperparameters; None when the algorithm has none), ``seeds``, and ``cost``: training time,
+    inference time per image, peak memory (and how it was measured), parameter counts and the
+    hardware they were measured on.
+    """
+    timings = dict(output.get("timings") or {})
+    params = output.get("params") or {}
+    model = output.get("model") or {}
+    return {
+        "job": job_pk,
+        "timings": timings,
+        "seed": output.get("seed"),
+        "seeds": list(output.get("seeds") or [output.get("seed")]),
+        "schedule_complete": bool(timings.get("schedule_complete", not timings.get("budget_exhausted", False))),
+        "pretrained": params.get("pretrained") if isinstance(params.get("pretrained"), bool) else None,
+        "cost": {
+            "train_seconds": timings.get("train_seconds"),
+            "inference_seconds_per_image": timings.get("inference_seconds_per_image"),
+            "peak_memory_mb": timings.get("peak_memory_mb"),
+            "peak_memory_measure": timings.get("peak_memory_measure", ""),
+            "params_total": model.get("params_total"),
+            "params_trainable": model.get("params_trainable"),
+            "hardware": str(environment.get("hardware") or ""),
+            "device": str(environment.get("device") or ""),
+        },
+    }
+
+
 def _record_results(job: BenchmarkJob, output: Mapping[str, Any]) -> int:
     run = job.run
-    extra = {"job": job.pk, "timings": output.get("timings") or {}, "seed": output.get("seed")}
+    base = result_extra(job.pk, output, output.get("environment") or {})
+    seed_metrics = output.get("seed_metrics") or {}
     count = 0
     for variant, values in output["metrics"].items():
         for metric, value in values.items():
+            extra = dict(base)
+            if len(seed_metrics) > 1:  # every seed's value: the spread across seeds
+                extra["seed_values"] = [float(seed_metrics[str(s)][variant][metric]) for s in base["seeds"]]
             result_record(
                 method=run.method,
                 category=job.category,

@@ -79,21 +79,22 @@ def benchmark_config_load(config: str | Path | None = None, *, allow_paths: bool
         raise BenchmarkRequestError(str(exc)) from exc
 
 
-def run_spec_build(config: RunConfig, algorithm: str, *, categories: Sequence[str], device: str) -> RunSpec:
+def run_spec_build(
+    config: RunConfig, algorithm: str, *, categories: Sequence[str], device: str, seeds: Sequence[int] | None = None
+) -> RunSpec:
     """The config's run of ``algorithm`` on the chosen ``categories`` (keys) and ``device``, validated.
 
-    Re-benchmarks record one seed per run (several seeds per run are not supported yet): a
-    config entry with more raises ``BenchmarkRequestError``.
+    Every seed of the entry is run: each job trains its category once per seed, and the
+    category's value is the mean over the seeds, each seed's value kept (``Result.extra``).
+    ``seeds`` replaces the entry's seeds (validated as the config's would be).
     """
+    changes: dict[str, Any] = {"categories": tuple(categories), "device": device}
+    if seeds is not None:
+        changes["seeds"] = tuple(seeds)
     try:
-        spec = config.spec_for(algorithm).replace(categories=tuple(categories), device=device)
+        return config.spec_for(algorithm).replace(**changes)
     except ConfigError as exc:
         raise BenchmarkRequestError(str(exc)) from exc
-    if len(spec.seeds) != 1:
-        raise BenchmarkRequestError(
-            f"{config.source}: the entry for {algorithm!r} has seeds {list(spec.seeds)}; a re-benchmark runs one seed"
-        )
-    return spec
 
 
 def run_config_json(config_name: str, spec: RunSpec) -> dict[str, Any]:
@@ -186,13 +187,15 @@ def benchmark_runs_create(
     config: str | Path | RunConfig | None = None,
     requested_by=None,
     device: str = "auto",
+    seeds: Sequence[int] | None = None,
     skip_complete: bool = False,
     allow_config_paths: bool = True,
 ) -> list[BenchmarkRun]:
     """Create one run per method (one job per category) and dispatch the first jobs when the transaction commits.
 
     Each method's run is its entry in ``config`` (a ``RunSpec``) with the categories of
-    ``suites`` and ``categories`` (keys; merged) and ``device``; with neither suites nor
+    ``suites`` and ``categories`` (keys; merged), ``device`` and, when given, ``seeds`` (each
+    job then trains once per seed; values are the means over the seeds); with neither suites nor
     categories, the entry's own categories. With ``skip_complete``, a method that already has a
     complete, published run of the same spec on the same categories gets no new run (that run
     is returned instead). Everything is validated before anything is written; a bad request
@@ -209,7 +212,9 @@ def benchmark_runs_create(
         except ConfigError as exc:
             raise BenchmarkRequestError(str(exc)) from exc
         category_rows, suite = _resolve_categories(requested or list(entry.categories))
-        spec = run_spec_build(config, method.algorithm_key, categories=[c.key for c in category_rows], device=device)
+        spec = run_spec_build(
+            config, method.algorithm_key, categories=[c.key for c in category_rows], device=device, seeds=seeds
+        )
         plans.append((method, spec, category_rows, suite))
     commit = _git_commit()
 

@@ -55,6 +55,15 @@ def runs_summary(runs: list[BenchmarkRun], *, write) -> bool:
     return ok
 
 
+def _seeds(text: str) -> list[int] | None:
+    if not text.strip():
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"--seeds must be integers separated by commas, got {text!r}") from None
+
+
 class Command(BaseCommand):
     help = "Re-benchmark registered methods on suites/categories with a config's budgets, via Celery."
 
@@ -65,6 +74,9 @@ class Command(BaseCommand):
         parser.add_argument("--categories", action="append", help="category keys, e.g. synthetic/woven")
         parser.add_argument("--config", default=None, help="config name or path (default: algorithms/configs/paper.py)")
         parser.add_argument("--device", default="auto", help="auto (CUDA when the worker has it), cpu or cuda:N")
+        parser.add_argument(
+            "--seeds", default="", help="seeds, comma-separated (e.g. 0,1,2; default: the config's); values are means"
+        )
         parser.add_argument("--skip-complete", action="store_true", help="skip methods with a complete run already")
         parser.add_argument("--wait", action="store_true", help="poll and print progress until the runs finish")
         parser.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many s")
@@ -82,6 +94,7 @@ class Command(BaseCommand):
                 categories=_split(options["categories"]),
                 config=options["config"],
                 device=options["device"],
+                seeds=_seeds(options["seeds"]),
                 skip_complete=options["skip_complete"],
             )
         except BenchmarkRequestError as exc:
