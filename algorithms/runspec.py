@@ -460,8 +460,30 @@ def _import_config(config: str | Path) -> ModuleType:
 _CONFIG_ONLY_KEYS = ("models", "roots", "algorithm_packages")
 
 
+def _read_json_config(path: Path) -> dict[str, Any]:
+    """A ``.json`` config: a dict of config names (with ``models``), or one run specification
+    (``RunSpec.to_json()``, as a run's evidence page offers it), or a list of them."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {display_path(path)}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{display_path(path)}: not readable JSON: {exc}") from None
+    if isinstance(data, Mapping) and "algorithm" in data:
+        data = [data]
+    if isinstance(data, list):
+        return {"models": data, "name": path.stem}
+    if isinstance(data, Mapping) and "models" in data:
+        return {"name": path.stem, **data}
+    raise ConfigError(f"{display_path(path)}: a JSON config is a run specification, a list of them, "
+                      "or an object with 'models'")  # fmt: skip
+
+
 def load_run_config(config: str | Path | ModuleType | Mapping[str, Any], *, expand: Any = None) -> RunConfig:
-    """Read a config (a ``.py`` path, a dotted module name, a module or a dict) into ``RunSpec``s.
+    """Read a config (a ``.py`` or ``.json`` path, a dotted module name, a module or a dict) into ``RunSpec``s.
+
+    A ``.json`` file holds one run specification as recorded (``RunSpec.to_json()``; a
+    benchmark run's page offers it), a list of them, or the names of a config file as JSON.
 
     Top-level names of a config file: ``models`` (required), the :data:`SHARED_KEYS`,
     ``roots`` and ``algorithm_packages``; other lower-case names are refused as likely typos
@@ -472,6 +494,8 @@ def load_run_config(config: str | Path | ModuleType | Mapping[str, Any], *, expa
     ConfigError
         Naming the file, the entry (``models[i] (algorithm)``) and the key, before anything runs.
     """
+    if isinstance(config, str | Path) and str(config).endswith(".json"):
+        config = _read_json_config(Path(config))
     if isinstance(config, Mapping):
         namespace, name = dict(config), str(config.get("name", "config"))
         source = name

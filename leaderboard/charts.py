@@ -29,9 +29,11 @@ FONT = {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 13
 def suite_bar_figure(board: Board, *, max_methods: int = 10) -> dict[str, Any]:
     """The paper's Figure 6: one group of bars per metric, one bar per ranked method.
 
-    Bar height is the mean over the suite's categories, the error bar the population standard
-    deviation across categories. Only the first ``max_methods`` ranked methods are drawn (in
-    rank order, so the legend reads like the table).
+    Bar height is the mean over the suite's categories; the error bar is the population standard
+    deviation across categories, drawn as an asymmetric bar cut at the metric's range
+    (``clipped_error``): a metric in [0, 1] never gets a bar above 1 or below 0, and the hover
+    text gives the uncut standard deviation. Only the first ``max_methods`` ranked methods are
+    drawn (in rank order, so the legend reads like the table).
     """
     if max_methods < 1:
         raise ValueError(f"max_methods must be at least 1, got {max_methods}")
@@ -40,15 +42,27 @@ def suite_bar_figure(board: Board, *, max_methods: int = 10) -> dict[str, Any]:
     for i, row in enumerate(board.rows[:max_methods]):
         means = [round(row.metrics[m.key].mean, 6) for m in board.metrics]
         stds = [round(row.metrics[m.key].std, 6) for m in board.metrics]
+        bars = [clipped_error(row.metrics[m.key].mean, row.metrics[m.key].std, m.low, m.high) for m in board.metrics]
         data.append(
             {
                 "type": "bar",
                 "name": row.method.name,
                 "x": x,
                 "y": means,
-                "error_y": {"type": "data", "array": stds, "visible": True, "thickness": 1.2, "width": 3},
+                "customdata": stds,
+                "error_y": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [round(up, 6) for up, _ in bars],
+                    "arrayminus": [round(down, 6) for _, down in bars],
+                    "visible": True,
+                    "thickness": 1.2,
+                    "width": 3,
+                },
                 "marker": {"color": PALETTE[i % len(PALETTE)]},
-                "hovertemplate": "%{x}: %{y:.3f} ± %{error_y.array:.3f}<extra>" + row.method.name + "</extra>",
+                "hovertemplate": "%{x}: mean %{y:.3f}, sd across categories %{customdata:.3f}<extra>"
+                + row.method.name
+                + "</extra>",
             }
         )
     return {
@@ -62,7 +76,7 @@ def suite_bar_figure(board: Board, *, max_methods: int = 10) -> dict[str, Any]:
             "margin": {"l": 52, "r": 12, "t": 12, "b": 24},
             "yaxis": {
                 "range": [0, 1.05],
-                "title": {"text": "mean ± std"},
+                "title": {"text": "mean; bars: sd across categories, cut at [0, 1]"},
                 "gridcolor": "#e3e6ea",
                 "zeroline": False,
             },
@@ -73,6 +87,85 @@ def suite_bar_figure(board: Board, *, max_methods: int = 10) -> dict[str, Any]:
         },
         "config": {"responsive": True, "displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]},
     }
+
+
+def clipped_error(mean: float, std: float, low: float, high: float) -> tuple[float, float]:
+    """The (up, down) lengths of an error bar of ``std`` around ``mean``, cut at ``[low, high]``.
+
+    ``mean + up <= high`` and ``mean - down >= low`` always hold (both lengths >= 0), so a bar
+    never claims values the metric cannot take; where it is cut, the bar ends at the bound.
+    """
+    if std < 0:
+        raise ValueError(f"a standard deviation cannot be negative, got {std}")
+    return max(0.0, min(std, high - mean)), max(0.0, min(std, mean - low))
+
+
+def cost_scatter_figure(board: Board) -> dict[str, Any] | None:
+    """Accuracy versus inference time: one marker per ranked method with a measured inference time.
+
+    x: inference time per test image in milliseconds (log axis; the mean over categories of the
+    reproduced runs), y: the suite mean of a metric, chosen with the buttons above the chart
+    (one set of y values per metric, switched by ``restyle``; the sort metric first). Hover text
+    names the method, both values, the training time, the peak memory, the parameter count and
+    the hardware. ``None`` when no ranked method has a measured inference time.
+    """
+    rows = [r for r in board.rows if r.cost is not None and r.cost.inference_ms_per_image]
+    if not rows:
+        return None
+    metrics = sorted(board.metrics, key=lambda m: m.key != board.sort_metric)
+    first = metrics[0]
+
+    def hover(row) -> str:
+        c = row.cost
+        parts = [f"<b>{row.method.name}</b>", f"inference {c.inference_ms_per_image:.1f} ms / image"]
+        if c.train_seconds is not None:
+            parts.append(f"training {c.train_seconds:.1f} s / category")
+        if c.peak_memory_mb is not None:
+            parts.append(f"peak memory {c.peak_memory_mb:.0f} MiB")
+        if c.params_total is not None:
+            parts.append(f"{c.params_total:,} parameters ({c.params_trainable or 0:,} trainable)")
+        if c.hardware:
+            parts.append("on " + "; ".join(c.hardware))
+        return "<br>".join(parts)
+
+    x = [round(r.cost.inference_ms_per_image, 4) for r in rows]
+    ys = {m.key: [round(r.metrics[m.key].mean, 6) for r in rows] for m in metrics}
+    trace = {
+        "type": "scatter",
+        "mode": "markers+text",
+        "x": x,
+        "y": ys[first.key],
+        "text": [r.method.name for r in rows],
+        "textposition": "top center",
+        "customdata": [hover(r) for r in rows],
+        "hovertemplate": "%{customdata}<br>%{yaxis.title.text}: %{y:.3f}<extra></extra>",
+        "marker": {"size": 11, "color": [PALETTE[i % len(PALETTE)] for i in range(len(rows))]},
+    }
+    buttons = [
+        {
+            "label": m.short_name,
+            "method": "update",
+            "args": [{"y": [ys[m.key]]}, {"yaxis.title.text": f"{m.short_name} (suite mean)"}],
+        }
+        for m in metrics
+    ]
+    return {
+        "data": [trace],
+        "layout": {
+            "font": FONT,
+            "height": 420,
+            "margin": {"l": 60, "r": 12, "t": 48, "b": 52},
+            "xaxis": {"type": "log", "title": {"text": "inference time per image (ms, log scale)"},
+                      "gridcolor": "#e3e6ea"},
+            "yaxis": {"range": [first.low - 0.02, first.high + 0.05], "gridcolor": "#e3e6ea", "zeroline": False,
+                      "title": {"text": f"{first.short_name} (suite mean)"}},
+            "updatemenus": [{"type": "buttons", "direction": "right", "x": 0, "y": 1.14, "xanchor": "left",
+                             "yanchor": "top", "showactive": True, "buttons": buttons}],
+            "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+        },
+        "config": {"responsive": True, "displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]},
+    }  # fmt: skip
 
 
 def breakdown_heatmap_figure(breakdown: Breakdown) -> dict[str, Any]:

@@ -83,6 +83,25 @@ def board_row_dict(row: BoardRow) -> dict:
         "benchmark_runs": list(row.benchmark_run_ids),
         "submissions": list(row.submission_ids),
         "reproduced_preferred_in": row.preferred_reproduced,
+        "schedule_incomplete": list(row.schedule_incomplete),
+        "random_init": row.random_init,
+        "n_seeds": row.n_seeds,
+        "seed_std": dict(row.seed_std),
+        "cost": _cost(row.cost),
+    }
+
+
+def _cost(cost) -> dict | None:
+    if cost is None:
+        return None
+    return {
+        "inference_ms_per_image": cost.inference_ms_per_image,
+        "train_seconds_per_category": cost.train_seconds,
+        "peak_memory_mb": cost.peak_memory_mb,
+        "peak_memory_measure": cost.memory_measure,
+        "params_total": cost.params_total,
+        "params_trainable": cost.params_trainable,
+        "hardware": list(cost.hardware),
     }
 
 
@@ -103,7 +122,11 @@ def board_dict(board: Board) -> dict:
             for m in board.metrics
         ],
         "sort_metric": board.sort_metric,
-        "aggregation": "mean over categories, each weighted equally; std = population std (ddof=0) across categories",
+        "aggregation": (
+            "mean over categories, each weighted equally (a category's value: the mean over seeds); "
+            "std = population std (ddof=0) across categories; seed_std = sample std (ddof=1) of the suite mean "
+            "across seeds; a row with schedule_incomplete categories (training hit the time cap) is not ranked"
+        ),
         "provenance": board.provenance,
         "evaluator_version": board.evaluator_version,
         "evaluator_versions": list(board.evaluator_versions),
@@ -117,14 +140,26 @@ def board_csv(board: Board) -> str:
     header = ["rank", "method_key", "method", "complete", "n_categories", "of_categories"]
     for m in board.metrics:
         header += [f"{m.key}_mean", f"{m.key}_std"]
-    header += ["provenances", "evaluator_version"]
+        header += [f"{m.key}_seed_std"]
+    header += ["n_seeds", "schedule_incomplete", "random_init", "provenances", "evaluator_version"]
+    header += ["inference_ms_per_image", "train_seconds_per_category", "peak_memory_mb", "params_total",
+               "params_trainable", "hardware"]  # fmt: skip
     lines = []
     for row in (*board.rows, *board.incomplete):
         line = [row.rank or "", row.method.key, row.method.name, row.complete, row.n_categories, board.n_categories]
         for m in board.metrics:
             agg = row.metrics.get(m.key)
             line += [repr(agg.mean), repr(agg.std)] if agg else ["", ""]
+            line += [repr(row.seed_std[m.key]) if m.key in row.seed_std else ""]
+        line += [row.n_seeds, ";".join(row.schedule_incomplete), row.random_init]
         line += [";".join(row.provenances), board.evaluator_version or ""]
+        cost = _cost(row.cost) or {}
+        line += [
+            "" if cost.get(k) is None else cost[k]
+            for k in ("inference_ms_per_image", "train_seconds_per_category", "peak_memory_mb", "params_total",
+                      "params_trainable")
+        ]  # fmt: skip
+        line += [";".join(cost.get("hardware") or [])]
         lines.append(line)
     return rows_csv(header, lines)
 
@@ -146,6 +181,12 @@ def breakdown_dict(breakdown: Breakdown) -> dict:
             for c in breakdown.categories
         ],
         "mean": {m.key: _agg(breakdown.means[m.id]) for m in breakdown.methods},
+        "schedule_incomplete": sorted(
+            [category, m.key]
+            for m in breakdown.methods
+            for category in breakdown.categories
+            if (category, m.id) in breakdown.capped
+        ),
     }
 
 
@@ -179,6 +220,9 @@ def evidence_dict(evidence: Evidence) -> dict:
                 "variant": c.variant,
                 "benchmark_run": c.benchmark_run_id,
                 "submission": c.submission_id,
+                "schedule_complete": c.schedule_complete,
+                "pretrained": c.pretrained,
+                "seed_values": list(c.seed_values) if c.seed_values else None,
             }
             for c in evidence.cells
         ],
@@ -209,6 +253,29 @@ class ResultOutputSerializer(serializers.ModelSerializer):
     method = serializers.SlugRelatedField(slug_field="key", read_only=True)
     category = serializers.SlugRelatedField(slug_field="key", read_only=True)
     dataset = serializers.CharField(source="category.dataset.key", read_only=True)
+    schedule_complete = serializers.SerializerMethodField(
+        help_text="false: the training hit its wall-clock cap before its planned schedule (shown, never ranked)"
+    )
+    pretrained = serializers.SerializerMethodField(help_text="the backbone's pretrained flag; null: none or unknown")
+    seeds = serializers.SerializerMethodField(help_text="the seeds whose mean the value is")
+    seed_values = serializers.SerializerMethodField(help_text="every seed's value, when there were several")
+    cost = serializers.SerializerMethodField(help_text="times, peak memory, parameter counts, hardware")
+
+    def get_schedule_complete(self, obj: Result) -> bool:
+        return (obj.extra or {}).get("schedule_complete") is not False
+
+    def get_pretrained(self, obj: Result) -> bool | None:
+        value = (obj.extra or {}).get("pretrained")
+        return value if isinstance(value, bool) else None
+
+    def get_seeds(self, obj: Result) -> list | None:
+        return (obj.extra or {}).get("seeds")
+
+    def get_seed_values(self, obj: Result) -> list | None:
+        return (obj.extra or {}).get("seed_values")
+
+    def get_cost(self, obj: Result) -> dict | None:
+        return (obj.extra or {}).get("cost")
 
     class Meta:
         model = Result
@@ -226,6 +293,11 @@ class ResultOutputSerializer(serializers.ModelSerializer):
             "benchmark_run",
             "submission",
             "is_current",
+            "schedule_complete",
+            "pretrained",
+            "seeds",
+            "seed_values",
+            "cost",
             "created_at",
         ]
 

@@ -18,4 +18,5 @@ urlpatterns = [
     path("submissions/<int:pk>/status.json", pages.submission_status, name="submission-status"),
     path("runs/<int:pk>/", pages.run_detail, name="run-detail"),
     path("runs/<int:pk>/status.json", pages.run_status, name="run-status"),
+    path("runs/<int:pk>/spec.json", pages.run_spec, name="run-spec"),
 ]

@@ -17,5 +17,5 @@ INFO = AlgorithmInfo(
     one_shot=True,
     is_baseline=True,
     tiny={"input_size": 64},
-    demo={"params": {"input_size": 128}, "epochs": 1, "train_time_limit_s": 10, "batch_size": 16},
+    demo={"params": {"input_size": 128}, "epochs": 1, "train_time_limit_s": 900, "batch_size": 16},
 )

@@ -297,6 +297,14 @@ def test_cli_list_check_and_run(roots, tmp_path, capsys):
     for seed in (0, 1):  # several seeds: one folder each
         recorded = json.loads((tmp_path / "out" / "random" / f"seed-{seed}" / CATEGORY / "results.json").read_text())
         assert recorded["seed"] == seed and recorded["spec"] == {**checked, "device": "cpu"}
+    # a recorded run specification (what a run's evidence page offers) is a config of its own
+    spec_file = tmp_path / "run-7-spec.json"
+    spec_file.write_text(json.dumps(recorded["spec"]))
+    assert cli_main(["check", "--config", str(spec_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [recorded["spec"]]
+    spec_file.write_text(json.dumps({"algorithm": "random", "categories": [CATEGORY], "epoch": 1}))
+    assert cli_main(["check", "--config", str(spec_file)]) == 2
+    assert "run-7-spec: models[0] (random): unknown key 'epoch'" in capsys.readouterr().err
     assert cli_main(["run", "--config", str(tmp_path / "missing.py")]) == 2
     assert "error: config file not found:" in capsys.readouterr().err
     assert cli_main(["run", "--config", str(config), "--device", "tpu"]) == 2

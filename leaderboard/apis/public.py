@@ -79,6 +79,27 @@ class LeaderboardRowSerializer(serializers.Serializer):
     benchmark_runs = serializers.ListField(child=serializers.IntegerField())
     submissions = serializers.ListField(child=serializers.IntegerField())
     reproduced_preferred_in = serializers.IntegerField()
+    schedule_incomplete = serializers.ListField(
+        child=serializers.CharField(), help_text="categories whose training hit its time cap: the row is not ranked"
+    )
+    random_init = serializers.BooleanField(help_text="some value comes from randomly initialised backbones")
+    n_seeds = serializers.IntegerField(help_text="seeds behind every value (each category: the mean over them)")
+    seed_std = serializers.DictField(
+        child=serializers.FloatField(), help_text="per metric: sample std (ddof=1) of the suite mean across seeds"
+    )
+    cost = inline_serializer(
+        "LeaderboardCost",
+        {
+            "inference_ms_per_image": serializers.FloatField(allow_null=True),
+            "train_seconds_per_category": serializers.FloatField(allow_null=True),
+            "peak_memory_mb": serializers.FloatField(allow_null=True),
+            "peak_memory_measure": serializers.CharField(),
+            "params_total": serializers.IntegerField(allow_null=True),
+            "params_trainable": serializers.IntegerField(allow_null=True),
+            "hardware": serializers.ListField(child=serializers.CharField()),
+        },
+        allow_null=True,
+    )
 
 
 class LeaderboardDetailApi(PublicApi):

@@ -10,8 +10,12 @@ server-scored result for a category (and no provenance filter is set), the repro
 ``suite_leaderboard`` is the single place where a suite is aggregated: per metric, the mean over
 the suite's categories with every category weighted equally, the *population* standard
 deviation across categories (``ddof=0``, numpy's default) and the category count. A method is
-ranked only when it has every metric on every category of the suite; the others are listed as
-incomplete.
+ranked only when it has every metric on every category of the suite and every one of those
+values comes from a training that completed its schedule (a run whose training hit the
+wall-clock cap is "schedule incomplete": shown, never ranked); the others are listed as
+incomplete. Values of runs with several seeds are means over the seeds; each row also carries the
+spread across seeds (``seed_spread``), the random-initialisation flag and the cost
+(``method_cost``), all read in the same one query.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ class Cell:
     benchmark_run_id: int | None
     submission_id: int | None
     result_id: int
+    schedule_complete: bool = True  # False: the training hit its wall-clock cap (shown, never ranked)
+    pretrained: bool | None = None  # the backbone's flag (None: no backbone, or server-scored)
+    seed_values: tuple[float, ...] | None = None  # every seed's value when the run had several
+    cost: dict | None = None  # Result.extra["cost"]: times, memory, parameters, hardware (reproduced)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,25 @@ class Aggregate:
     mean: float
     std: float
     n: int
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a method's results cost to compute, over the suite's categories (reproduced results only).
+
+    ``inference_ms_per_image``: mean over categories of the inference time per test image;
+    ``train_seconds``: mean over categories of the training time (``fit`` + ``pre_eval``);
+    ``peak_memory_mb``: the largest peak over categories (``memory_measure`` says how it was
+    measured); parameter counts of the model; ``hardware``: the machines they were measured on.
+    """
+
+    inference_ms_per_image: float | None
+    train_seconds: float | None
+    peak_memory_mb: float | None
+    memory_measure: str
+    params_total: int | None
+    params_trainable: int | None
+    hardware: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -87,6 +114,11 @@ class BoardRow:
     benchmark_run_ids: tuple[int, ...]
     submission_ids: tuple[int, ...]
     preferred_reproduced: int  # categories where a server-scored result was set aside
+    schedule_incomplete: tuple[str, ...] = ()  # categories whose training hit the time cap: not ranked
+    random_init: bool = False  # some counted value comes from randomly initialised backbones
+    n_seeds: int = 1  # seeds behind every value (1 when they differ between categories)
+    seed_std: dict[str, float] = field(default_factory=dict)  # per metric: std across seeds of the mean
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -192,10 +224,16 @@ def result_cells(
         "variant",
         "benchmark_run_id",
         "submission_id",
+        "extra__schedule_complete",
+        "extra__pretrained",
+        "extra__seed_values",
+        "extra__cost",
     )
     methods: dict[int, MethodRef] = {}
     by_cat: dict[tuple[int, int], list[Cell]] = defaultdict(list)
-    for rid, mid, mkey, mname, mbase, cid, ckey, metric, value, prov, variant, run_id, sub_id in rows:
+    for row in rows:
+        rid, mid, mkey, mname, mbase, cid, ckey, metric, value, prov, variant, run_id, sub_id = row[:13]
+        complete, pretrained, seed_values, cost = row[13:]
         if mid not in methods:
             methods[mid] = MethodRef(id=mid, key=mkey, name=mname, is_baseline=mbase)
         by_cat[(mid, cid)].append(
@@ -211,6 +249,10 @@ def result_cells(
                 benchmark_run_id=run_id,
                 submission_id=sub_id,
                 result_id=rid,
+                schedule_complete=complete is not False,
+                pretrained=pretrained if isinstance(pretrained, bool) else None,
+                seed_values=tuple(float(v) for v in seed_values) if isinstance(seed_values, list) else None,
+                cost=cost if isinstance(cost, dict) else None,
             )
         )
     cells: list[Cell] = []
@@ -234,6 +276,51 @@ def aggregate(values: list[float]) -> Aggregate:
         raise ValueError("cannot aggregate an empty list of category values")
     arr = np.asarray(values, dtype=np.float64)
     return Aggregate(mean=float(arr.mean()), std=float(arr.std(ddof=0)), n=int(arr.size))
+
+
+def seed_spread(values_per_category: list[tuple[float, ...] | None]) -> tuple[int, float | None]:
+    """The spread across seeds of a suite mean: ``(n_seeds, sample std of the per-seed means)``.
+
+    Each category contributes one value per seed (in the run's seed order); seed ``i``'s suite
+    mean is the mean over categories of their ``i``-th values, and the spread is the standard
+    deviation of those means with ``ddof=1`` (the sample standard deviation: seeds are a
+    sample of the training's randomness). ``(1, None)`` when a category has a single seed or
+    the categories have different numbers of seeds.
+    """
+    if not values_per_category or any(v is None or len(v) < 2 for v in values_per_category):
+        return 1, None
+    counts = {len(v) for v in values_per_category}  # type: ignore[arg-type]
+    if len(counts) != 1:
+        return 1, None
+    arr = np.asarray(values_per_category, dtype=np.float64)  # (categories, seeds)
+    return int(arr.shape[1]), float(arr.mean(axis=0).std(ddof=1))
+
+
+def method_cost(cells: list[Cell]) -> Cost | None:
+    """The cost of one method's counted cells (one per category is enough: ``Cell.cost`` is per job)."""
+    by_category = {}
+    for cell in cells:
+        if cell.cost:
+            by_category.setdefault(cell.category_id, cell.cost)
+    if not by_category:
+        return None
+    costs = list(by_category.values())
+
+    def numbers(key: str) -> list[float]:
+        return [float(c[key]) for c in costs if isinstance(c.get(key), int | float)]
+
+    inference, train = numbers("inference_seconds_per_image"), numbers("train_seconds")
+    memory = numbers("peak_memory_mb")
+    totals, trainable = numbers("params_total"), numbers("params_trainable")
+    return Cost(
+        inference_ms_per_image=1000.0 * float(np.mean(inference)) if inference else None,
+        train_seconds=float(np.mean(train)) if train else None,
+        peak_memory_mb=max(memory) if memory else None,
+        memory_measure="; ".join(sorted({str(c.get("peak_memory_measure") or "") for c in costs} - {""})),
+        params_total=int(max(totals)) if totals else None,
+        params_trainable=int(max(trainable)) if trainable else None,
+        hardware=tuple(sorted({str(c.get("hardware") or "") for c in costs} - {""})),
+    )
 
 
 def suite_leaderboard(
@@ -266,9 +353,11 @@ def suite_leaderboard(
         else ([], {}, {})
     )
     per_method: dict[int, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    cells_of: dict[int, list[Cell]] = defaultdict(list)
     sources: dict[int, tuple[set, set, set]] = defaultdict(lambda: (set(), set(), set()))
     for cell in cells:
         per_method[cell.method_id][cell.metric][cell.category_id] = cell.value
+        cells_of[cell.method_id].append(cell)
         provs, runs, subs = sources[cell.method_id]
         provs.add(cell.provenance)
         if cell.benchmark_run_id:
@@ -282,6 +371,12 @@ def suite_leaderboard(
         full = [cid for cid in category_ids if all(cid in by_metric.get(k, {}) for k in keys)]
         complete = n_total > 0 and len(full) == n_total
         provs, runs, subs = sources[mid]
+        mine = cells_of[mid]
+        capped = tuple(sorted({c.category_key for c in mine if not c.schedule_complete}))
+        seed_values: dict[str, dict[int, tuple[float, ...] | None]] = defaultdict(dict)
+        for c in mine:
+            seed_values[c.metric][c.category_id] = c.seed_values
+        spreads = {k: seed_spread([seed_values[k].get(cid) for cid in category_ids]) for k in keys} if complete else {}
         row = dict(
             method=methods[mid],
             complete=complete,
@@ -291,8 +386,13 @@ def suite_leaderboard(
             benchmark_run_ids=tuple(sorted(runs)),
             submission_ids=tuple(sorted(subs)),
             preferred_reproduced=preferred.get(mid, 0),
+            schedule_incomplete=capped,
+            random_init=any(c.pretrained is False for c in mine),
+            n_seeds=min((n for n, _ in spreads.values()), default=1),
+            seed_std={k: std for k, (_, std) in spreads.items() if std is not None},
+            cost=method_cost(mine),
         )
-        (complete_rows if complete else incomplete_rows).append(row)
+        (complete_rows if complete and not capped else incomplete_rows).append(row)
 
     spec = metric_get(sort_metric)
     sign = -1.0 if spec.higher_is_better else 1.0
@@ -352,6 +452,7 @@ class Breakdown:
     categories: tuple[str, ...]
     values: dict[str, dict[int, float]]  # category key -> method id -> value
     means: dict[int, Aggregate | None]  # method id -> mean over all categories (None when incomplete)
+    capped: frozenset[tuple[str, int]] = frozenset()  # (category key, method id): schedule incomplete
 
 
 def category_breakdown(
@@ -374,8 +475,11 @@ def category_breakdown(
         else ([], {}, {})
     )
     values: dict[str, dict[int, float]] = {c.key: {} for c in categories}
+    capped = set()
     for cell in cells:
         values[cell.category_key][cell.method_id] = cell.value
+        if not cell.schedule_complete:
+            capped.add((cell.category_key, cell.method_id))
     means: dict[int, Aggregate | None] = {}
     for mid in methods:
         got = [values[c.key][mid] for c in categories if mid in values[c.key]]
@@ -397,6 +501,7 @@ def category_breakdown(
         categories=tuple(c.key for c in categories),
         values=values,
         means=means,
+        capped=frozenset(capped),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django import template
 from django.http import QueryDict
 
@@ -61,3 +63,38 @@ def seconds(value) -> str:
     if s < 3600:
         return f"{int(s // 60)} min {int(s % 60)} s"
     return f"{int(s // 3600)} h {int((s % 3600) // 60)} min"
+
+
+@register.filter
+def params(value) -> str:
+    """A parameter count, readable: 950, 12.3 k, 4.56 M, 1.2 G; an en dash when missing."""
+    if value is None or value == "":
+        return "–"
+    n = float(value)
+    for threshold, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if n >= threshold:
+            return f"{n / threshold:.3g}{suffix}"
+    return f"{n:.0f}"
+
+
+@register.filter
+def megabytes(value) -> str:
+    """A memory size in MiB, rounded: 812 MiB, 1.3 GiB; an en dash when missing."""
+    if value is None or value == "":
+        return "–"
+    mb = float(value)
+    return f"{mb / 1024:.3g} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
+
+
+@register.filter
+def ms(value) -> str:
+    """Seconds shown in milliseconds: 0.0123 -> '12.3 ms'; an en dash when missing."""
+    if value is None or value == "":
+        return "–"
+    return f"{1000.0 * float(value):.3g} ms"
+
+
+@register.filter
+def anchor(value) -> str:
+    """A category key as an HTML id fragment: ``synthetic/grid`` -> ``synthetic-grid``."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(value)).strip("-")

@@ -13,6 +13,7 @@ from functools import wraps
 
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from .. import charts, exports
@@ -98,6 +99,7 @@ def _board_context(request, board: Board, *, title: str, base_url: str, note: st
         "note": note,
         "metrics": _metric_context(),
         "figure": charts.suite_bar_figure(board) if board.rows else None,
+        "cost_figure": charts.cost_scatter_figure(board) if board.rows else None,
         "provenance_choices": Provenance.choices,
         "suites": catalog.suite_choices(),
         "datasets": [(d.key, d.name) for d in catalog.suite_datasets(suite_key=board.suite_key)],
@@ -188,7 +190,13 @@ def breakdown(request, suite: str):
     download = _download(request, exports.breakdown_export(table, name=f"breakdown-{suite}-{metric}"))
     if download is not None:
         return download
-    rows = [{"category": c, "cells": [table.values[c].get(m.id) for m in table.methods]} for c in table.categories]
+    rows = [
+        {
+            "category": c,
+            "cells": [{"value": table.values[c].get(m.id), "capped": (c, m.id) in table.capped} for m in table.methods],
+        }
+        for c in table.categories
+    ]
     return render(
         request,
         "leaderboard/breakdown.html",
@@ -297,7 +305,10 @@ def _run_or_404(request, pk: int) -> BenchmarkRun:
 
 @require_GET
 def run_detail(request, pk: int):
+    """A benchmark run: its status and results, and the evidence of how they were obtained."""
     run = _run_or_404(request, pk)
+    job_rows = list(jobs.benchmark_job_list(run=run))
+    spec_url = request.build_absolute_uri(reverse("leaderboard:run-spec", args=[run.pk]))
     return render(
         request,
         "leaderboard/job_detail.html",
@@ -307,10 +318,20 @@ def run_detail(request, pk: int):
             "status_url_name": "leaderboard:run-status",
             "results": source_result_table(benchmark_run=run),
             "metrics": metric_list(),
-            "jobs": list(jobs.benchmark_job_list(run=run)),
+            "jobs": job_rows,
+            "provenance": jobs.benchmark_run_provenance(run, job_rows, spec_url=spec_url),
             "status": jobs.job_status(run),
         },
     )
+
+
+@require_GET
+def run_spec(request, pk: int):
+    """The run's specification as recorded: a config for ``python -m algorithms run --config``."""
+    run = _run_or_404(request, pk)
+    response = JsonResponse(jobs.benchmark_run_spec_document(run), json_dumps_params={"indent": 2, "sort_keys": True})
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-spec.json"'
+    return response
 
 
 @require_GET
