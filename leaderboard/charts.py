@@ -76,7 +76,7 @@ def suite_bar_figure(board: Board, *, max_methods: int = 10) -> dict[str, Any]:
             "margin": {"l": 52, "r": 12, "t": 12, "b": 24},
             "yaxis": {
                 "range": [0, 1.05],
-                "title": {"text": "mean; bars: sd across categories, cut at [0, 1]"},
+                "title": {"text": "mean (bars: sd, cut to [0, 1])"},
                 "gridcolor": "#e3e6ea",
                 "zeroline": False,
             },

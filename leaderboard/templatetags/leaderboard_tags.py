@@ -91,7 +91,8 @@ def ms(value) -> str:
     """Seconds shown in milliseconds: 0.0123 -> '12.3 ms'; an en dash when missing."""
     if value is None or value == "":
         return "–"
-    return f"{1000.0 * float(value):.3g} ms"
+    ms = 1000.0 * float(value)
+    return f"{ms:.3g} ms" if ms < 100 else f"{ms:,.0f} ms"
 
 
 @register.filter
