@@ -37,7 +37,7 @@ INFO = AlgorithmInfo(
     deviations=(
         "Input resized to 256 px without the official 224 px centre crop (the crop hides the image border; "
         "VisionAD also used 256). The memory compression by K-means (gamma_c > 1, off by default) is not "
-        "implemented. Squared distances are clamped at 0 against rounding before the square root. The official "
+        "implemented. Squared distances below 0 (rounding) count as 0 in the scores. The official "
         "code min-max rescales maps over the whole test set; we return raw per-image maps (a monotone "
         "difference for AUROC). The optional bn_calibration (off by default) re-estimates BatchNorm statistics "
         "of random-initialised backbones; it is not in the paper and is used only by the CPU demo."
@@ -48,7 +48,7 @@ INFO = AlgorithmInfo(
     tiny_epochs=2,
     demo={
         "params": {"input_size": 96, "backbone": "resnet18", "pretrained": False, "bn_calibration": True},
-        "epochs": 3,
+        "epochs": 2,
         "train_time_limit_s": 10,
         "batch_size": 8,
     },

@@ -113,14 +113,17 @@ class CfaModel(nn.Module):
     def squared_distances(self, descriptors: torch.Tensor) -> torch.Tensor:
         """``(B, D, h, w)`` -> ``(B, h * w, M)`` squared Euclidean distances to every memory item.
 
-        Expanded as ``|f|^2 + |c|^2 - 2 f.c`` (official code), clamped at 0 against rounding.
+        Expanded as ``|f|^2 + |c|^2 - 2 f.c`` (official code), in one GEMM with the ``|c|^2`` term
+        fused (``addmm``) and ``|f|^2`` added in place; rounding can leave tiny negative values
+        (clamped where square roots are taken, :meth:`patch_scores`).
         """
         if self.memory.shape[0] == 0:
             raise RuntimeError("CFA: the memory of centroids is empty; train (fit_epoch) first")
+        b, d = descriptors.shape[:2]
         f = descriptors.flatten(2).transpose(1, 2)  # (B, hw, D)
         c = self.memory
-        dist = f.pow(2).sum(-1, keepdim=True) + c.pow(2).sum(-1)[None, None] - 2 * f @ c.T
-        return dist.clamp_min(0)
+        dist = torch.addmm((c * c).sum(-1), f.reshape(-1, d), c.T, alpha=-2.0)  # |c|^2 - 2 f.c, (B hw, M)
+        return dist.view(b, -1, c.shape[0]).add_((f * f).sum(-1, keepdim=True))
 
     def loss(self, squared: torch.Tensor, *, k: int, j: int, nu: float, alpha: float) -> torch.Tensor:
         """Soft-boundary attraction plus hard-negative repulsion (Lee et al., eqs. 5-7; official ``_soft_boundary``).
@@ -136,8 +139,11 @@ class CfaModel(nn.Module):
         return (attraction + repulsion) / nu
 
     def patch_scores(self, squared: torch.Tensor, grid: tuple[int, int], *, k: int) -> torch.Tensor:
-        """``softmin(d)_1 * d_1`` over the ``k`` nearest Euclidean distances, ``(B, h, w)`` (official ``forward``)."""
-        d = squared.sqrt().topk(k, dim=-1, largest=False).values
+        """``softmin(d)_1 * d_1`` over the ``k`` nearest Euclidean distances, ``(B, h, w)`` (official ``forward``).
+
+        Squared distances below 0 (rounding) count as 0.
+        """
+        d = squared.topk(k, dim=-1, largest=False).values.clamp_min(0).sqrt()  # sqrt is monotone: same k items
         score = F.softmin(d, dim=-1)[..., 0] * d[..., 0]
         return score.view(-1, *grid)
 

@@ -50,7 +50,7 @@ INFO = AlgorithmInfo(
     tiny_epochs=20,  # as PFM's: the projectors' BatchNorm running statistics need ~40 steps
     demo={
         "params": {
-            "input_size": 96,
+            "input_size": 64,
             "student_backbone": "resnet18",
             "teacher_backbone": "resnet18",
             "pretrained": False,

@@ -56,7 +56,7 @@ INFO = AlgorithmInfo(
     tiny_epochs=20,
     demo={
         "params": {
-            "input_size": 96,
+            "input_size": 64,
             "student_backbone": "resnet18",
             "teacher_backbone": "resnet18",
             "pretrained": False,
