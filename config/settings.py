@@ -220,9 +220,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ),
     "DEFAULT_PERMISSION_CLASSES": ("rest_framework.permissions.IsAuthenticatedOrReadOnly",),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "leaderboard.apis.schema.ApiSchema",
     "DEFAULT_FILTER_BACKENDS": ("django_filters.rest_framework.DjangoFilterBackend",),
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "leaderboard.apis.params.Pagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "leaderboard.apis.errors.exception_handler",
 }
@@ -235,7 +235,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Method.family and Method.secondary_family share one choice set: name it once in the schema.
-    "ENUM_NAME_OVERRIDES": {"FamilyEnum": "algorithms.info.FAMILY_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "FamilyEnum": "algorithms.info.FAMILY_CHOICES",
+        "JobStatusEnum": "leaderboard.models.JobStatus",
+        "HealthStatusEnum": ["ok"],
+    },
+    # Request and response components apart: uploads are binary (multipart), answers' fields required.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Path parameters as the URL patterns match them (leaderboard/api_urls*.py).
+    "PATH_CONVERTER_OVERRIDES": {
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+        "int": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807},
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "leaderboard.apis.schema.postprocess",  # links: upload, then read the submission
+    ],
 }
 
 # CELERY

@@ -2,6 +2,8 @@
 
 Configured as DRF's ``EXCEPTION_HANDLER``. Django's own ``ValidationError`` (raised by services'
 ``full_clean``) and the selectors' ``ValueError``/``LookupError`` subclasses become 400/404.
+The format is the schema's ``Error`` component (:class:`ErrorSerializer`); ``apis.schema``
+documents it on every operation for every status the operation can answer.
 """
 
 from __future__ import annotations
@@ -9,13 +11,47 @@ from __future__ import annotations
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ..selectors.leaderboard import InvalidFilterError, SuiteNotFoundError
 from ..selectors.metrics import UnknownMetricError
+
+ERROR_CODES = (
+    "invalid",  # 400: a parameter or a field of the body is wrong (details: the messages by field)
+    "parse_error",  # 400: the body is not what its Content-Type says (malformed JSON, multipart)
+    "not_authenticated",  # 401: the operation needs credentials and none were given
+    "authentication_failed",  # 401: a token or session that is not valid
+    "permission_denied",  # 403: signed in, but not allowed (staff only; a failed CSRF check)
+    "not_found",  # 404: no such object, or not one the caller may see (hidden = missing)
+    "method_not_allowed",  # 405
+    "not_acceptable",  # 406: the Accept header asks for a format other than JSON
+    "bundle_too_large",  # 413: an upload over VADI_BUNDLE_MAX_BYTES
+    "unsupported_media_type",  # 415: a body in a media type the operation does not read
+    "throttled",  # 429: over a submission quota
+)
+
+
+class ErrorInfoSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="What went wrong, for programs: " + ", ".join(f"`{c}`" for c in ERROR_CODES) + "."
+    )
+    message = serializers.CharField(
+        help_text="One sentence for a person; for invalid input it starts with the field it names."
+    )
+    details = serializers.JSONField(
+        allow_null=True,
+        help_text="Invalid input: the messages by field (`{field: [messages]}`) or a list of messages; "
+        "otherwise null.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error answer of the API, whatever its status."""
+
+    error = ErrorInfoSerializer()
 
 
 def _first_message(details) -> str:

@@ -1,7 +1,10 @@
 """Public read-only REST API (``/api/v1/``): one ``<Entity><Action>Api`` per operation.
 
-Each view validates its query string with a ``FilterSerializer``, calls one selector and
-serializes. Lists are paginated (limit/offset). Errors use the format of ``apis.errors``.
+Each view validates its query string with a ``FilterSerializer`` (``params.QuerySerializer``:
+empty and repeated values are refused), calls one selector and serializes. Lists are paginated
+(``params.Pagination``: limit/offset). Errors use the format of ``apis.errors``; ``apis.schema``
+documents each operation's answers, and ``parameter_examples`` and the serializers' examples
+fill the docs pages' example requests and responses.
 Ground truth (labels, masks) is never served: categories expose their public test-image ids only.
 Methods, results, submissions and runs are what the caller may see (``selectors.visibility``):
 published ones for everyone, their own for owners, everything for staff.
@@ -11,9 +14,14 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,12 +33,9 @@ from ..selectors.leaderboard import suite_leaderboard_cached
 from ..selectors.metrics import metric_keys
 from ..selectors.results import result_list
 from ..selectors.visibility import viewer_of
+from . import examples
 from . import serializers as out
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
+from .params import Pagination, QuerySerializer, StrictBooleanField, key_filter, text_filter
 
 
 def paginated_response(*, serializer_class, queryset, request, view, context=None) -> Response:
@@ -42,18 +47,44 @@ def paginated_response(*, serializer_class, queryset, request, view, context=Non
 
 class PublicApi(APIView):
     permission_classes = [AllowAny]
+    # Example values of the operation's parameters, by name (``apis.schema.ApiSchema``).
+    parameter_examples: dict = {}
+
+
+class PublicListApi(PublicApi):
+    """A paginated list: the schema wraps the answer in ``count``/``next``/``previous``/``results``."""
+
+    pagination_class = Pagination
 
 
 class HealthApi(PublicApi):
-    @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}))
+    @extend_schema(
+        responses=inline_serializer("Health", {"status": serializers.ChoiceField(choices=["ok"])}),
+        examples=[OpenApiExample("ok", value={"status": "ok"}, response_only=True)],
+    )
     def get(self, request):
         return Response({"status": "ok"})
 
 
-def _validate_metric(value: str | None) -> str | None:
-    if value and value not in metric_keys():
-        raise serializers.ValidationError(f"unknown metric {value!r}; expected one of: {', '.join(metric_keys())}")
-    return value
+def metric_filter(help_text: str) -> serializers.ChoiceField:
+    """A metric key; an unknown one is a 400 naming the valid keys."""
+    keys = metric_keys()
+    return serializers.ChoiceField(
+        choices=keys,
+        required=False,
+        help_text=help_text,
+        error_messages={"invalid_choice": "unknown metric '{input}'; expected one of: " + ", ".join(keys)},
+    )
+
+
+# A category key, ``<dataset>/<category>``: the one path parameter that holds a slash.
+CATEGORY_KEY = OpenApiParameter(
+    "key",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^[^/]+/[^/]+$",
+    description="Category key, `<dataset>/<category>` (the slash is part of the path).",
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,21 +136,35 @@ class LeaderboardRowSerializer(serializers.Serializer):
 class LeaderboardDetailApi(PublicApi):
     """A suite's leaderboard: per metric, mean and std over the suite's categories (equal weights)."""
 
-    class FilterSerializer(serializers.Serializer):
-        metric = serializers.CharField(required=False, help_text="metric to rank by (default pl)")
-        provenance = serializers.ChoiceField(choices=Provenance.choices, required=False)
-        evaluator_version = serializers.CharField(required=False, max_length=40)
-        dataset = serializers.SlugField(required=False, help_text="restrict to one dataset's categories")
+    parameter_examples = {"suite": "vadi", "metric": "pl", "dataset": "mvtec"}
 
-        def validate_metric(self, value):
-            return _validate_metric(value)
+    class FilterSerializer(QuerySerializer):
+        metric = metric_filter("Metric to rank by (default `pl`).")
+        provenance = serializers.ChoiceField(
+            choices=Provenance.choices, required=False, help_text="Only results obtained this way."
+        )
+        evaluator_version = text_filter(max_length=40, help_text="Only results of this evaluator version.")
+        dataset = key_filter(max_length=50, help_text="Restrict to one dataset's categories (a dataset key).")
 
+    @extend_schema_serializer(component_name="Leaderboard", examples=[examples.LEADERBOARD])
     class OutputSerializer(serializers.Serializer):
         suite = inline_serializer("LeaderboardSuite", {"key": serializers.CharField(), "name": serializers.CharField()})
         dataset = serializers.CharField(allow_null=True)
         n_categories = serializers.IntegerField()
         categories = serializers.ListField(child=serializers.CharField())
-        metrics = serializers.ListField(child=serializers.DictField())
+        metrics = inline_serializer(
+            "LeaderboardMetric",
+            {
+                "key": serializers.CharField(),
+                "short_name": serializers.CharField(),
+                "display_name": serializers.CharField(),
+                "higher_is_better": serializers.BooleanField(),
+                "range": serializers.ListField(
+                    child=serializers.FloatField(), min_length=2, max_length=2, help_text="[lowest, highest] value"
+                ),
+            },
+            many=True,
+        )
         sort_metric = serializers.CharField()
         aggregation = serializers.CharField()
         provenance = serializers.CharField(allow_null=True)
@@ -148,7 +193,7 @@ class LeaderboardDetailApi(PublicApi):
 # Catalog
 
 
-class DatasetListApi(PublicApi):
+class DatasetListApi(PublicListApi):
     @extend_schema(responses=out.DatasetOutputSerializer(many=True))
     def get(self, request):
         return paginated_response(
@@ -157,13 +202,15 @@ class DatasetListApi(PublicApi):
 
 
 class DatasetDetailApi(PublicApi):
+    parameter_examples = {"key": "mvtec"}
+
     @extend_schema(responses=out.DatasetOutputSerializer)
     def get(self, request, key: str):
         dataset = get_object_or_404(catalog.dataset_list(), key=key)
         return Response(out.DatasetOutputSerializer(dataset).data)
 
 
-class SuiteListApi(PublicApi):
+class SuiteListApi(PublicListApi):
     @extend_schema(responses=out.SuiteOutputSerializer(many=True))
     def get(self, request):
         return paginated_response(
@@ -172,16 +219,20 @@ class SuiteListApi(PublicApi):
 
 
 class SuiteDetailApi(PublicApi):
+    parameter_examples = {"key": "vadi"}
+
     @extend_schema(responses=out.SuiteOutputSerializer)
     def get(self, request, key: str):
         suite = get_object_or_404(catalog.suite_list(), key=key)
         return Response(out.SuiteOutputSerializer(suite).data)
 
 
-class CategoryListApi(PublicApi):
-    class FilterSerializer(serializers.Serializer):
-        dataset = serializers.SlugField(required=False)
-        suite = serializers.SlugField(required=False)
+class CategoryListApi(PublicListApi):
+    parameter_examples = {"dataset": "visa", "suite": "vadi"}
+
+    class FilterSerializer(QuerySerializer):
+        dataset = key_filter(max_length=50, help_text="Only this dataset's categories (a dataset key).")
+        suite = key_filter(max_length=50, help_text="Only this suite's categories (a suite key).")
 
     @extend_schema(parameters=[FilterSerializer], responses=out.CategoryOutputSerializer(many=True))
     def get(self, request):
@@ -196,6 +247,8 @@ class CategoryListApi(PublicApi):
 
 
 def _category_or_404(key: str) -> Category:
+    if "\x00" in key:  # no key holds one, and PostgreSQL cannot compare with one
+        raise Http404(f"no category {key!r}")
     try:
         return catalog.category_get(key=key)
     except Category.DoesNotExist:
@@ -203,7 +256,9 @@ def _category_or_404(key: str) -> Category:
 
 
 class CategoryDetailApi(PublicApi):
-    @extend_schema(responses=out.CategoryDetailOutputSerializer)
+    parameter_examples = {"key": "mvtec/bottle"}
+
+    @extend_schema(parameters=[CATEGORY_KEY], responses=out.CategoryDetailOutputSerializer)
     def get(self, request, key: str):
         return Response(out.CategoryDetailOutputSerializer(_category_or_404(key)).data)
 
@@ -211,15 +266,19 @@ class CategoryDetailApi(PublicApi):
 class CategoryTestIdsApi(PublicApi):
     """The public ids of a category's test images, in the order a bundle must follow (no labels)."""
 
+    parameter_examples = {"key": "mvtec/bottle"}
+
     @extend_schema(
+        parameters=[CATEGORY_KEY],
         responses=inline_serializer(
             "CategoryTestIds",
             {
                 "category": serializers.CharField(),
-                "count": serializers.IntegerField(),
+                "count": serializers.IntegerField(min_value=0),
                 "test_ids": serializers.ListField(child=serializers.CharField()),
             },
-        )
+        ),
+        examples=[examples.CATEGORY_TEST_IDS],
     )
     def get(self, request, key: str):
         category = _category_or_404(key)
@@ -227,7 +286,9 @@ class CategoryTestIdsApi(PublicApi):
         return Response({"category": category.key, "count": len(ids), "test_ids": ids})
 
 
-class MethodListApi(PublicApi):
+class MethodListApi(PublicListApi):
+    """The methods with a published result (plus, for an owner, their own; for staff, all), by name."""
+
     @extend_schema(responses=out.MethodOutputSerializer(many=True))
     def get(self, request):
         return paginated_response(
@@ -239,6 +300,8 @@ class MethodListApi(PublicApi):
 
 
 class MethodDetailApi(PublicApi):
+    parameter_examples = {"key": "patchcore"}
+
     @extend_schema(responses=out.MethodDetailOutputSerializer)
     def get(self, request, key: str):
         method = get_object_or_404(catalog.method_list(viewer=viewer_of(request.user)), key=key)
@@ -249,20 +312,23 @@ class MethodDetailApi(PublicApi):
 # Results, submissions, runs
 
 
-class ResultListApi(PublicApi):
+class ResultListApi(PublicListApi):
     """Results with their provenance; current ones by default (``current=false`` adds history)."""
 
-    class FilterSerializer(serializers.Serializer):
-        method = serializers.SlugField(required=False)
-        category = serializers.CharField(required=False, max_length=100)
-        metric = serializers.CharField(required=False)
-        provenance = serializers.ChoiceField(choices=Provenance.choices, required=False)
-        evaluator_version = serializers.CharField(required=False, max_length=40)
-        dataset = serializers.SlugField(required=False)
-        current = serializers.BooleanField(required=False, default=True)
+    parameter_examples = {"method": "patchcore", "category": "mvtec/bottle", "metric": "pl", "dataset": "mvtec"}
 
-        def validate_metric(self, value):
-            return _validate_metric(value)
+    class FilterSerializer(QuerySerializer):
+        method = key_filter(max_length=80, help_text="Only this method's results (a method key).")
+        category = text_filter(max_length=100, help_text="Only this category's results (a category key).")
+        metric = metric_filter("Only this metric's results.")
+        provenance = serializers.ChoiceField(
+            choices=Provenance.choices, required=False, help_text="Only results obtained this way."
+        )
+        evaluator_version = text_filter(max_length=40, help_text="Only results of this evaluator version.")
+        dataset = key_filter(max_length=50, help_text="Only this dataset's results (a dataset key).")
+        current = StrictBooleanField(
+            required=False, default=True, help_text="`false` adds superseded results (the history)."
+        )
 
     @extend_schema(parameters=[FilterSerializer], responses=out.ResultOutputSerializer(many=True))
     def get(self, request):
@@ -274,11 +340,13 @@ class ResultListApi(PublicApi):
         return paginated_response(serializer_class=out.ResultOutputSerializer, queryset=qs, request=request, view=self)
 
 
-class SubmissionListApi(PublicApi):
+class SubmissionListApi(PublicListApi):
     """Published submissions, plus the caller's own (private, failed, held); staff see all."""
 
-    class FilterSerializer(serializers.Serializer):
-        method = serializers.SlugField(required=False)
+    parameter_examples = {"method": "my-method"}
+
+    class FilterSerializer(QuerySerializer):
+        method = key_filter(max_length=80, help_text="Only this method's submissions (a method key).")
 
     @extend_schema(parameters=[FilterSerializer], responses=out.SubmissionOutputSerializer(many=True))
     def get(self, request):
@@ -291,15 +359,23 @@ class SubmissionListApi(PublicApi):
 
 
 class SubmissionDetailApi(PublicApi):
+    """A submission's status; its owner sees it at once (queued, failed or private), others once published."""
+
+    parameter_examples = {"id": 42}
+
     @extend_schema(responses=out.SubmissionOutputSerializer)
     def get(self, request, pk: int):
         submission = get_object_or_404(jobs.submission_list(viewer=viewer_of(request.user)), pk=pk)
         return Response(out.SubmissionOutputSerializer(submission).data)
 
 
-class BenchmarkRunListApi(PublicApi):
-    class FilterSerializer(serializers.Serializer):
-        method = serializers.SlugField(required=False)
+class BenchmarkRunListApi(PublicListApi):
+    """Published re-benchmark runs (staff also see the others), newest first."""
+
+    parameter_examples = {"method": "patchcore"}
+
+    class FilterSerializer(QuerySerializer):
+        method = key_filter(max_length=80, help_text="Only this method's runs (a method key).")
 
     @extend_schema(parameters=[FilterSerializer], responses=out.BenchmarkRunPublicOutputSerializer(many=True))
     def get(self, request):
@@ -312,6 +388,8 @@ class BenchmarkRunListApi(PublicApi):
 
 
 class BenchmarkRunDetailApi(PublicApi):
+    parameter_examples = {"id": 7}
+
     @extend_schema(responses=out.BenchmarkRunPublicOutputSerializer)
     def get(self, request, pk: int):
         run = get_object_or_404(jobs.benchmark_run_list(viewer=viewer_of(request.user)), pk=pk)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,27 +13,58 @@ from rest_framework.views import APIView
 from ..selectors.jobs import benchmark_run_list
 from ..selectors.visibility import viewer_of
 from ..services.benchmark_runs import BenchmarkRequestError, benchmark_runs_create
+from . import examples
+from .params import KEY_PATTERN, TEXT_PATTERN, FullMatchValidator
+
+
+def _matching(pattern: str, message: str, **kwargs) -> serializers.CharField:
+    return serializers.CharField(trim_whitespace=False, validators=[FullMatchValidator(pattern, message)], **kwargs)
 
 
 class BenchmarkRunCreateSerializer(serializers.Serializer):
     """The request's shape only; what it asks for is validated by the service, as for every other path.
 
     A run is the config's entry for each method (a ``RunSpec``) on the chosen suites and
-    categories (default: the entry's own) and device; errors come back as ``{"detail": ...}``
-    with the same message the CLI, the admin and ``manage.py rebenchmark`` give.
+    categories (default: the entry's own) and device. A method, suite, category or config that
+    does not exist is a 400 in the API's error format, with the same message the CLI, the admin
+    and ``manage.py rebenchmark`` give.
     """
 
-    methods = serializers.ListField(child=serializers.CharField(max_length=80), allow_empty=False, max_length=50)
-    suites = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
-    categories = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
-    config = serializers.CharField(
+    methods = serializers.ListField(
+        child=_matching(KEY_PATTERN, "Enter a method key.", max_length=80),
+        allow_empty=False,
+        max_length=50,
+        help_text="Keys of registered methods (see `/api/v1/methods/`, `reproducible`).",
+    )
+    suites = serializers.ListField(
+        child=_matching(KEY_PATTERN, "Enter a suite key.", max_length=50),
+        required=False,
+        default=list,
+        max_length=50,
+        help_text="Suite keys; their categories are run (with `categories`, merged).",
+    )
+    categories = serializers.ListField(
+        child=_matching(TEXT_PATTERN, "Enter a category key.", max_length=100),
+        required=False,
+        default=list,
+        max_length=500,
+        help_text="Category keys, `<dataset>/<category>`.",
+    )
+    config = _matching(
+        r"^[a-z][a-z0-9_]*$",
+        "Enter a config name: lower-case letters, digits and underscores.",
         max_length=80,
         required=False,
         default="paper",
-        help_text="a run config by name: a file of VADI_RUN_CONFIG_DIR, e.g. synthetic_cpu or paper",
+        help_text="A run config by name: a file of VADI_RUN_CONFIG_DIR, e.g. `synthetic_cpu` or `paper`.",
     )
-    device = serializers.CharField(
-        max_length=20, required=False, default="auto", help_text="auto (CUDA when the worker has it), cpu or cuda:N"
+    device = _matching(
+        r"^(auto|cpu|mps|cuda(:[0-9]+)?)$",
+        "Enter auto, cpu, mps, cuda or cuda:N.",
+        max_length=20,
+        required=False,
+        default="auto",
+        help_text="`auto` (CUDA when the worker has it), `cpu`, `mps`, `cuda` or `cuda:N`.",
     )
 
 
@@ -48,6 +80,7 @@ class BenchmarkJobOutputSerializer(serializers.Serializer):
     timings = serializers.JSONField()
 
 
+@extend_schema_serializer(examples=[examples.STAFF_BENCHMARK_RUN])
 class BenchmarkRunOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     method = serializers.CharField(source="method.key")
@@ -70,13 +103,22 @@ class BenchmarkRunListCreateApi(APIView):
     """``GET``: the latest re-benchmark runs; ``POST``: start one run per method on the chosen categories."""
 
     permission_classes = [IsAdminUser]
+    parser_classes = [JSONParser]
 
-    @extend_schema(responses=BenchmarkRunOutputSerializer(many=True))
+    @extend_schema(
+        summary="The latest 100 re-benchmark runs, newest first, with their jobs",
+        responses=BenchmarkRunOutputSerializer(many=True),
+    )
     def get(self, request):
         runs = benchmark_run_list(viewer=viewer_of(request.user), with_jobs=True)[:100]
         return Response(BenchmarkRunOutputSerializer(runs, many=True).data)
 
-    @extend_schema(request=BenchmarkRunCreateSerializer, responses={201: BenchmarkRunOutputSerializer(many=True)})
+    @extend_schema(
+        summary="Start a re-benchmark: one run per method, one job per category",
+        request=BenchmarkRunCreateSerializer,
+        responses={201: BenchmarkRunOutputSerializer(many=True)},
+        examples=[examples.STAFF_BENCHMARK_RUNS_REQUEST, examples.STAFF_BENCHMARK_RUNS_CREATED],
+    )
     def post(self, request):
         payload = BenchmarkRunCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -85,7 +127,7 @@ class BenchmarkRunListCreateApi(APIView):
                 **payload.validated_data, requested_by=request.user, allow_config_paths=False
             )
         except BenchmarkRequestError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise serializers.ValidationError([str(exc)]) from exc
         viewer = viewer_of(request.user)
         fresh = benchmark_run_list(viewer=viewer, pks=[r.pk for r in runs], with_jobs=True).order_by("pk")
         return Response(BenchmarkRunOutputSerializer(fresh, many=True).data, status=status.HTTP_201_CREATED)
@@ -95,6 +137,7 @@ class BenchmarkRunDetailApi(APIView):
     """One run with its per-category jobs: status, progress, heartbeat, errors."""
 
     permission_classes = [IsAdminUser]
+    parameter_examples = {"run_id": 7}
 
     @extend_schema(responses=BenchmarkRunOutputSerializer)
     def get(self, request, run_id: int):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import APIException, Throttled
@@ -19,6 +19,8 @@ from rest_framework.response import Response
 from ..models import Visibility
 from ..services.submissions import QuotaExceeded, submission_create
 from ..uploads import BundleSizeLimitHandler
+from . import examples
+from .errors import ErrorSerializer
 from .public import SubmissionListApi
 from .serializers import SubmissionOutputSerializer
 
@@ -76,6 +78,7 @@ class SubmissionListCreateApi(SubmissionListApi):
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema_serializer(component_name="SubmissionUpload")
     class InputSerializer(serializers.Serializer):
         method = serializers.CharField(
             max_length=120,
@@ -114,19 +117,26 @@ class SubmissionListCreateApi(SubmissionListApi):
         request={"multipart/form-data": InputSerializer},
         responses={
             201: SubmissionCreatedSerializer,
-            400: OpenApiResponse(description="A field is invalid (the message names it)."),
-            401: OpenApiResponse(description="No or invalid credentials (use `Authorization: Token <key>`)."),
-            413: OpenApiResponse(description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`."),
-            429: OpenApiResponse(description="Over the daily or concurrent submission quota."),
+            413: OpenApiResponse(
+                ErrorSerializer,
+                description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`.",
+                examples=[examples.error(413, "bundle_too_large", "the bundle is larger than the limit")],
+            ),
+            429: OpenApiResponse(
+                ErrorSerializer,
+                description="Over the daily or concurrent submission quota.",
+                examples=[examples.error(429, "throttled", "You have 3 submissions waiting or being scored.")],
+            ),
         },
         examples=[
-            OpenApiExample(
+            examples.request(
                 "curl",
+                {"method": "My method", "suite": "mvtec", "archive": "bundle.zip", "visibility": "public"},
                 description='curl -H "Authorization: Token <key>" -F method="My method" -F suite=mvtec '
                 "-F archive=@bundle.zip https://<host>/api/v1/submissions/",
-                value={"method": "My method", "suite": "mvtec", "visibility": "public"},
-                request_only=True,
-            )
+                media_type="multipart/form-data",
+            ),
+            examples.SUBMISSION_CREATED,
         ],
     )
     def post(self, request):

@@ -112,7 +112,7 @@ def test_a_bad_key_gives_the_same_message_on_every_path(setup, client, capsys):
 
     response = api.post("/api/v1/staff/benchmark-runs/", {"methods": ["random"], "config": "bad"}, format="json")
     assert response.status_code == 400
-    messages["staff api"] = response.json()["detail"]
+    messages["staff api"] = response.json()["error"]["message"]
 
     response = _admin_post(client, admin, "bad")
     assert response.status_code == 200
