@@ -279,17 +279,16 @@ STAFF_BENCHMARK_RUNS_REQUEST = request(
 _QUEUED_JOB = {"status": "queued", "progress": 0.0, "progress_message": "", "heartbeat_at": None, "timings": {},
                "attempts": 0}  # fmt: skip
 
+# One run of the answer's list (the schema shows it inside the list).
 STAFF_BENCHMARK_RUNS_CREATED = response(
     "started",
-    [
-        {
-            **STAFF_BENCHMARK_RUN.value,
-            "status": "queued",
-            "progress": 0.0,
-            "progress_message": "",
-            "started_at": None,
-            "jobs": [{**job, **_QUEUED_JOB} for job in STAFF_BENCHMARK_RUN.value["jobs"]],
-        }
-    ],
+    {
+        **STAFF_BENCHMARK_RUN.value,
+        "status": "queued",
+        "progress": 0.0,
+        "progress_message": "",
+        "started_at": None,
+        "jobs": [{**job, **_QUEUED_JOB} for job in STAFF_BENCHMARK_RUN.value["jobs"]],
+    },
     status=201,
 )

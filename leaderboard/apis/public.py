@@ -330,7 +330,9 @@ class ResultListApi(PublicListApi):
             required=False, default=True, help_text="`false` adds superseded results (the history)."
         )
 
-    @extend_schema(parameters=[FilterSerializer], responses=out.ResultOutputSerializer(many=True))
+    @extend_schema(
+        parameters=[FilterSerializer], responses=out.ResultOutputSerializer(many=True), examples=[examples.RESULT]
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

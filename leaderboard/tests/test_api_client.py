@@ -68,8 +68,8 @@ def test_generated_client_lists_the_leaderboard_uploads_and_reads_the_status(wor
     submissions_create = client_package("api.submissions.submissions_create")
     submissions_retrieve = client_package("api.submissions.submissions_retrieve")
 
-    anonymous = client_module.Client(base_url=live_server.url, raise_on_unexpected_status=True)
-    board = leaderboard_retrieve.sync(client=anonymous, suite=SUITE_KEY)
+    with client_module.Client(base_url=live_server.url, raise_on_unexpected_status=True) as anonymous:
+        board = leaderboard_retrieve.sync(client=anonymous, suite=SUITE_KEY)
     assert isinstance(board, models.Leaderboard), board
     assert board.suite.key == SUITE_KEY and board.n_categories == 2
     ranked = {row.method.key: row for row in board.ranked}
@@ -77,25 +77,25 @@ def test_generated_client_lists_the_leaderboard_uploads_and_reads_the_status(wor
     assert ranked["random"].provenances == ["reproduced"] and ranked["contract-net"].provenances == ["server_scored"]
     assert 0.0 <= ranked["random"].metrics["pl"].mean <= 1.0
 
-    alice = client_module.AuthenticatedClient(
-        base_url=live_server.url, token=world["tokens"]["user"], prefix="Token", raise_on_unexpected_status=True
-    )
     bundle = Path(world["env"]["VADI_CONTRACT_BUNDLE"]).read_bytes()
     archive = types.File(payload=io.BytesIO(bundle), file_name="bundle.zip", mime_type="application/zip")
     body = models.SubmissionUploadRequest(method="Contract net", suite=SUITE_KEY, archive=archive)
-    created = submissions_create.sync(client=alice, body=body)
-    assert isinstance(created, models.SubmissionCreated), created
-    assert created.method == "contract-net" and created.owner == "alice" and created.api_url.endswith(
-        f"/api/v1/submissions/{created.id}/"
-    )
+    token = world["tokens"]["user"]
+    with client_module.AuthenticatedClient(
+        base_url=live_server.url, token=token, prefix="Token", raise_on_unexpected_status=True
+    ) as alice:
+        created = submissions_create.sync(client=alice, body=body)
+        assert isinstance(created, models.SubmissionCreated), created
+        assert created.method == "contract-net" and created.owner == "alice"
+        assert created.api_url.endswith(f"/api/v1/submissions/{created.id}/")
 
-    status = submissions_retrieve.sync(client=alice, id=created.id)
-    assert isinstance(status, models.SubmissionOutput), status
-    assert status.id == created.id and status.status == models.JobStatusEnum.DONE and status.progress == 1.0
+        status = submissions_retrieve.sync(client=alice, id=created.id)
+        assert isinstance(status, models.SubmissionOutput), status
+        assert status.id == created.id and status.status == models.JobStatusEnum.DONE and status.progress == 1.0
 
-    # Errors come back as the schema's Error model, typed like the rest.
-    missing = submissions_retrieve.sync(client=alice, id=created.id + 1000)
-    assert isinstance(missing, models.Error) and missing.error.code == "not_found"
-    stranger = client_module.AuthenticatedClient(base_url=live_server.url, token="not-a-token", prefix="Token")
-    refused = submissions_create.sync(client=stranger, body=body)
+        # Errors come back as the schema's Error model, typed like the rest.
+        missing = submissions_retrieve.sync(client=alice, id=created.id + 1000)
+        assert isinstance(missing, models.Error) and missing.error.code == "not_found"
+    with client_module.AuthenticatedClient(base_url=live_server.url, token="not-a-token", prefix="Token") as stranger:
+        refused = submissions_create.sync(client=stranger, body=body)
     assert isinstance(refused, models.Error) and refused.error.code == "authentication_failed"
