@@ -350,7 +350,11 @@ class SubmissionListApi(PublicListApi):
     class FilterSerializer(QuerySerializer):
         method = key_filter(max_length=80, help_text="Only this method's submissions (a method key).")
 
-    @extend_schema(parameters=[FilterSerializer], responses=out.SubmissionOutputSerializer(many=True))
+    @extend_schema(
+        description="Published submissions, plus the caller's own (private, failed, held); staff see all.",
+        parameters=[FilterSerializer],
+        responses=out.SubmissionOutputSerializer(many=True),
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -26,19 +26,22 @@ from rest_framework.permissions import IsAdminUser
 from .errors import ErrorSerializer
 from .examples import error as _example
 
+INVALID = "A parameter or a field of the body is invalid; the message names it."
+
+# The example of a 400, by the first of these parameters the operation reads (else by its body).
+INVALID_EXAMPLES = {
+    "metric": ("metric", "unknown metric 'f1'; expected one of: image_auroc, pixel_auroc, aupro, pl"),
+    "method": ("method", "Enter a key: letters, digits, hyphens or underscores."),
+    "dataset": ("dataset", "This field may not be blank."),
+    "limit": ("limit", "limit must be a whole number from 1 to 1000; got '0'"),
+}
+
+
+def _invalid(field: str, message: str):
+    return _example(400, "invalid", f"{field}: {message}", {field: [message]})
+
+
 ERROR_RESPONSES = {
-    400: OpenApiResponse(
-        ErrorSerializer,
-        description="A parameter or a field of the body is invalid; the message names it.",
-        examples=[
-            _example(
-                400,
-                "invalid",
-                "metric: unknown metric 'f1'; expected one of: image_auroc, pixel_auroc, aupro, pl",
-                {"metric": ["unknown metric 'f1'; expected one of: image_auroc, pixel_auroc, aupro, pl"]},
-            )
-        ],
-    ),
     401: OpenApiResponse(
         ErrorSerializer,
         description="Credentials that are not valid (a wrong token, an expired session), or none where the "
@@ -93,15 +96,22 @@ class ApiSchema(AutoSchema):
             statuses.append(415)
         return sorted(statuses)
 
+    def _invalid_response(self) -> OpenApiResponse:
+        """The 400: the view's ``invalid_example`` (for a body), else one for a parameter it reads."""
+        example = getattr(self.view, "invalid_example", None) if self.method in ("POST", "PUT", "PATCH") else None
+        if example is None:
+            names = {p["name"] for p in self._get_parameters() if p.get("in") == "query"}
+            example = _invalid(*next(v for k, v in INVALID_EXAMPLES.items() if k in names))
+        return OpenApiResponse(ErrorSerializer, description=INVALID, examples=[example])
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if not getattr(self.view, "authentication_classes", None):
             return responses  # pragma: no cover - every API view authenticates
         for status in self._error_statuses():
             if str(status) not in responses:
-                responses[str(status)] = self._get_response_for_code(
-                    ERROR_RESPONSES[status], str(status), direction=direction
-                )
+                response = self._invalid_response() if status == 400 else ERROR_RESPONSES[status]
+                responses[str(status)] = self._get_response_for_code(response, str(status), direction=direction)
         return dict(sorted(responses.items()))
 
 

@@ -104,6 +104,12 @@ class BenchmarkRunListCreateApi(APIView):
 
     permission_classes = [IsAdminUser]
     parser_classes = [JSONParser]
+    invalid_example = examples.error(
+        400,
+        "invalid",
+        "unknown config 'nope'; available: paper, synthetic_cpu, tiny",
+        ["unknown config 'nope'; available: paper, synthetic_cpu, tiny"],
+    )
 
     @extend_schema(
         summary="The latest 100 re-benchmark runs, newest first, with their jobs",

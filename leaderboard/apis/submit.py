@@ -77,6 +77,12 @@ class SubmissionListCreateApi(SubmissionListApi):
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     parser_classes = [MultiPartParser, FormParser]
+    invalid_example = examples.error(
+        400,
+        "invalid",
+        "suite: unknown suite 'nope' (known: vadi, mvtec, visa, synthetic)",
+        {"suite": ["unknown suite 'nope' (known: vadi, mvtec, visa, synthetic)"]},
+    )
 
     @extend_schema_serializer(component_name="SubmissionUpload")
     class InputSerializer(serializers.Serializer):
