@@ -3,13 +3,14 @@
 Loaded by the ``st`` process through ``SCHEMATHESIS_HOOKS=leaderboard.tests.contract_hooks``;
 it reads what the test wrote into the environment:
 
-* ``VADI_CONTRACT_BUNDLE``: a valid bundle (zip) for the suite ``VADI_CONTRACT_SUITE``;
+* ``VADI_CONTRACT_BUNDLE``: a valid bundle (zip) for the suite ``VADI_CONTRACT_SUITE`` and the
+  method ``VADI_CONTRACT_METHOD`` (the name in its manifest, which an upload must match);
 * ``VADI_CONTRACT_RUN``: a JSON request that starts a cheap re-benchmark.
 
 A JSON Schema cannot say "a zip archive of anomaly maps for these test ids", so generated
 uploads are refused with 400 (allowed for that operation in ``schemathesis.toml``). To exercise
 the accepted path and its links too, the positive cases of the examples and stateful phases
-upload the real bundle (the generated method name, visibility and description are kept) and
+upload the real bundle (the generated visibility and description are kept) and
 start a real run; Schemathesis then checks the 201 answers against the schema and follows the
 links to read the submission and the run. Fuzzing and coverage cases are left as generated.
 
@@ -45,9 +46,10 @@ def _wants_real_data(case) -> bool:
 @schemathesis.hook("before_call").apply_to(operation_id="submissions_create")
 def upload_a_real_bundle(context, case, kwargs):
     if _wants_real_data(case) and os.environ.get("VADI_CONTRACT_BUNDLE"):
-        fields = {name: case.body.get(name) for name in ("method", "visibility", "description")}
+        fields = {name: case.body.get(name) for name in ("visibility", "description")}
         kwargs["data"] = {
             **{name: value for name, value in fields.items() if isinstance(value, str)},
+            "method": os.environ["VADI_CONTRACT_METHOD"],  # the bundle's manifest names it
             "suite": os.environ["VADI_CONTRACT_SUITE"],
         }
         bundle = Path(os.environ["VADI_CONTRACT_BUNDLE"]).read_bytes()

@@ -6,6 +6,9 @@ an example request and answer for every operation, each example valid against it
 and the strictness the schema declares for query parameters, request by request.
 """
 
+# The shared fixtures are imported; pytest injects them by parameter name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import copy
@@ -14,6 +17,9 @@ import jsonschema
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from evaluation.tests.bundle_corpus import write_valid
+from evaluation.tests.test_submissions import SUITE_KEY, make_catalog, spec_for, tiny_data_root  # noqa: F401
 
 from .factories import UserFactory
 
@@ -186,3 +192,40 @@ def test_staff_errors_use_the_format(catalog):
     assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
     odd_digit = api.post("/api/v1/staff/benchmark-runs/", {"methods": ["random"], "device": "cuda:٣"}, format="json")
     assert odd_digit.json()["error"]["details"] == {"device": ["Enter auto, cpu, mps, cuda or cuda:N."]}
+
+
+def _follow(schema, link, answer, api):
+    """GET the operation a link names, with its parameters read from ``answer`` (JSON pointers)."""
+    path, _ = next((p, op) for p, item in schema["paths"].items() for op in item.values()
+                   if op["operationId"] == link["operationId"])  # fmt: skip
+    for name, expression in link["parameters"].items():
+        pointer = expression.removeprefix("$response.body#")
+        value = answer
+        for part in pointer.strip("/").split("/"):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        path = path.replace("{" + name + "}", str(value))
+    return api.get(path)
+
+
+def test_the_links_lead_from_a_create_to_what_it_created(schema, settings, tiny_data_root, tmp_path):
+    settings.DATASET_ROOTS = {**settings.DATASET_ROOTS, "synthetic": str(tiny_data_root)}
+    make_catalog(tiny_data_root)
+    bundle = write_valid(tmp_path / "bundle.zip", spec_for(tiny_data_root, method="Linked net"))
+    api = APIClient()
+    api.force_authenticate(UserFactory(is_staff=True))
+    with open(bundle, "rb") as archive:
+        created = api.post("/api/v1/submissions/", {"method": "Linked net", "suite": SUITE_KEY, "archive": archive})
+    assert created.status_code == 201, created.content
+    link = schema["paths"]["/api/v1/submissions/"]["post"]["responses"]["201"]["links"]["GetSubmission"]
+    read = _follow(schema, link, created.json(), api)
+    assert read.status_code == 200 and read.json()["id"] == created.json()["id"]
+
+    from leaderboard.services import method_sync_from_registry
+
+    method_sync_from_registry()
+    body = {"methods": ["random"], "suites": [SUITE_KEY], "config": "tiny", "device": "cpu"}
+    started = api.post("/api/v1/staff/benchmark-runs/", body, format="json")
+    assert started.status_code == 201, started.content
+    link = schema["paths"]["/api/v1/staff/benchmark-runs/"]["post"]["responses"]["201"]["links"]["GetBenchmarkRun"]
+    read = _follow(schema, link, started.json(), api)
+    assert read.status_code == 200 and read.json()["id"] == started.json()[0]["id"]
