@@ -214,6 +214,7 @@ class MemSegModel(nn.Module):
         self.memory = MemoryModule(3)
         self.msff = MSFF((c[1], c[2], c[3]))
         self.decoder = SegmentationDecoder(c[0], (c[1], c[2], c[3]), c[4], decoder_width)
+        self.train()  # puts the frozen stages in eval mode from the start
 
     def _deep_stage(self) -> str:
         names = [name for name, _ in self.extractor.model.named_children()]
