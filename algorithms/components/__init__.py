@@ -14,6 +14,14 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``greedy_coreset(features, ratio=...)``: the exact k-center greedy traversal (one random start).
     ``random_projection(features (N, D), dim=128)``: ``(N, dim)`` Gaussian Johnson-Lindenstrauss projection.
     ``coreset_size(n, ratio)``: the number of points kept at ``ratio`` (at least one).
+``distillation``
+    ``OneClassBottleneck(channels (c1, c2, c3), blocks=, kind=, width_factor=)``: RD4AD's OCBE, three
+    maps at strides 4/8/16 fused to ``(B, 2 c3, S/32, S/32)`` (Deng & Li 2022 sec. 3.3; RD4AD, UniNet, PPDm).
+    ``ReverseDecoder(channels, blocks=(b3, b2, b1), kind=, width_factor=)``: de-ResNet, ``(B, 2 c3, h, w)``
+    to ``[(B, c1, 8h, 8w), (B, c2, 4h, 4w), (B, c3, 2h, 2w)]`` (RD4AD ``de_resnet.py``; UniNet student).
+    ``ResidualBlock(in, out, kind=, width=, stride=, up=)``: basic/bottleneck ResNet block, optionally
+    halving (stride 2) or doubling (2x2 transposed conv) the size.
+    ``BLOCK_KINDS``: ``("basic", "bottleneck")``.
 ``feature_extractor``
     ``FeatureExtractor(backbone, layers, pretrained=..., weights_path=...)``: frozen timm
     ``features_only`` backbone; ``(B, 3, S, S)`` images to a list of ``(B, C_l, S/s_l, S/s_l)`` maps;

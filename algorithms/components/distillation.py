@@ -1,0 +1,133 @@
+"""Reverse-distillation networks shared by RD4AD, UniNet and PPDm: the one-class bottleneck
+embedding (OCBE, multi-scale fusion) and the de-ResNet decoder.
+
+Deng & Li, "Anomaly Detection via Reverse Distillation from One-Class Embedding", CVPR 2022,
+sec. 3.2-3.3 and the official code (``hq-deng/RD4AD``, ``resnet.py`` / ``de_resnet.py``).
+
+Both adapt to an encoder's channel counts ``(c1, c2, c3)`` at strides 4, 8 and 16: the
+bottleneck fuses the three scales into ``2 * c3`` channels at stride 32, and the decoder mirrors
+the encoder back to ``c3``, ``c2`` and ``c1`` channels. With ``wide_resnet50_2`` this is exactly
+the published layout (OCBE with 3 wide bottleneck blocks, decoder stages of 3, 4 and 6 wide
+bottleneck blocks); with ``resnet18`` it uses basic blocks (OCBE 2 blocks, decoder 2, 2, 2), as
+the reference's ``de_resnet18``. The basic (resnet18) and bottleneck (resnet50) layouts give
+identical outputs to anomalib's RD4AD modules with copied weights
+(``algorithms/tests/test_reverse_distillation.py``); anomalib's OCBE also defines an unused
+``conv4``/``bn4``, which we omit, and builds the OCBE non-wide for ``wide_resnet50_2``, where we
+follow the original RD4AD code (wide bottleneck blocks, ``width_per_group=128``). UniNet (Wei et
+al., CVPR 2025) uses both unchanged; PPDm (DMAD, Liu et al., CVPR 2023) changes the bottleneck's
+input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["BLOCK_KINDS", "OneClassBottleneck", "ResidualBlock", "ReverseDecoder"]
+
+BLOCK_KINDS = ("basic", "bottleneck")
+
+
+def _conv_bn(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, up: bool = False) -> list[nn.Module]:
+    if up:  # a stride-2 upsampling in place of a stride-2 convolution
+        conv = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2, bias=False)
+    else:
+        conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
+    return [conv, nn.BatchNorm2d(out_ch)]
+
+
+class ResidualBlock(nn.Module):
+    """A ResNet block (basic or bottleneck) that can halve (``stride=2``) or double (``up=True``) the size.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts.
+    kind : {"basic", "bottleneck"}
+        Two 3x3 convolutions, or 1x1 -> 3x3 -> 1x1 with ``width`` inner channels.
+    width : int
+        Inner channels of a bottleneck block (``out_channels / 4 * width_factor`` in ResNets).
+    stride : int
+        1 or 2 (down-sampling).
+    up : bool
+        Up-sample by 2 with a 2x2 transposed convolution (decoder blocks).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, kind: str, width: int, stride: int = 1, up: bool = False
+    ) -> None:
+        super().__init__()
+        if kind not in BLOCK_KINDS:
+            raise ValueError(f"block kind must be one of {BLOCK_KINDS}, got {kind!r}")
+        if kind == "basic":
+            layers = [*_conv_bn(in_channels, out_channels, 3, stride=stride, up=up), nn.ReLU(inplace=True)]
+            layers += _conv_bn(out_channels, out_channels, 3)
+        else:
+            layers = [*_conv_bn(in_channels, width, 1), nn.ReLU(inplace=True)]
+            layers += [*_conv_bn(width, width, 3, stride=stride, up=up), nn.ReLU(inplace=True)]
+            layers += _conv_bn(width, out_channels, 1)
+        self.body = nn.Sequential(*layers)
+        if stride != 1 or up or in_channels != out_channels:
+            if up:
+                self.shortcut = nn.Sequential(*_conv_bn(in_channels, out_channels, 2, up=True))
+            else:
+                shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+                self.shortcut = nn.Sequential(shortcut, nn.BatchNorm2d(out_channels))
+        else:
+            self.shortcut = nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def _stage(
+    in_ch: int, out_ch: int, blocks: int, *, kind: str, width_factor: int, stride: int = 1, up: bool = False
+) -> nn.Sequential:
+    width = max(1, out_ch // 4 * width_factor) if kind == "bottleneck" else out_ch
+    first = ResidualBlock(in_ch, out_ch, kind=kind, width=width, stride=stride, up=up)
+    rest = [ResidualBlock(out_ch, out_ch, kind=kind, width=width) for _ in range(blocks - 1)]
+    return nn.Sequential(first, *rest)
+
+
+class OneClassBottleneck(nn.Module):
+    """Multi-scale feature fusion + one-class embedding (OCBE).
+
+    Scales 1 and 2 are brought to scale 3 by stride-2 3x3 convolutions (``c1 -> c2 -> c3`` and
+    ``c2 -> c3``), concatenated with scale 3 (``3 * c3`` channels) and compressed by ResNet blocks
+    to ``2 * c3`` channels at half the size.
+    """
+
+    def __init__(self, channels: Sequence[int], *, blocks: int, kind: str, width_factor: int) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.down1 = nn.Sequential(
+            *_conv_bn(c1, c2, 3, stride=2), nn.ReLU(inplace=True), *_conv_bn(c2, c3, 3, stride=2), nn.ReLU(inplace=True)
+        )
+        self.down2 = nn.Sequential(*_conv_bn(c2, c3, 3, stride=2), nn.ReLU(inplace=True))
+        self.embed = _stage(3 * c3, 2 * c3, blocks, kind=kind, width_factor=width_factor, stride=2)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        f1, f2, f3 = features
+        return self.embed(torch.cat([self.down1(f1), self.down2(f2), f3], dim=1))
+
+
+class ReverseDecoder(nn.Module):
+    """De-ResNet: three up-sampling stages from ``2 * c3`` back to ``c3``, ``c2`` and ``c1`` channels."""
+
+    def __init__(self, channels: Sequence[int], *, blocks: Sequence[int], kind: str, width_factor: int) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        b3, b2, b1 = blocks
+        self.stage3 = _stage(2 * c3, c3, b3, kind=kind, width_factor=width_factor, up=True)
+        self.stage2 = _stage(c3, c2, b2, kind=kind, width_factor=width_factor, up=True)
+        self.stage1 = _stage(c2, c1, b1, kind=kind, width_factor=width_factor, up=True)
+
+    def forward(self, embedding: torch.Tensor) -> list[torch.Tensor]:
+        """Return the reconstructions in encoder order ``[scale1, scale2, scale3]``."""
+        d3 = self.stage3(embedding)
+        d2 = self.stage2(d3)
+        d1 = self.stage1(d2)
+        return [d1, d2, d3]
