@@ -67,7 +67,7 @@ def main() -> None:
     infer = best_of({"ours": lambda: ours.predict(x), "anomalib": their_inference}, args.repeats)
     report(
         f"FastFlow, {args.backbone} random init, {args.steps} flow steps, {args.input_size} px, batch {args.batch}, "
-        f"{args.threads} thread(s), fastest of {args.repeats}",
+        f"{args.threads} thread(s), CPU time, fastest of {args.repeats}",
         [
             ("train step (one batch)", train["ours"], train["anomalib"]),
             ("inference per image", infer["ours"] / args.batch, infer["anomalib"] / args.batch),

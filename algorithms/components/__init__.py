@@ -5,8 +5,10 @@ here rather than being copied. The catalogue, one line per public name (what, sh
 ``algorithms/tests/test_recipe.py`` checks that every name a module exports is listed:
 
 ``blur``
-    ``gaussian_blur(maps, sigma=4.0)``: separable Gaussian smoothing of ``(N, H, W)`` maps, reflect
-    padding, scipy's kernel radius (PatchCore, RD4AD: sigma 4).
+    ``gaussian_blur(maps, sigma=4.0)``: separable Gaussian smoothing of ``(N, H, W)`` maps, equal to
+    ``scipy.ndimage.gaussian_filter`` per map (its kernel and default half-sample symmetric border), as
+    the official PatchCore and RD4AD code (sigma 4).
+    ``symmetric_pad_indices(size, radius)``: source indices of scipy's ``"reflect"`` border extension.
     ``gaussian_kernel1d(sigma)``: the normalised 1-D kernel it uses, radius ``int(4 sigma + 0.5)``.
 ``coreset``
     ``approximate_greedy_coreset(features (N, D), ratio=...)``: indices ``(M,)`` of PatchCore's

@@ -80,7 +80,9 @@ class ResidualBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+        out = self.body(x)
+        out += self.shortcut(x)  # in place, as torchvision's blocks: one (B, C, H, W) buffer less
+        return self.relu(out)
 
 
 def _stage(

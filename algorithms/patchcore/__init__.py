@@ -17,7 +17,8 @@ CVPR 2022) and its reference code, with the publication's defaults:
    score = the largest patch score ``s*`` reweighted as in the paper's eq. 7:
    ``s = (1 - exp|m_test* - m*| / sum_{m in N_b(m*)} exp|m_test* - m|) * s*`` with ``b =
    num_neighbours`` (9) nearest bank neighbours of ``m*``. Anomaly map = patch scores,
-   upsampled (bilinear) to the input size and smoothed with a Gaussian of sigma 4.
+   upsampled (bilinear) to the input size and smoothed with a Gaussian of sigma 4, exactly as the
+   reference code's ``scipy.ndimage.gaussian_filter`` (half-sample symmetric border).
 
 Random-initialised backbones (``pretrained=False``, tests and the CPU demo) can opt in to
 ``bn_calibration=True``: before the bank is built, the backbone's BatchNorm running statistics

@@ -8,8 +8,8 @@ compresses them, and a trainable student decoder mirroring the encoder (de-ResNe
 the teacher's features from that embedding. Trained on normal images only (Adam, lr 0.005, betas
 (0.5, 0.999), 200 epochs, batch 16, 256 px) to minimise the cosine distance between teacher and
 student features, the student fails to reproduce anomalous regions. The anomaly map is the sum
-over scales of the per-pixel cosine distance, upsampled and smoothed (Gaussian sigma 4); the
-image score is its maximum.
+over scales of the per-pixel cosine distance, upsampled and smoothed (Gaussian sigma 4, as the
+official code's ``scipy.ndimage.gaussian_filter``); the image score is its maximum.
 
 >>> from algorithms.registry import create_algorithm
 >>> model = create_algorithm("reverse_distillation", tiny=True)   # resnet18, random init, 64 px
@@ -31,7 +31,11 @@ INFO = AlgorithmInfo(
     ),
     deviations=(
         "The default encoder weights are timm's wide_resnet50_2 weights; the publication used torchvision's "
-        "(pass backbone='wide_resnet50_2.tv_in1k' for those)."
+        "(pass backbone='wide_resnet50_2.tv_in1k' for those). "
+        "Fixed to the official code: the map is smoothed exactly as scipy.ndimage.gaussian_filter(sigma=4) "
+        "(half-sample symmetric border; it was torch-reflect padding, up to 0.017 different within 16 px of the edge). "
+        "anomalib 2.7 departs from the official code (a non-wide OCBE at wide_resnet50_2, Adam betas (0.5, 0.99), "
+        "torch-reflect smoothing border); ours follows the official code there (tests/test_anomalib_peers.py)."
     ),
     schedule=Schedule(
         epochs=200, batch_size=16, input_size=256, optimizer="Adam, lr 0.005, betas (0.5, 0.999)"

@@ -53,7 +53,9 @@ class ReverseDistillation(AnomalyDetector):
     Loss: the sum over the three levels of the batch mean of ``1 - cos`` between the encoder's and
     the decoder's flattened feature maps. Anomaly map: the sum over levels of the per-pixel
     ``1 - cos`` (along channels), bilinearly upsampled (``align_corners=True``) to the input size
-    and blurred with ``sigma``; score: its maximum. The publication trains 200 epochs with batch 16
+    and blurred with ``sigma`` exactly as the official code's ``scipy.ndimage.gaussian_filter`` (its
+    half-sample symmetric border; anomalib pads with torch's "reflect" instead); score: its maximum.
+    The publication trains 200 epochs with batch 16
     (``INFO.schedule``).
     """
 

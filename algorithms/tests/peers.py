@@ -18,8 +18,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from anomalib.models.image.fastflow.loss import FastflowLoss
     from anomalib.models.image.fastflow.torch_model import FastflowModel as AnomalibFastflow
+    from anomalib.models.image.reverse_distillation.anomaly_map import AnomalyMapGenerationMode
+    from anomalib.models.image.reverse_distillation.loss import ReverseDistillationLoss
+    from anomalib.models.image.reverse_distillation.torch_model import (
+        ReverseDistillationModel as AnomalibReverseDistillation,
+    )
 
-__all__ = ["FastflowLoss", "fastflow_pair"]
+__all__ = ["FastflowLoss", "ReverseDistillationLoss", "fastflow_pair", "reverse_distillation_pair"]
 
 
 def fastflow_pair(size: int = 64, steps: int = 4, conv3x3_only: bool = False, backbone: str = "resnet18"):
@@ -58,4 +63,61 @@ def fastflow_pair(size: int = 64, steps: int = 4, conv3x3_only: bool = False, ba
                 state[prefix + name] = value
     missing, unexpected = theirs.load_state_dict(state, strict=True)
     assert not missing and not unexpected
+    return ours, theirs
+
+
+def _rd_their_order(key: str) -> tuple[int, str] | None:
+    """anomalib's RD parameter names in the order of ours (``None``: no counterpart)."""
+    if key.startswith("encoder.feature_extractor."):
+        return None  # handled by name
+    if key.startswith("bottleneck.conv4") or key.startswith("bottleneck.bn4"):
+        return None  # defined but unused by anomalib's OCBE.forward
+    if key.startswith("bottleneck.bn_layer."):
+        return (2, key)  # our bottleneck.embed comes after down1 and down2 in our state order
+    if key.startswith("bottleneck."):
+        return (1, key)
+    return (3, key)  # decoder.layer1 (deepest) .. layer3 = our decoder.stage3 .. stage1
+
+
+def reverse_distillation_pair(size: int = 64, backbone: str = "resnet18"):
+    """Ours (default blocks for ``backbone``, random init) and anomalib's RD model with our weights.
+
+    Mapping: ``model.encoder.model.*`` -> ``encoder.feature_extractor.*`` (the same timm
+    encoder); bottleneck ``down1.{0,1,3,4}`` -> ``conv1, bn1, conv2, bn2``, ``down2.{0,1}`` ->
+    ``conv3, bn3``, ``embed.i.{body.0, body.1, body.3, body.4, shortcut.0, shortcut.1}`` ->
+    ``bn_layer.i.{conv1, bn1, conv2, bn2, downsample.0, downsample.1}`` (body.6/7 -> conv3/bn3 for
+    bottleneck blocks); decoder ``stage{4-k}.j.*`` -> ``layer{k}.j.*`` with ``shortcut`` ->
+    ``upsample``. Matched in state order with every shape checked. anomalib's unused ``conv4``/``bn4``
+    keep their random values. For ``wide_resnet50_2`` anomalib's OCBE is not wide, so no pair
+    exists there (see the test).
+    """
+    ours = create_algorithm(
+        "reverse_distillation", tiny=True, backbone=backbone, input_size=size, bottleneck_blocks=None,
+        decoder_blocks=None, seed=3,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = AnomalibReverseDistillation(
+            backbone=backbone, input_size=(size, size), layers=["layer1", "layer2", "layer3"],
+            anomaly_map_mode=AnomalyMapGenerationMode.ADD, pre_trained=False,
+        )  # fmt: skip
+    their_state = theirs.state_dict()
+    our_state = ours.model.state_dict()
+    state = {}
+    for key, value in our_state.items():
+        if key.startswith("encoder.model."):
+            state["encoder.feature_extractor." + key.removeprefix("encoder.model.")] = value
+    ours_rest = [k for k in our_state if not k.startswith("encoder.")]
+    ours_rest = sorted(ours_rest, key=lambda k: (0 if k.startswith("bottleneck.down") else 1, ours_rest.index(k)))
+    theirs_rest = [k for k in their_state if _rd_their_order(k) is not None]
+    theirs_rest = sorted(theirs_rest, key=lambda k: (_rd_their_order(k)[0], theirs_rest.index(k)))
+    if len(ours_rest) != len(theirs_rest):
+        raise AssertionError(f"{len(ours_rest)} of our tensors against {len(theirs_rest)} of anomalib's")
+    for mine, their in zip(ours_rest, theirs_rest, strict=True):
+        if our_state[mine].shape != their_state[their].shape or mine.rsplit(".", 1)[1] != their.rsplit(".", 1)[1]:
+            raise AssertionError(f"{mine} {tuple(our_state[mine].shape)} does not map to {their}")
+        state[their] = our_state[mine]
+    for key in their_state:
+        state.setdefault(key, their_state[key])
+    theirs.load_state_dict(state, strict=True)
     return ours, theirs

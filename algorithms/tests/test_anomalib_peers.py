@@ -10,10 +10,14 @@ departure and nothing else; the docstring names it.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
-from .peers import FastflowLoss, fastflow_pair
+from algorithms.reverse_distillation.model import OneClassBottleneck
+
+from .peers import FastflowLoss, ReverseDistillationLoss, fastflow_pair, reverse_distillation_pair
 
 ATOL = 1e-4
 
@@ -72,3 +76,91 @@ def test_fastflow_training_step_equals_anomalibs():
     with torch.no_grad():
         for (z, _), h in zip(ours.model(test), theirs(test)[0], strict=True):
             torch.testing.assert_close(z, h, atol=ATOL, rtol=1e-5)
+
+
+# -- Reverse Distillation -----------------------------------------------------------------------
+
+
+def test_reverse_distillation_features_loss_and_maps_equal_anomalibs_up_to_the_blur_border():
+    """Same features, loss and unsmoothed map. The smoothing differs by design: the official RD4AD
+    code uses ``scipy.ndimage.gaussian_filter(map, sigma=4)`` (border mode "reflect" = half-sample
+    symmetric), which ours reproduces; anomalib's ``GaussianBlur2d`` pads with torch's "reflect"
+    (edge not repeated). So the maps agree exactly away from the border (16 px, the kernel radius)
+    and ours equals scipy's filter of the shared raw map everywhere."""
+    from anomalib.models.components.filters import GaussianBlur2d
+
+    ours, theirs = reverse_distillation_pair()
+    x = _images(3, 64, seed=4)
+    theirs.train()
+    with torch.no_grad():
+        teacher, student = ours.model(x)  # train-mode BatchNorm on both sides
+        their_teacher, their_student = theirs(x)
+    for a, b in zip([*teacher, *student], [*their_teacher, *their_student], strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)
+    their_loss = ReverseDistillationLoss()(their_teacher, their_student)
+    torch.testing.assert_close(ours.model.loss(teacher, student), their_loss, atol=ATOL, rtol=1e-6)
+
+    theirs.eval()
+    prediction = ours.predict(x)
+    ours.eval()
+    with torch.no_grad():
+        batch = theirs(x)
+        teacher, student = ours.model(x)
+        raw = ours.model.anomaly_map(teacher, student, 64)
+        their_blur = GaussianBlur2d(kernel_size=(33, 33), sigma=(4.0, 4.0))(raw[:, None])[:, 0]
+    torch.testing.assert_close(batch.anomaly_map[:, 0], their_blur, atol=ATOL, rtol=0)  # same raw map
+    ours_map = prediction.maps["anomaly_map"]
+    np.testing.assert_allclose(ours_map, np.stack([gaussian_filter(m, sigma=4) for m in raw.numpy()]), atol=1e-5)
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    np.testing.assert_allclose(ours_map[inner], batch.anomaly_map[:, 0].numpy()[inner], atol=ATOL)
+    assert np.abs(ours_map - batch.anomaly_map[:, 0].numpy()).max() > 1e-3  # the border differs
+    np.testing.assert_allclose(prediction.scores, ours_map.max(axis=(1, 2)), rtol=1e-6)
+
+
+def test_reverse_distillation_training_step_equals_anomalibs_with_its_betas():
+    """anomalib trains with Adam betas (0.5, 0.99); the official code (and our default) uses
+    (0.5, 0.999). With anomalib's betas one step of ours lands on anomalib's weights exactly."""
+    ours, theirs = reverse_distillation_pair()
+    ours.hparams["betas"] = [0.5, 0.99]  # anomalib's ReverseDistillation.configure_optimizers
+    x = _images(2, 64, seed=5)
+    ours.fit_epoch([x])
+    theirs.train()
+    optimizer = torch.optim.Adam(
+        [*theirs.decoder.parameters(), *theirs.bottleneck.parameters()], lr=0.005, betas=(0.5, 0.99)
+    )
+    loss = ReverseDistillationLoss()(*theirs(x))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    torch.testing.assert_close(
+        ours.model.bottleneck.embed[0].body[0].weight, theirs.bottleneck.bn_layer[0].conv1.weight, atol=1e-6, rtol=1e-5
+    )
+    ours.eval()
+    theirs.eval()
+    test = _images(2, 64, seed=6)
+    prediction = ours.predict(test)
+    with torch.no_grad():
+        for a, b in zip(ours.model(test)[1], theirs.decoder(theirs.bottleneck(list(theirs.encoder(test).values()))),
+                        strict=True):  # fmt: skip
+            torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-5)  # running statistics updated alike too
+        batch = theirs(test)
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    np.testing.assert_allclose(prediction.maps["anomaly_map"][inner], batch.anomaly_map[:, 0].numpy()[inner], atol=ATOL)
+
+
+def test_reverse_distillation_wide_bottleneck_is_the_official_code_not_anomalibs():
+    """At ``wide_resnet50_2`` the official RD4AD OCBE is built from wide bottleneck blocks
+    (``width_per_group=128``); anomalib 2.7 builds it from plain ``Bottleneck`` blocks (width 64 per
+    group). Ours follows the official code: twice anomalib's inner width, the same outer shapes."""
+    from anomalib.models.image.reverse_distillation.components import get_bottleneck_layer
+
+    channels = (256, 512, 1024)
+    theirs = get_bottleneck_layer("wide_resnet50_2")
+    ours_wide = OneClassBottleneck(channels, blocks=3, kind="bottleneck", width_factor=2)
+    ours_plain = OneClassBottleneck(channels, blocks=3, kind="bottleneck", width_factor=1)
+    their_inner = theirs.bn_layer[0].conv2.weight.shape
+    assert their_inner == ours_plain.embed[0].body[3].weight.shape == (512, 512, 3, 3)
+    assert ours_wide.embed[0].body[3].weight.shape == (1024, 1024, 3, 3)  # official: 2 x anomalib's
+    count = sum(p.numel() for p in ours_plain.parameters())
+    their_count = sum(p.numel() for name, p in theirs.named_parameters() if not name.startswith(("conv4", "bn4")))
+    assert count == their_count  # the plain layout is anomalib's, parameter for parameter
