@@ -39,9 +39,11 @@ INFO = AlgorithmInfo(
     ),
     deviations=(
         "The authors released no code; the code link is the unofficial implementation the field uses. "
-        "Map-normalisation quantiles are computed on the training images (as VisionAD), not on a held-out "
-        "validation split. The image score is the maximum over the valid (unpadded) map region, not after "
-        "zero padding. The ImageNet penalty is off unless imagenet_dir is given, and the teacher is random "
+        "Fixed to the official code: the map-normalisation quantiles come from a 10 % hold-out of the training "
+        "images, which are not trained on (they came from the whole training set), and the image score is the "
+        "maximum of the map after padding and upsampling (it was taken before). anomalib 2.7 pads and upsamples "
+        "before normalising and takes its quantiles on the padded maps; ours follows the official code. "
+        "The ImageNet penalty is off unless imagenet_dir is given, and the teacher is random "
         "unless teacher_weights is given."
     ),
     schedule=Schedule(

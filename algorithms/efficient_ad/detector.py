@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..registry import register_algorithm
 from . import INFO
 from .model import MODEL_SIZES, AutoEncoder, load_pdn_weights, make_pdn, pdn_output_size
 
-__all__ = ["EfficientAd", "color_jitter", "paper_epochs"]
+__all__ = ["EfficientAd", "color_jitter", "holdout_size", "image_fingerprints", "paper_epochs"]
 
 _MAP_PADDINGS = ("constant", "replicate")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,6 +36,30 @@ def paper_epochs(n_train: int, *, batch_size: int = 1, train_steps: int = 70_000
     if n_train < 1 or batch_size < 1:
         raise ValueError(f"n_train and batch_size must be positive, got {n_train} and {batch_size}")
     return math.ceil(train_steps / math.ceil(n_train / batch_size))
+
+
+def holdout_size(n_train: int) -> int:
+    """Images held out for map normalisation: the official split ``n - int(0.9 n)`` (none for one image).
+
+    The official code (``efficientad.py``) splits the MVTec AD training set with
+    ``random_split(full_train_set, [int(0.9 n), n - int(0.9 n)])`` and computes the map-normalisation
+    quantiles on the 10 % it does not train on.
+    """
+    if n_train < 0:
+        raise ValueError(f"n_train must be non-negative, got {n_train}")
+    return n_train - int(0.9 * n_train) if n_train >= 2 else 0
+
+
+def image_fingerprints(images: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` int64 content fingerprints (8-byte BLAKE2b of each image's float32 values).
+
+    The training loader is shuffled and yields no identities, so the held-out images are
+    recognised by content: the loader decodes and resizes the same file to the same tensor in
+    every epoch. Identical images share a fingerprint (and so a side of the split).
+    """
+    data = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    digests = [hashlib.blake2b(image.tobytes(), digest_size=8).digest() for image in data]
+    return torch.tensor([int.from_bytes(d, "little", signed=True) for d in digests], dtype=torch.int64)
 
 
 def color_jitter(images: torch.Tensor, generator: torch.Generator, *, strength: float = 0.2) -> torch.Tensor:
@@ -146,16 +171,17 @@ class EfficientAd(AnomalyDetector):
 
     Notes
     -----
-    Teacher channel statistics come from one pass over the training images at the start of the
-    first epoch. Map normalisation (``pre_eval``): the paper computes the ``q_a`` / ``q_b``
-    quantiles of each partial map on a held-out validation split of the training images; our
-    runner hands the algorithm the whole training set, so we compute them on the training images
-    (as VisionAD does), which makes the normalised maps slightly optimistic on normal data.
-    Before ``pre_eval`` has run, the partial maps are used unnormalised. Maps:
+    Hold-out: as the official code, 10 % of the training images (``n - int(0.9 n)``, a seeded
+    choice made at the start of the first epoch and recognised by content, :func:`image_fingerprints`)
+    are never trained on; the ``q_a`` / ``q_b`` quantiles of each raw partial map are computed on
+    them in ``pre_eval``. Teacher channel statistics come from the other 90 %. Before
+    ``pre_eval`` has run, the partial maps are used unnormalised. Maps:
     ``"combined"`` (primary) ``= 0.5 * st + 0.5 * ae`` where each partial map is
     ``0.1 * (m - q_a) / (q_b - q_a)``, zero-padded back to a quarter of the input size and
     bilinearly upsampled; ``"student_teacher"`` and ``"student_autoencoder"`` are the partial maps.
-    Score: the maximum of the combined map over its valid (unpadded) region.
+    Score: the maximum of the combined map after padding and upsampling, as the official code.
+    anomalib 2.7 departs from the official code here: it pads and upsamples *before* normalising
+    and takes the quantiles on the padded, upsampled maps (``tests/test_anomalib_peers.py``).
     """
 
     def __init__(
@@ -216,6 +242,8 @@ class EfficientAd(AnomalyDetector):
         self.register_buffer("teacher_stats_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("map_quantiles", torch.tensor([0.0, 1.0, 0.0, 1.0]))  # st_a, st_b, ae_a, ae_b
         self.register_buffer("map_quantiles_ready", torch.zeros((), dtype=torch.bool))
+        # Fingerprints of the training images held out for map normalisation (data-sized).
+        self.register_buffer("holdout_fingerprints", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self._optimizer: torch.optim.Optimizer | None = None
@@ -231,22 +259,43 @@ class EfficientAd(AnomalyDetector):
             return (self.teacher(images) - self.teacher_mean) / self.teacher_std
 
     def _compute_teacher_stats(self, train_loader) -> None:
-        """Per-channel mean and standard deviation of the teacher's outputs over all training pixels."""
+        """Choose the hold-out split, then the teacher's per-channel mean and std on the rest.
+
+        One pass over the training images: each image's fingerprint and its channel sums. The
+        hold-out (:func:`holdout_size`, 10 %) is a seeded random choice among the distinct
+        fingerprints in sorted order, so it does not depend on the loader's shuffling. As the
+        official code, the statistics come from the training part (``teacher_normalization``
+        on ``train_loader``), all pixels of all its images.
+        """
         device = self.device
-        total = torch.zeros(self.teacher_mean.shape[1], dtype=torch.float64, device=device)
-        total_sq = torch.zeros_like(total)
-        count = 0
+        fingerprints, sums, sums_sq, pixels = [], [], [], 0
         with torch.no_grad():
             for images in iter_images(self.name, train_loader, self.input_size, device):
                 out = self.teacher(images).double()
-                total += out.sum(dim=(0, 2, 3))
-                total_sq += (out**2).sum(dim=(0, 2, 3))
-                count += out.shape[0] * out.shape[2] * out.shape[3]
+                fingerprints.append(image_fingerprints(images))
+                sums.append(out.sum(dim=(2, 3)).cpu())
+                sums_sq.append((out**2).sum(dim=(2, 3)).cpu())
+                pixels = out.shape[2] * out.shape[3]
+        fingerprints_all = torch.cat(fingerprints)
+        distinct = torch.unique(fingerprints_all)  # sorted
+        generator = torch.Generator().manual_seed(self.hparams["seed"])
+        chosen = torch.randperm(len(distinct), generator=generator)[: holdout_size(len(distinct))]
+        self.holdout_fingerprints = distinct[chosen].sort().values.to(device)
+        keep = ~torch.isin(fingerprints_all, self.holdout_fingerprints.cpu())
+        total = torch.cat(sums)[keep].sum(dim=0)
+        total_sq = torch.cat(sums_sq)[keep].sum(dim=0)
+        count = int(keep.sum()) * pixels
         mean = total / count
         var = (total_sq / count - mean**2).clamp_min(0.0)
         self.teacher_mean.copy_(mean.view_as(self.teacher_mean).float())
         self.teacher_std.copy_(var.sqrt().clamp_min(1e-6).view_as(self.teacher_std).float())
         self.teacher_stats_ready.fill_(True)
+
+    def _held_out(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` bool: which images of a batch belong to the normalisation hold-out."""
+        if self.holdout_fingerprints.numel() == 0:
+            return torch.zeros(images.shape[0], dtype=torch.bool)
+        return torch.isin(image_fingerprints(images), self.holdout_fingerprints.cpu())
 
     def _get_optimizer(self) -> torch.optim.Optimizer:
         if self._optimizer is None:
@@ -284,6 +333,11 @@ class EfficientAd(AnomalyDetector):
             for images in iter_images(self.name, train_loader, self.input_size, device):
                 if int(self.steps_done) >= self.hparams["train_steps"]:
                     break  # the planned number of steps is done
+                held_out = self._held_out(images)
+                if bool(held_out.any()):
+                    images = images[~held_out.to(images.device)]
+                    if images.shape[0] == 0:
+                        continue  # a batch of held-out images only
                 jittered = color_jitter(images, generator)
                 penalty = self._penalty.sample(images.shape[0], generator).to(device) if self._penalty else None
                 losses = self._losses(images, jittered, penalty)
@@ -320,18 +374,29 @@ class EfficientAd(AnomalyDetector):
         return map_st, map_ae
 
     def pre_eval(self, train_loader) -> None:
-        """Map-normalisation quantiles (``q_a``, ``q_b``) of both partial maps on the training images."""
+        """Map-normalisation quantiles (``q_a``, ``q_b``) of both raw partial maps on the hold-out.
+
+        As the official code (``map_normalization`` on the validation loader): the quantiles of the
+        unpadded student-teacher and student-autoencoder maps of the training images held out
+        in the first epoch (10 %). When none of the loader's images is held out (``pre_eval``
+        before any training, a one-image training set, or another loader) all its images are used.
+        """
         was_training = self.training
         self.eval()
-        maps_st, maps_ae = [], []
+        maps_st, maps_ae, held_st, held_ae = [], [], [], []
         try:
             with torch.no_grad():
                 for images in iter_images(self.name, train_loader, self.input_size, self.device):
                     map_st, map_ae = self._raw_maps(images)
+                    held = self._held_out(images).to(map_st.device)
                     maps_st.append(map_st)
                     maps_ae.append(map_ae)
+                    held_st.append(map_st[held])
+                    held_ae.append(map_ae[held])
         finally:
             self.train(was_training)
+        if sum(len(m) for m in held_st):
+            maps_st, maps_ae = held_st, held_ae
         q_a, q_b = self.hparams["q_a"], self.hparams["q_b"]
         all_st, all_ae = torch.cat(maps_st), torch.cat(maps_ae)
         values = [quantile(all_st, q_a), quantile(all_st, q_b), quantile(all_ae, q_a), quantile(all_ae, q_b)]
@@ -360,8 +425,6 @@ class EfficientAd(AnomalyDetector):
         st = self._finish(map_st, q[0], q[1])
         ae = self._finish(map_ae, q[2], q[3])
         combined = 0.5 * st + 0.5 * ae
-        # The maximum over the valid (unpadded) region: the paper takes it after zero padding,
-        # which clips every score of a map lying below q_a to exactly 0 (ties among normal images).
-        valid = 0.5 * self._normalise(map_st, q[0], q[1]) + 0.5 * self._normalise(map_ae, q[2], q[3])
-        scores = valid.amax(dim=(1, 2))
+        # As the official code: the maximum of the combined map after padding and upsampling.
+        scores = combined.amax(dim=(1, 2))
         return scores, {"combined": combined, "student_teacher": st, "student_autoencoder": ae}

@@ -16,6 +16,7 @@ from algorithms.registry import create_algorithm
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
+    from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel as AnomalibEfficientAd
     from anomalib.models.image.fastflow.loss import FastflowLoss
     from anomalib.models.image.fastflow.torch_model import FastflowModel as AnomalibFastflow
     from anomalib.models.image.reverse_distillation.anomaly_map import AnomalyMapGenerationMode
@@ -24,7 +25,21 @@ with warnings.catch_warnings():
         ReverseDistillationModel as AnomalibReverseDistillation,
     )
 
-__all__ = ["FastflowLoss", "ReverseDistillationLoss", "fastflow_pair", "reverse_distillation_pair"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "FastflowLoss",
+    "ReverseDistillationLoss",
+    "efficient_ad_pair",
+    "fastflow_pair",
+    "reverse_distillation_pair",
+    "sync_efficient_ad",
+]
+
+#: anomalib's PDNs and autoencoder normalise ``[0, 1]`` images themselves (``imagenet_norm_batch``);
+#: ours take ImageNet-normalised images: feed anomalib ``x * IMAGENET_STD + IMAGENET_MEAN``.
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def fastflow_pair(size: int = 64, steps: int = 4, conv3x3_only: bool = False, backbone: str = "resnet18"):
@@ -121,3 +136,46 @@ def reverse_distillation_pair(size: int = 64, backbone: str = "resnet18"):
         state.setdefault(key, their_state[key])
     theirs.load_state_dict(state, strict=True)
     return ours, theirs
+
+
+def _convs(module: torch.nn.Module) -> list[torch.nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def efficient_ad_pair(size: int = 256, model_size: str = "small", out_channels: int = 64):
+    """Ours (full width, random teacher) and anomalib's ``EfficientAdModel`` with our weights.
+
+    Mapping: the convolutions in order -- teacher and student PDN ``Sequential`` convs ->
+    ``conv1..conv4`` (small) / ``conv1..conv6`` (medium); autoencoder ``encoder`` convs ->
+    ``ae.encoder.enconv1..6``, ``up_convs.0..5`` -> ``ae.decoder.deconv1..6``, the two final convs ->
+    ``deconv7, deconv8``; ``teacher_mean`` / ``teacher_std`` -> ``mean_std``; ``map_quantiles`` ->
+    ``quantiles`` (only when ours has them). anomalib's ``pad_maps=True`` (the official padding).
+    anomalib's decoder needs ``size >= 128`` (its first upsampling is to ``size // 64 - 1``).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = create_algorithm(
+            "efficient_ad", tiny=True, input_size=size, model_size=model_size, width=1.0, out_channels=out_channels,
+            seed=3,
+        )  # fmt: skip
+        theirs = AnomalibEfficientAd(teacher_out_channels=out_channels, model_size=model_size, pad_maps=True)
+    sync_efficient_ad(ours, theirs)
+    return ours, theirs
+
+
+def sync_efficient_ad(ours, theirs) -> None:
+    """Copy our current weights, teacher statistics and (when set) map quantiles into anomalib's model."""
+    with torch.no_grad():
+        for mine, their in [(ours.teacher, theirs.teacher), (ours.student, theirs.student),
+                            (ours.autoencoder, theirs.ae)]:  # fmt: skip
+            pairs = list(zip(_convs(mine), _convs(their), strict=True))
+            for a, b in pairs:
+                if a.weight.shape != b.weight.shape:
+                    raise AssertionError(f"conv shapes differ: {tuple(a.weight.shape)} vs {tuple(b.weight.shape)}")
+                b.weight.copy_(a.weight)
+                b.bias.copy_(a.bias)
+        theirs.mean_std["mean"].copy_(ours.teacher_mean)
+        theirs.mean_std["std"].copy_(ours.teacher_std)
+        if bool(ours.map_quantiles_ready):
+            for name, value in zip(("qa_st", "qb_st", "qa_ae", "qb_ae"), ours.map_quantiles, strict=True):
+                theirs.quantiles[name].copy_(value)

@@ -17,7 +17,16 @@ from scipy.ndimage import gaussian_filter
 
 from algorithms.reverse_distillation.model import OneClassBottleneck
 
-from .peers import FastflowLoss, ReverseDistillationLoss, fastflow_pair, reverse_distillation_pair
+from .peers import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    FastflowLoss,
+    ReverseDistillationLoss,
+    efficient_ad_pair,
+    fastflow_pair,
+    reverse_distillation_pair,
+    sync_efficient_ad,
+)
 
 ATOL = 1e-4
 
@@ -164,3 +173,85 @@ def test_reverse_distillation_wide_bottleneck_is_the_official_code_not_anomalibs
     count = sum(p.numel() for p in ours_plain.parameters())
     their_count = sum(p.numel() for name, p in theirs.named_parameters() if not name.startswith(("conv4", "bn4")))
     assert count == their_count  # the plain layout is anomalib's, parameter for parameter
+
+
+# -- EfficientAD --------------------------------------------------------------------------------
+
+
+def _as_unit_range(x: torch.Tensor) -> torch.Tensor:
+    return x * IMAGENET_STD + IMAGENET_MEAN
+
+
+def _teacher_statistics(model) -> None:
+    """Random but fixed teacher channel statistics (the pass over training images is tested elsewhere)."""
+    generator = torch.Generator().manual_seed(11)
+    model.teacher_mean.copy_(0.1 * torch.randn(model.teacher_mean.shape, generator=generator))
+    model.teacher_std.copy_(0.5 + torch.rand(model.teacher_std.shape, generator=generator))
+    model.teacher_stats_ready.fill_(True)
+
+
+def test_efficient_ad_raw_maps_and_losses_equal_anomalibs():
+    """Same teacher normalisation, student/autoencoder outputs, unnormalised (padded, upsampled)
+    maps and the three losses (the autoencoder's colour augmentation is given to both sides)."""
+    ours, theirs = efficient_ad_pair()
+    x = _images(1, 256, seed=8)
+    _teacher_statistics(ours)
+    sync_efficient_ad(ours, theirs)
+    ours.eval()
+    theirs.eval()
+    prediction = ours.predict(x)  # no pre_eval yet: unnormalised maps
+    with torch.no_grad():
+        map_st, map_ae = theirs.get_maps(_as_unit_range(x), normalize=False)
+    torch.testing.assert_close(torch.from_numpy(prediction.maps["student_teacher"]), map_st[:, 0], atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(prediction.maps["student_autoencoder"]), map_ae[:, 0], atol=ATOL,
+                               rtol=1e-5)  # fmt: skip
+    torch.manual_seed(0)
+    with torch.no_grad():
+        ours_losses = ours._losses(x, x, penalty=None)  # augmentation = identity on both sides
+        _, distance_st = theirs.compute_student_teacher_distance(_as_unit_range(x))
+        d = distance_st.flatten()
+        their_hard = d[d >= torch.quantile(d, 0.999)].mean()
+        unit = _as_unit_range(x)
+        ae = theirs.ae(unit, unit.shape[-2:])
+        teacher = (theirs.teacher(unit) - theirs.mean_std["mean"]) / theirs.mean_std["std"]
+        their_ae = ((teacher - ae) ** 2).mean()
+        their_stae = ((ae - theirs.student(unit)[:, 64:]) ** 2).mean()
+    torch.testing.assert_close(ours_losses["loss_st"], their_hard, atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(ours_losses["loss_ae"], their_ae, atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(ours_losses["loss_stae"], their_stae, atol=ATOL, rtol=1e-5)
+
+
+def test_efficient_ad_normalisation_and_score_follow_the_official_code_where_anomalib_departs():
+    """The official code normalises the raw 56x56 maps by quantiles of the raw maps of held-out
+    images, then zero-pads the combined map and upsamples it; the score is its maximum. anomalib
+    pads and upsamples first, normalises after (so its border is ``-0.1 q_a / (q_b - q_a)``, not
+    0) and takes its quantiles on padded, upsampled maps. With our quantiles copied in, the two
+    maps agree away from the border; the quantiles anomalib would compute differ from ours."""
+    ours, theirs = efficient_ad_pair()
+    train = _images(2, 256, seed=9)
+    ours.fit_epoch([train])  # teacher statistics, chooses the hold-out (1 of 2 images) and trains on the other
+    ours.pre_eval([train])  # quantiles of the held-out image's raw maps
+    sync_efficient_ad(ours, theirs)
+    ours.eval()
+    theirs.eval()
+    x = _images(1, 256, seed=10)
+    prediction = ours.predict(x)
+    with torch.no_grad():
+        batch = theirs(_as_unit_range(x))
+        raw_st, raw_ae = ours._raw_maps(x)
+    ours_map, their_map = torch.from_numpy(prediction.maps["combined"]), batch.anomaly_map[:, 0]
+    inner = (slice(None), slice(24, -24), slice(24, -24))  # 4 padded map pixels x 4 + bilinear support
+    torch.testing.assert_close(ours_map[inner], their_map[inner], atol=ATOL, rtol=1e-5)
+    q = ours.map_quantiles
+    border = -0.05 * (q[0] / (q[1] - q[0]) + q[2] / (q[3] - q[2]))
+    torch.testing.assert_close(their_map[:, 0, 0], border.expand(1), atol=ATOL, rtol=1e-5)  # anomalib's corner
+    assert ours_map[:, 0, 0].abs().max() < 1e-6  # ours: the official zero border
+    torch.testing.assert_close(torch.from_numpy(prediction.scores), ours_map.amax(dim=(1, 2)))  # after padding
+    # anomalib's quantiles (map_norm_quantiles) would be taken on padded, upsampled maps
+    held = ours._held_out(train)
+    with torch.no_grad():
+        their_st, _ = theirs.get_maps(_as_unit_range(train[held]), normalize=False)
+    assert torch.quantile(their_st.flatten(), 0.9) != pytest.approx(float(q[0]), rel=1e-3)
+    assert float(q[0]) == pytest.approx(float(torch.quantile(raw_st[:0].new_tensor(
+        ours._raw_maps(train[held])[0].flatten()), 0.9)), rel=1e-5)  # fmt: skip
+    assert raw_ae.shape == raw_st.shape == (1, 56, 56)  # 256 / 4 - 8

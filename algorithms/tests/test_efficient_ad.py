@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.efficient_ad.detector import EfficientAd, color_jitter, paper_epochs
+from algorithms.efficient_ad.detector import EfficientAd, color_jitter, holdout_size, image_fingerprints, paper_epochs
 from algorithms.efficient_ad.model import AutoEncoder, make_pdn, pdn_output_size
 from algorithms.registry import create_algorithm, get_algorithm_info, load_algorithm
 
@@ -129,8 +129,11 @@ def test_teacher_statistics_hard_loss_and_step_schedule():
     model = _tiny(train_steps=2)
     loader = [_images(2, seed=1), _images(2, seed=2)]
     model.fit_epoch(loader)
+    everything = torch.cat(loader)
+    held = model._held_out(everything)
+    assert int(held.sum()) == 1  # 4 - int(0.9 * 4) images held out for the map quantiles
     with torch.no_grad():
-        outs = torch.cat([model.teacher(x) for x in loader])
+        outs = model.teacher(everything[~held])  # statistics of the training part only
     torch.testing.assert_close(model.teacher_mean.flatten(), outs.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(
         model.teacher_std.flatten(), outs.std(dim=(0, 2, 3), unbiased=False), atol=1e-5, rtol=1e-5
@@ -156,11 +159,13 @@ def test_maps_are_normalised_by_training_quantiles():
     model.fit_epoch(loader)
     model.pre_eval(loader)
     model.eval()
+    held = model._held_out(loader[0])
+    assert held.tolist().count(True) == 1  # 3 - int(0.9 * 3)
     with torch.no_grad():
         map_st, map_ae = model._raw_maps(loader[0])
-    q = model.map_quantiles
-    assert q[0].item() == pytest.approx(torch.quantile(map_st.flatten(), 0.9).item(), rel=1e-5)
-    assert q[3].item() == pytest.approx(torch.quantile(map_ae.flatten(), 0.995).item(), rel=1e-5)
+    q = model.map_quantiles  # quantiles of the raw maps of the held-out image only
+    assert q[0].item() == pytest.approx(torch.quantile(map_st[held].flatten(), 0.9).item(), rel=1e-5)
+    assert q[3].item() == pytest.approx(torch.quantile(map_ae[held].flatten(), 0.995).item(), rel=1e-5)
     prediction = model.predict(loader[0])
     assert list(prediction.maps) == ["combined", "student_teacher", "student_autoencoder"]
     st = 0.1 * (map_st - q[0]) / (q[1] - q[0])
@@ -168,8 +173,33 @@ def test_maps_are_normalised_by_training_quantiles():
     torch.testing.assert_close(torch.from_numpy(prediction.maps["student_teacher"]), expected, atol=1e-6, rtol=1e-5)
     combined = 0.5 * prediction.maps["student_teacher"] + 0.5 * prediction.maps["student_autoencoder"]
     assert prediction.maps["combined"] == pytest.approx(combined, abs=1e-6)
-    valid = 0.5 * st + 0.5 * 0.1 * (map_ae - q[2]) / (q[3] - q[2])
-    assert prediction.scores.tolist() == pytest.approx(valid.amax(dim=(1, 2)).tolist(), rel=1e-5)
+    # the official score: the maximum of the combined map after padding and upsampling
+    assert prediction.scores.tolist() == pytest.approx(prediction.maps["combined"].max(axis=(1, 2)).tolist(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("n", "held"), [(0, 0), (1, 0), (2, 1), (3, 1), (10, 1), (11, 2), (20, 2), (209, 21)])
+def test_holdout_size_is_the_official_split(n, held):
+    assert holdout_size(n) == held  # n - int(0.9 n): random_split(full, [int(0.9 n), n - int(0.9 n)])
+
+
+def test_held_out_images_are_chosen_by_content_and_never_trained_on():
+    images = _images(10, seed=7)
+    shuffled = [images[[3, 1, 8, 0, 5]], images[[9, 2, 7, 4, 6]]]
+    a, b = _tiny(seed=2, train_steps=100), _tiny(seed=2, train_steps=100)
+    a.fit_epoch([images[:5], images[5:]])
+    b.fit_epoch(shuffled)
+    assert torch.equal(a.holdout_fingerprints, b.holdout_fingerprints)  # independent of the order
+    assert a.holdout_fingerprints.numel() == 1
+    assert torch.equal(image_fingerprints(images), image_fingerprints(images.clone()))
+    held = images[a._held_out(images)]
+    steps = int(a.steps_done)
+    before = {k: v.clone() for k, v in a.student.state_dict().items()}
+    a.fit_epoch([held])  # a batch of held-out images only: no step, no change
+    assert int(a.steps_done) == steps
+    assert all(torch.equal(v, before[k]) for k, v in a.student.state_dict().items())
+    other_seed = _tiny(seed=3, train_steps=100)
+    other_seed.fit_epoch([images])
+    assert other_seed.holdout_fingerprints.numel() == 1
 
 
 def test_fit_predict_save_load_and_determinism(tmp_path):
