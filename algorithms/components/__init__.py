@@ -7,7 +7,8 @@ here rather than being copied. The catalogue, one line per public name (what, sh
 ``blur``
     ``gaussian_blur(maps, sigma=4.0)``: separable Gaussian smoothing of ``(N, H, W)`` maps, equal to
     ``scipy.ndimage.gaussian_filter`` per map (its kernel and default half-sample symmetric border), as
-    the official PatchCore and RD4AD code (sigma 4).
+    the official PatchCore and RD4AD code (sigma 4); ``border="reflect"``: torch-reflect padding, the
+    kornia/anomalib ``GaussianBlur2d`` border (SuperSimpleNet).
     ``symmetric_pad_indices(size, radius)``: source indices of scipy's ``"reflect"`` border extension.
     ``gaussian_kernel1d(sigma)``: the normalised 1-D kernel it uses, radius ``int(4 sigma + 0.5)``.
 ``coreset``

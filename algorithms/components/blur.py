@@ -32,21 +32,33 @@ def symmetric_pad_indices(size: int, radius: int, *, device=None) -> torch.Tenso
     return torch.where(index >= size, 2 * size - 1 - index, index)
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float = 4.0, *, truncate: float = 4.0) -> torch.Tensor:
+def gaussian_blur(
+    maps: torch.Tensor, sigma: float = 4.0, *, truncate: float = 4.0, border: str = "scipy"
+) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, H, W)`` maps, equal to ``scipy.ndimage.gaussian_filter`` per map.
 
     The official PatchCore and RD4AD code smooth each map with ``gaussian_filter(map, sigma=4)``:
     scipy's kernel (radius ``int(truncate * sigma + 0.5)``, normalised) and its default border
     mode ``"reflect"`` (half-sample symmetric, :func:`symmetric_pad_indices`), filtering along
     rows then columns. Shape and dtype preserved; float32 maps agree with scipy (which
-    accumulates in float64) to rounding. Raises ``ValueError`` for a non-3-D input.
+    accumulates in float64) to rounding. ``border="reflect"`` pads with torch's "reflect" instead
+    (edge not repeated; replicate for maps smaller than the radius): the kornia/anomalib
+    ``GaussianBlur2d`` border that SuperSimpleNet's official code uses. Raises ``ValueError`` for
+    a non-3-D input or an unknown border.
     """
     if maps.ndim != 3:
         raise ValueError(f"expected maps of shape (N, H, W), got {tuple(maps.shape)}")
+    if border not in ("scipy", "reflect"):
+        raise ValueError(f"border must be 'scipy' or 'reflect', got {border!r}")
     kernel = gaussian_kernel1d(sigma, truncate=truncate, dtype=maps.dtype).to(maps.device)
     radius = kernel.numel() // 2
     height, width = maps.shape[-2:]
     x = maps.unsqueeze(1)
+    if border == "reflect":
+        mode = "reflect" if min(height, width) > radius else "replicate"
+        x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=mode), kernel.view(1, 1, 1, -1))
+        x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode=mode), kernel.view(1, 1, -1, 1))
+        return x.squeeze(1)
     # scipy filters the first axis (rows, H) first, then the second (W).
     x = x.index_select(2, symmetric_pad_indices(height, radius, device=maps.device))
     x = F.conv2d(x, kernel.view(1, 1, -1, 1))

@@ -168,5 +168,5 @@ class SuperSimpleNetModel(nn.Module):
         seg, logits = self.heads(adapted, adapted if self.adapt_cls_features else features)
         maps = F.interpolate(seg, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         if self.blur_sigma > 0:
-            maps = gaussian_blur(maps, self.blur_sigma, truncate=3.0)
+            maps = gaussian_blur(maps, self.blur_sigma, truncate=3.0, border="reflect")  # kornia/anomalib border
         return logits, maps
