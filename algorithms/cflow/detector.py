@@ -163,7 +163,9 @@ class Cflow(AnomalyDetector):
                                 f"{self.name}: the training loss became {loss.item()} "
                                 f"(epoch {epoch + 1}); try a lower lr"
                             )
-                        optimizer.zero_grad(set_to_none=True)
+                        # Zeroed, not dropped: the official code (torch 1.x zero_grad) steps one Adam over all
+                        # decoders for every chunk, so the other scales' decoders follow their momentum.
+                        optimizer.zero_grad(set_to_none=False)
                         loss.backward()
                         optimizer.step()
                         total += float(loss.detach())
