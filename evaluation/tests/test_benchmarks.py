@@ -285,8 +285,12 @@ def test_staff_api_starts_runs_for_admins_only(catalog, django_user_model, djang
     assert api.post(url, body, format="json").status_code == 403
     admin = django_user_model.objects.create_user("root", password="x", is_staff=True)
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
-    bad = api.post(url, {**body, "config": "../../etc/passwd"}, format="json")
-    assert bad.status_code == 400 and "unknown config" in str(bad.json()), bad.json()
+    bad = api.post(url, {**body, "config": "../../etc/passwd"}, format="json")  # not a config name at all
+    assert bad.status_code == 400 and bad.json()["error"]["details"]["config"] == [
+        "Enter a config name: lower-case letters, digits and underscores."
+    ], bad.json()
+    unknown = api.post(url, {**body, "config": "no_such_config"}, format="json")  # well-formed, not shipped
+    assert unknown.status_code == 400 and "unknown config" in str(unknown.json()), unknown.json()
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(url, body, format="json")
     assert response.status_code == 201, response.content
