@@ -69,6 +69,9 @@ def _workdir(module: str, tests: list[str], project: dict, fresh: bool) -> Path:
 def _sync_tests(work: Path, tests: list[str]) -> None:
     """Copy the module's tests into ``mutants/`` again (mutmut copies a file only once)."""
     for test in tests:
+        if test.startswith("-"):
+            continue  # a pytest option (e.g. --deselect=...), not a path
+        test = test.split("::")[0]
         source, target = ROOT / test, work / "mutants" / test
         if not target.parent.exists():
             continue  # the first run copies everything

@@ -11,7 +11,15 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from evaluation.metrics._regions import label_regions
-from evaluation.metrics.localisation import PERCENTILES, _filled_box, _nearest_centre, _thresholds
+from evaluation.metrics.localisation import (
+    PERCENTILES,
+    _filled_box,
+    _group_rect,
+    _min_side,
+    _nearest_centre,
+    _scaled_rect,
+    _thresholds,
+)
 
 
 def _as_runs(values: np.ndarray, cuts: list[int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -115,3 +123,21 @@ def test_label_regions_matches_scipy_in_raster_order():
         expected, expected_count = ndimage.label(mask, structure=np.ones((3, 3), bool))
         assert count == expected_count
         np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.parametrize("shape", [(9, 40), (40, 9), (23, 31)])
+def test_a_region_box_from_its_crop_equals_the_box_from_the_whole_image(shape):
+    """``_crop`` keeps every contour point, on tall and wide images and at every edge."""
+    rng = np.random.default_rng(sum(shape))
+    min_side = _min_side(shape)
+    checked = 0
+    for _ in range(25):
+        mask = rng.random(shape) < rng.uniform(0.05, 0.4)
+        mask[-1, rng.integers(shape[1])] = mask[rng.integers(shape[0]), -1] = True  # regions at the far edges
+        labels, count = label_regions(mask)
+        slices = ndimage.find_objects(labels)
+        for members in [[k] for k in range(count)] + [list(range(min(count, 3)))]:
+            expected = _scaled_rect(np.isin(labels, np.asarray(members) + 1), (0, 0), min_side)
+            assert _group_rect(labels, members, slices, min_side) == expected
+            checked += 1
+    assert checked > 100
