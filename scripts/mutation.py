@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=1, help="mutants run in parallel (default 1)")
     parser.add_argument("--fresh", action="store_true", help="forget the verdicts of earlier runs")
     parser.add_argument("--report-only", action="store_true", help="print the score of the last run, run nothing")
+    parser.add_argument("--timeout-multiplier", type=float,
+                        help="override [tool.mutmut] timeout_multiplier; mutmut then runs the timed-out mutants again")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the mutants that the last run did not kill (after adding tests)")
     args = parser.parse_args(argv)
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     modules = settings["modules"]
     if args.module not in modules:
         parser.error(f"unknown module {args.module!r}; one of: {', '.join(modules)}")
+    if args.timeout_multiplier:
+        project["tool"]["mutmut"]["timeout_multiplier"] = args.timeout_multiplier
     work = _workdir(args.module, modules[args.module], project, args.fresh)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL")}
     mutmut = str(Path(sys.executable).with_name("mutmut"))
@@ -135,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
           + f", equivalent (excluded) {len(equivalent)}")
     if considered:
         print(f"score {detected}/{considered} = {100.0 * detected / considered:.1f}%")
+        strict = sum(status == "killed" and name not in equivalent for name, status in statuses.items())
+        # mutmut also stops a mutant at timeout_multiplier x its tests' wall time: on a loaded machine a
+        # surviving mutant can be stopped so; --timeout-multiplier N reruns the timed-out mutants
+        print(f"killed by a failing test: {strict}/{considered} = {100.0 * strict / considered:.1f}%")
     unchecked = counts.get("not checked", 0)
     if unchecked:  # an interrupted run: the score of what ran, per file
         print(f"{unchecked} mutants not run yet (run again to continue); per file, of the mutants run:")
