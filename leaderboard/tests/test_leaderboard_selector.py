@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 from django.core.cache import cache
 
 from leaderboard.models import ReviewStatus, Visibility
 from leaderboard.selectors.leaderboard import (
+    Cell,
+    Cost,
     SuiteNotFoundError,
     aggregate,
     category_breakdown,
+    method_cost,
     method_metric_evidence,
+    seed_spread,
     suite_leaderboard,
     suite_leaderboard_cached,
 )
@@ -318,3 +324,38 @@ def test_cached_board_equals_the_board_and_follows_writes(catalog, django_assert
     publish_run(method, cats, uniform(0.8, 5))
     assert suite_leaderboard_cached(suite_key="vadi", sort="image_auroc").rows[0].metrics["pl"].mean == pytest.approx(
         0.8)
+
+
+def test_seed_spread_is_the_sample_std_of_the_per_seed_suite_means():
+    seeds = [(0.7, 0.8), (0.5, 0.5), (0.9, 0.2)]  # 3 categories x 2 seeds: per-seed means 0.7, 0.5
+    assert seed_spread(seeds) == (2, pytest.approx(statistics.stdev([0.7, 0.5]), rel=1e-12))
+    seeds = [(0.7, 0.8, 0.9), (0.5, 0.5, 0.8)]  # 2 categories x 3 seeds: 0.6, 0.65, 0.85
+    assert seed_spread(seeds) == (3, pytest.approx(statistics.stdev([0.6, 0.65, 0.85]), rel=1e-12))
+    for unusable in ([], [(0.1, 0.2), None], [(0.1, 0.2), (0.3,)], [(0.1,), (0.2,)], [(0.1, 0.2), (0.3, 0.4, 0.5)]):
+        assert seed_spread(unusable) == (1, None), unusable
+
+
+def _cost_cell(category_id: int, cost: dict | None) -> Cell:
+    return Cell(method_id=1, category_id=category_id, category_key=f"c{category_id}", metric="pl", value=0.5,
+                provenance="reproduced", evaluator_version="1", variant="", benchmark_run_id=1,
+                submission_id=None, result_id=category_id, cost=cost)
+
+
+def test_method_cost_takes_one_cost_per_category_means_times_and_maxima():
+    first = {"inference_seconds_per_image": 0.002, "train_seconds": 10, "peak_memory_mb": 300.0,
+             "peak_memory_measure": "cuda max allocated", "params_total": 1000, "params_trainable": 10,
+             "hardware": "H200"}
+    second = {"inference_seconds_per_image": 0.004, "train_seconds": 30.0, "peak_memory_mb": 500,
+              "peak_memory_measure": "rss", "params_total": 3000, "params_trainable": 30, "hardware": "CPU"}
+    ignored = {"inference_seconds_per_image": 9.0, "train_seconds": 900.0, "peak_memory_mb": 9e9,
+               "params_total": 9e9, "hardware": "ignored"}  # the same category again: its first cost counts
+    partial = {"inference_seconds_per_image": "n/a", "train_seconds": None, "hardware": ""}  # nothing numeric
+    cells = [_cost_cell(1, first), _cost_cell(1, ignored), _cost_cell(2, None), _cost_cell(2, second),
+             _cost_cell(3, partial), _cost_cell(4, {})]
+    assert method_cost(cells) == Cost(inference_ms_per_image=pytest.approx(3.0, rel=1e-12), train_seconds=20.0,
+                                      peak_memory_mb=500.0, memory_measure="cuda max allocated; rss",
+                                      params_total=3000, params_trainable=30, hardware=("CPU", "H200"))
+    only_partial = method_cost([_cost_cell(3, partial)])
+    assert only_partial == Cost(None, None, None, "", None, None, ())
+    assert method_cost([_cost_cell(1, None), _cost_cell(2, {})]) is None
+    assert method_cost([]) is None
