@@ -15,6 +15,7 @@ from evaluation.metrics.localisation import (
     PERCENTILES,
     _filled_box,
     _group_rect,
+    _image_boxes,
     _min_side,
     _nearest_centre,
     _scaled_rect,
@@ -141,3 +142,14 @@ def test_a_region_box_from_its_crop_equals_the_box_from_the_whole_image(shape):
             assert _group_rect(labels, members, slices, min_side) == expected
             checked += 1
     assert checked > 100
+
+
+def test_image_boxes_label_the_mask_unless_given_labels_and_follow_the_given_numbering():
+    mask = np.zeros((40, 40), bool)
+    mask[2:6, 3:9] = mask[30:37, 25:33] = True  # two regions far apart: no merging
+    labels, count = label_regions(mask)
+    boxes = _image_boxes(mask)
+    assert len(boxes) == count == 2 and boxes == _image_boxes(mask, labels, count)
+    assert _image_boxes(mask, labels=labels) == boxes  # a missing count: labelled again
+    swapped = np.where(labels == 1, 2, np.where(labels == 2, 1, 0)).astype(labels.dtype)
+    assert _image_boxes(mask, swapped, 2) == boxes[::-1]  # the given labels are used, in their order
