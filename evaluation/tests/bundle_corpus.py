@@ -619,7 +619,8 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
         ),
         BadBundle(
             "lzma_huge_dictionary",
-            r"ids\.txt: its LZMA dictionary is 1\.0 GiB; the limit is 64\.0 MiB",
+            r"ids\.txt: its LZMA dictionary is 1\.0 GiB; the limit is 64\.0 MiB "
+            r"\(compress with a smaller dictionary\)$",
             _raw(lambda members, spec: _lzma_dict(members, 1 << 30)),
         ),
         BadBundle(
@@ -858,8 +859,23 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
         ),
         BadBundle(
             "lzma_bad_properties",
-            r"ids\.txt: corrupt LZMA data",
+            r"ids\.txt: corrupt LZMA data \(properties of 3 bytes; LZMA1 has 5\)$",
             _raw(_edit("ids.txt", method=LZMA, payload=b"\x09\x14\x03\x00abc" + b"\x00" * 20)),
+        ),
+        BadBundle(
+            "lzma_too_short_for_its_header",
+            r"ids\.txt: corrupt LZMA data \(too short for its header\)$",
+            _raw(_edit("ids.txt", method=LZMA, payload=b"\x09\x14")),
+        ),
+        BadBundle(  # lc + 9 (lp + 5 pb) = 225 is the first value out of range (pb = 5)
+            "lzma_properties_out_of_range",
+            r"ids\.txt: corrupt LZMA data \(bad properties\)$",
+            _raw(_edit("ids.txt", method=LZMA, payload=b"\x09\x14\x05\x00\xe1\x00\x00\x01\x00" + b"\x00" * 20)),
+        ),
+        BadBundle(
+            "lzma_properties_cut_short",
+            r"ids\.txt: corrupt LZMA data \(bad properties\)$",
+            _raw(_edit("ids.txt", method=LZMA, payload=b"\x09\x14\x05\x00\x5d\x00")),
         ),
         BadBundle(
             "garbage_after_deflate_stream",

@@ -25,9 +25,9 @@ MADE_BY_UNIX = (3 << 8) | 20
 DESCRIPTOR_LAYOUTS = {"plain": (False, 4), "signed": (True, 4), "zip64": (False, 8), "zip64-signed": (True, 8)}
 
 
-def lzma_payload(data: bytes, *, dict_size: int = 1 << 16, claimed_dict: int | None = None, preset: int = 6) -> bytes:
+def lzma_payload(data: bytes, *, dict_size: int = 1 << 16, claimed_dict: int | None = None, preset: int = 6,
+                 lc: int = 3, lp: int = 0, pb: int = 2) -> bytes:
     """The zip LZMA format: version (2 bytes), properties size (2), 5 property bytes, raw LZMA1 with end marker."""
-    lc, lp, pb = 3, 0, 2
     filters = [{"id": lzma.FILTER_LZMA1, "preset": preset, "dict_size": dict_size, "lc": lc, "lp": lp, "pb": pb}]
     raw = lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters)
     props = bytes([(pb * 5 + lp) * 9 + lc]) + (claimed_dict or dict_size).to_bytes(4, "little")

@@ -21,11 +21,12 @@ from evaluation.tests.bundle_corpus import (
     bad_bundle,
     members_of,
     npy_bytes,
+    raw_members,
     valid_categories,
     write_valid,
     write_zip,
 )
-from evaluation.tests.rawzip import Member, build_zip
+from evaluation.tests.rawzip import LZMA, Member, build_zip, lzma_payload
 
 SPEC = Spec(
     suite="synthetic",
@@ -486,3 +487,19 @@ def test_the_compression_ratio_check_starts_at_exactly_one_mib(tmp_path, size, r
                          str(caught.value))  # fmt: skip
     assert (ratio is not None) is ratio_checked, str(caught.value)
     assert caught.value.member == "synthetic/aa/ids.txt"
+
+
+@pytest.mark.parametrize(("lc", "lp", "pb"), [(0, 2, 1), (1, 3, 4), (4, 0, 0)])
+def test_lzma_members_decode_with_their_own_properties_and_a_dictionary_at_the_limit(tmp_path, lc, lp, pb):
+    limit = BundleLimits().max_lzma_dict_bytes  # a claimed dictionary of exactly the limit is allowed
+
+    members = raw_members(SPEC)
+    for member in members:
+        member.method = LZMA
+        member.payload = lzma_payload(member.data, claimed_dict=limit, lc=lc, lp=lp, pb=pb)
+    path = tmp_path / "lzma.zip"
+    path.write_bytes(build_zip(members))
+    summary = _validate(path)
+    assert set(summary.categories) == set(SPEC.ids) and summary.members == 7
+    _, reference = _validate_and_score(write_valid(tmp_path / "ref.zip", SPEC))
+    assert _validate_and_score(path)[1] == reference
