@@ -1059,6 +1059,11 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
             _manifest(lambda spec: manifest_bytes(spec, categories=[*spec.ids, "synthetic/unknown"])),
         ),
         BadBundle(
+            "manifest_name_differs_in_case",
+            r"^manifest\.json: missing member \(the archive has 'Manifest\.json'; names are case-sensitive\)$",
+            _raw(_edit("manifest.json", name="Manifest.json")),
+        ),
+        BadBundle(
             "manifest_is_directory",
             _M + r"is a directory entry, not a file",
             _raw(_edit("manifest.json", name="manifest.json/", data=b"", external_attr=UNIX_DIR)),

@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 
 from algorithms.bundle import BundleWriteError, bundle_from_predictions, main, write_bundle
-from evaluation.bundles import BundleError, BundleLimits, BundleReader, precheck
+from evaluation.bundles import (
+    BundleError,
+    BundleLimits,
+    BundleReader,
+    _dtype_problem,
+    _human,
+    _json_type,
+    _shown,
+    precheck,
+)
 from evaluation.scoring import score_bundle
 from evaluation.tests.bundle_corpus import (
     BAD_BUNDLES,
@@ -503,3 +512,28 @@ def test_lzma_members_decode_with_their_own_properties_and_a_dictionary_at_the_l
     assert set(summary.categories) == set(SPEC.ids) and summary.members == 7
     _, reference = _validate_and_score(write_valid(tmp_path / "ref.zip", SPEC))
     assert _validate_and_score(path)[1] == reference
+
+
+def test_message_helpers_quote_sizes_values_and_dtypes_exactly():
+    """The texts an uploader reads: sizes, quoted values (cut to a limit), JSON types, dtypes."""
+    assert [_human(n) for n in (1023, 1024, 5 * 1024**4)] == ["1,023 bytes", "1.0 KiB", "5,120.0 GiB"]
+    exact, long = "x" * 58, "x" * 50 + "0123456789"  # reprs of 60 and 62 characters
+    assert _shown(exact) == repr(exact)
+    assert _shown(long) == repr(long)[:55] + "..." + "'"
+    assert [_json_type(v) for v in (None, True, False, 3, "a", [], {})] == [
+        "null", "true", "false", "the number 3", "the string 'a'", "a list", "an object"]
+    assert _json_type(10**24) == "the number 1000000000000000000...0"  # a 25-digit number is cut at 24
+    expected = {
+        None: "has a malformed .npy header (descr is null)",
+        3: "has a malformed .npy header (descr is the number 3)",
+        ">f2": "is big-endian (>f2); write little-endian float16/float32",
+        ">f4": "is big-endian (>f4); write little-endian float16/float32",
+        "f4": "has dtype f4 (byte order unspecified); write little-endian '<f4'",
+        "=f2": "has dtype =f2 (byte order =); write little-endian '<f2'",
+        "<i8": "has dtype <i8 (int64); use float16 or float32",
+        "<c16": "has dtype <c16 (complex128); use float16 or float32",
+        "<x4": "has dtype <x4 (unknown); use float16 or float32",
+        "<i12345": "has dtype <i12345 (int9872); use float16 or float32",  # sizes read to 4 digits
+        "<U5": "has dtype <U5 (str); use float16 or float32",
+    }
+    assert {descr: _dtype_problem(descr) for descr in expected} == expected
