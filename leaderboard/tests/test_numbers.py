@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from leaderboard import charts
 from leaderboard.models import Provenance
-from leaderboard.selectors.leaderboard import seed_spread, suite_leaderboard
+from leaderboard.selectors.leaderboard import category_breakdown, seed_spread, suite_leaderboard
 from leaderboard.services.results import result_record, results_publish
 
 from .conftest import METRICS
@@ -58,6 +58,8 @@ def test_a_result_whose_training_hit_the_cap_is_shown_but_not_ranked(client, cat
     assert [r.method.key for r in board.rows] == ["full"]  # 0.95 would rank first: it is not ranked
     (row,) = board.incomplete
     assert row.method.key == "capped" and row.complete and row.schedule_incomplete == tuple(sorted(c.key for c in cats))
+    breakdown = category_breakdown(suite_key="synthetic", metric="pl")  # the capped cells, and only those
+    assert breakdown.capped == frozenset((c.key, capped.pk) for c in cats)
     html = client.get("/?suite=synthetic").content.decode()
     assert html.count('data-badge="schedule-incomplete"') == 1 and "Capped" in html
     api = client.get("/api/v1/leaderboard/synthetic/").json()
