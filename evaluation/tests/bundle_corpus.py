@@ -872,6 +872,11 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
             r"ids\.txt: corrupt LZMA data \(bad properties\)$",
             _raw(_edit("ids.txt", method=LZMA, payload=b"\x09\x14\x05\x00\xe1\x00\x00\x01\x00" + b"\x00" * 20)),
         ),
+        BadBundle(  # lc = 8: in range for the byte, refused by the decoder (lc + lp > 4)
+            "lzma_properties_the_decoder_refuses",
+            r"ids\.txt: corrupt LZMA data \(.+\)$",
+            _raw(_edit("ids.txt", method=LZMA, payload=b"\x09\x14\x05\x00\x08\x00\x00\x01\x00" + b"\x00" * 20)),
+        ),
         BadBundle(
             "lzma_properties_cut_short",
             r"ids\.txt: corrupt LZMA data \(bad properties\)$",
