@@ -151,4 +151,4 @@ class CfaModel(nn.Module):
         """Patch scores ``(B, h, w)`` -> bilinear to ``(B, S, S)``, Gaussian blur (sigma 4)."""
         size = (self.input_size, self.input_size)
         up = F.interpolate(scores[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        return gaussian_blur(up, self.blur_sigma) if self.blur_sigma > 0 else up
+        return gaussian_blur(up, self.blur_sigma, border="reflect") if self.blur_sigma > 0 else up

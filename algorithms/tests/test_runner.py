@@ -265,7 +265,8 @@ def test_shipped_configs_load_and_cover_every_algorithm():
     assert all(s.params.get("pretrained", False) is False for s in demo.specs)
     for spec in demo.specs:  # the demo settings are the records' own
         demo_settings = get_algorithm_info(spec.algorithm).demo
-        assert spec.epochs == demo_settings["epochs"] and dict(spec.params) == demo_settings["params"]
+        unit = "iterations" if "iterations" in demo_settings else "epochs"  # Dinomaly, MemSeg count steps
+        assert getattr(spec, unit) == demo_settings[unit] and dict(spec.params) == demo_settings["params"]
     paper = load_run_config("algorithms/configs/paper.py")
     assert all(len(s.categories) == 27 and s.train_time_limit_s == 7200 and s.save_predictions for s in paper.specs)
     assert {s.algorithm for s in paper.specs} == set(list_algorithms())
