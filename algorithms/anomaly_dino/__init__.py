@@ -78,7 +78,7 @@ INFO = AlgorithmInfo(
             "model_kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8},
         },
         "epochs": 1,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 16,
     },
 )

@@ -68,7 +68,7 @@ INFO = AlgorithmInfo(
             "lr": 3e-3,
         },
         "epochs": 3,
-        "train_time_limit_s": 9,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )

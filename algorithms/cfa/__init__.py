@@ -49,7 +49,7 @@ INFO = AlgorithmInfo(
     demo={
         "params": {"input_size": 96, "backbone": "resnet18", "pretrained": False, "bn_calibration": True},
         "epochs": 2,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )

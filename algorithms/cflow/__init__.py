@@ -72,7 +72,7 @@ INFO = AlgorithmInfo(
             "warmup_meta_epochs": 0,
         },
         "epochs": 4,
-        "train_time_limit_s": 9,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )

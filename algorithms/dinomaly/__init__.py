@@ -93,7 +93,7 @@ INFO = AlgorithmInfo(
             "map_size": None,
         },
         "iterations": 30,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )

@@ -82,7 +82,7 @@ INFO = AlgorithmInfo(
             "warmup_steps": 3,
         },
         "iterations": 30,
-        "train_time_limit_s": 15,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )

@@ -59,7 +59,7 @@ INFO = AlgorithmInfo(
             "lrs": [3e-3, 3e-3, 3e-3],
         },
         "epochs": 3,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 16,
     },
 )

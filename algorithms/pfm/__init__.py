@@ -64,7 +64,7 @@ INFO = AlgorithmInfo(
             "latent_dims": [32, 64, 128],
         },
         "epochs": 3,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 16,
     },
 )

@@ -82,7 +82,7 @@ INFO = AlgorithmInfo(
             "gan_epochs": 1,
         },
         "epochs": 2,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )

@@ -80,7 +80,7 @@ INFO = AlgorithmInfo(
             "epochs": 3,
         },
         "epochs": 3,
-        "train_time_limit_s": 10,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )
