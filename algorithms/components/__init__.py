@@ -108,7 +108,8 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``scale_gradient(x, scale)``: identity forward, gradient times ``scale`` backward (hard / soft mining).
     ``cosine_anomaly_map(encoder, decoder, size)``: mean over groups of channel-wise ``1 - cos`` of
     ``(B, C, h, w)`` pairs, bilinear (align_corners) to ``(B, size, size)`` (official ``cal_anomaly_maps``).
-    ``box_gaussian_blur(maps (B, H, W), kernel_size=5, sigma=4)``: official ``get_gaussian_kernel`` filter, zero padding.
+    ``box_gaussian_blur(maps (B, H, W), kernel_size=5, sigma=4)``: the official ``get_gaussian_kernel`` filter,
+    zero padding.
     ``warm_cosine_lr(step, base=, final=, total=, warmup=)``: official ``WarmCosineScheduler`` value.
     ``init_reconstruction_weights(modules)``: trunc-normal(0.01, +-0.03) Linear weights, zero biases, unit LayerNorms.
     ``count_parameters(module)``: number of trainable parameters.

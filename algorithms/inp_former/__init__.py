@@ -81,7 +81,6 @@ INFO = AlgorithmInfo(
         "decoder_depth": 4,
         "warmup_iters": 0,
         "epochs": 1,
-        "lr": 0.01,
         "map_size": None,
     },
     tiny_epochs=1,

@@ -198,7 +198,9 @@ class InpFormer(AnomalyDetector):
         """``L_sm + coherence_weight * L_c`` of one batch (model in training mode)."""
         encoder, decoder, coherence = self.model(images)
         h = self.hparams
-        return soft_mining_cosine_loss(encoder, decoder, power=h["soft_mining_power"]) + h["coherence_weight"] * coherence
+        return (
+            soft_mining_cosine_loss(encoder, decoder, power=h["soft_mining_power"]) + h["coherence_weight"] * coherence
+        )
 
     def fit_epoch(self, train_loader) -> dict[str, float]:
         """One pass: a StableAdamW step per batch."""

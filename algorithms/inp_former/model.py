@@ -255,7 +255,7 @@ class InpFormerModel(nn.Module):
                 self.prototype_token]  # fmt: skip
 
     def _maps(self, tokens: torch.Tensor) -> torch.Tensor:
-        b, n, c = tokens.shape
+        b, _, c = tokens.shape
         h, w = self.encoder.grid_size
         return tokens.transpose(1, 2).reshape(b, c, h, w)
 
