@@ -125,14 +125,14 @@ def test_inp_coherence_loss_by_hand():
     tokens = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     prototypes = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]], requires_grad=True)
     loss = inp_coherence_loss(tokens, prototypes)
-    assert math.isclose(float(loss), (1 - 1 / math.sqrt(2)) / 2, rel_tol=1e-6)
+    assert math.isclose(loss.item(), (1 - 1 / math.sqrt(2)) / 2, rel_tol=1e-6)
     loss.backward()  # only the nearest INP of each token gets a gradient; the first is already exact
     torch.testing.assert_close(prototypes.grad[0, 0], torch.zeros(2))
     assert prototypes.grad[0, 1].abs().sum() > 0
     # per image: INPs of one image do not serve another
     two = inp_coherence_loss(torch.cat([tokens, tokens]), torch.cat([prototypes.detach(), -prototypes.detach()]))
     # second image: INPs (-1, 0), (-1, -1): token (1, 0) -> min(2, 1 + 1/sqrt2), (0, 1) -> min(1, 1 + 1/sqrt2) = 1
-    assert math.isclose(float(two), ((1 - 1 / math.sqrt(2)) + (1 + 1 / math.sqrt(2)) + 1) / 4, rel_tol=1e-6)
+    assert math.isclose(two.item(), ((1 - 1 / math.sqrt(2)) + (1 + 1 / math.sqrt(2)) + 1) / 4, rel_tol=1e-6)
 
 
 def test_soft_mining_loss_by_hand():
@@ -141,7 +141,7 @@ def test_soft_mining_loss_by_hand():
     d = torch.tensor([[[[1.0, 0.0]], [[1.0, 1.0]]]], requires_grad=True)
     loss = soft_mining_cosine_loss([e], [d])
     # value: the global cosine of (1, 0, 0, 1) and (1, 0, 1, 1): 2 / (sqrt 2 sqrt 3)
-    assert math.isclose(float(loss), 1 - 2 / math.sqrt(6), rel_tol=1e-6)
+    assert math.isclose(loss.item(), 1 - 2 / math.sqrt(6), rel_tol=1e-6)
     loss.backward()
     weighted = d.grad.clone()
     plain_d = d.detach().clone().requires_grad_()
@@ -155,7 +155,7 @@ def test_soft_mining_loss_by_hand():
     torch.testing.assert_close(d.grad, plain_d.grad)
     # groups are averaged
     two = soft_mining_cosine_loss([e, e], [d, e.clone()])
-    assert math.isclose(float(two), (1 - 2 / math.sqrt(6)) / 2, rel_tol=1e-6)
+    assert math.isclose(two.item(), (1 - 2 / math.sqrt(6)) / 2, rel_tol=1e-6)
     with pytest.raises(ValueError, match="as many encoder as decoder"):
         soft_mining_cosine_loss([e], [])
 
@@ -182,9 +182,9 @@ def test_seeded_inp_initialisation_is_deterministic():
         assert torch.equal(x, y)
     # standard-normal INPs (untouched by the trunc-normal initialisation), unit attention scales
     big = create_algorithm("inp_former", tiny=True, inp_num=2000)
-    assert abs(float(big.model.prototype_token.std()) - 1.0) < 0.02
+    assert abs(big.model.prototype_token.std().item() - 1.0) < 0.02
     assert torch.equal(a.model.decoder[0].attn.learn_scale, torch.ones(2, 1, 1))
-    assert float(a.model.decoder[0].mlp.fc1.weight.abs().max()) <= 0.03
+    assert a.model.decoder[0].mlp.fc1.weight.abs().max().item() <= 0.03
 
 
 def test_schedule_spans_the_epochs_and_training_runs():
