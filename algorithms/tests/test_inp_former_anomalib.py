@@ -1,15 +1,6 @@
 """INP-Former against anomalib 2.7's ``InpFormerModel``: same encoder, anomalib's trainable weights copied into ours.
 
-The weight mapping (anomalib name -> ours), everything else identical:
-
-* encoder: ``encoder.feature_extractor.<timm name>`` -> ``model.encoder.model.<timm name>`` (the blocks past
-  the last tapped one dropped, the unused final norm kept; the positional embedding resampled to our grid as
-  timm's ``dynamic_img_size`` resamples it at each of anomalib's calls, bicubic without antialiasing);
-* ``prototype_token.0`` -> ``model.prototype_token``;
-* ``bottleneck.0.fc1/fc2`` -> ``model.bottleneck.fc1/fc2``;
-* ``aggregation.i.{norm1, attn.q, attn.kv, attn.proj, norm2, mlp.fc1, mlp.fc2}`` and
-  ``decoder.i.{norm1, attn.learn_scale, attn.q, attn.kv, attn.proj, norm2, mlp.fc1, mlp.fc2}`` -> the
-  same names under ``model.``.
+The weight mapping is documented in ``algorithms/tests/peers_inp_former.py`` (``inp_former_pair``).
 
 anomalib departs from the official code (luow23/INP-Former) in two places, isolated here:
 
@@ -32,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from algorithms.components.vit_reconstruction import box_gaussian_blur, cosine_anomaly_map
-from algorithms.inp_former.detector import InpFormer
 from algorithms.inp_former.model import soft_mining_cosine_loss
 
 pytest.importorskip("anomalib.models.image.inp_former")
+from algorithms.tests.peers_inp_former import inp_former_pair
 
 SIZE = 56  # 4 x 4 patches of 14 px: seconds on one CPU core
 WIDTH, HEADS = 32, 2
@@ -45,59 +36,8 @@ def _images(n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
 
 
-def _pair(monkeypatch) -> tuple[torch.nn.Module, InpFormer]:
-    """anomalib's model (random weights, ViT-S/14-reg layout shrunk to width 32) and ours with its weights."""
-    import timm
-    from anomalib.models.image.inp_former import torch_model
-    from anomalib.models.image.inp_former.torch_model import InpFormerModel as Reference
-    from timm.layers import resample_abs_pos_embed
-
-    # anomalib hard-codes pretrained=True and reads the width from the encoder's name: the download is
-    # turned off and the "small" architecture shrunk to width 32 (2 heads), the depth kept.
-    small = {"embed_dim": WIDTH, "num_heads": HEADS, "target_layers": [2, 3, 4, 5, 6, 7, 8, 9]}
-    monkeypatch.setitem(torch_model.DINOV2_ARCHITECTURES, "small", small)
-    create = timm.create_model
-    monkeypatch.setattr(
-        timm,
-        "create_model",
-        lambda name, pretrained=False, **kw: create(name, pretrained=False, embed_dim=WIDTH, num_heads=HEADS, **kw),
-    )
-    torch.manual_seed(0)
-    # remove_class_token=True: the official single-class script's setting (anomalib's Lightning default too)
-    theirs = Reference(encoder_name="vit_small_patch14_reg4_dinov2", remove_class_token=True).eval()
-    monkeypatch.undo()
-    ours = InpFormer(
-        input_size=SIZE,
-        pretrained=False,
-        backbone="vit_small_patch14_reg4_dinov2.lvd142m",
-        model_kwargs={"embed_dim": WIDTH, "num_heads": HEADS},
-        map_size=None,
-    ).eval()
-    encoder = {k: v for k, v in theirs.encoder.feature_extractor.state_dict().items() if not k.startswith("head")}
-    grid = SIZE // 14
-    encoder["pos_embed"] = resample_abs_pos_embed(
-        encoder["pos_embed"], (grid, grid), num_prefix_tokens=0, antialias=False
-    )
-    encoder = {k: v for k, v in encoder.items() if not k.startswith(("blocks.10.", "blocks.11."))}
-    missing, unexpected = ours.model.encoder.model.load_state_dict(encoder, strict=False)
-    assert not missing and not unexpected
-    state = {
-        k.replace("prototype_token.0", "prototype_token").replace("bottleneck.0.", "bottleneck."): v
-        for k, v in theirs.state_dict().items()
-        if not k.startswith(("encoder.", "gaussian_blur."))
-    }
-    missing, unexpected = ours.model.load_state_dict(state, strict=False)
-    assert not unexpected
-    assert {k for k in missing if not k.startswith("encoder.")} == {
-        f"{block}.mlp.{fc}.bias"
-        for block in ["aggregation.0", *[f"decoder.{i}" for i in range(8)]]
-        for fc in ("fc1", "fc2")
-    }
-    return theirs, ours
-
-
-def test_maps_and_scores_equal_anomalib(monkeypatch):
-    theirs, ours = _pair(monkeypatch)
+def test_maps_and_scores_equal_anomalib():
+    theirs, ours = inp_former_pair(SIZE, WIDTH, HEADS)
     images = _images(3, seed=3)
     with torch.no_grad():
         en_t, de_t, inp_t = theirs.get_encoder_decoder_inploss(images)
@@ -122,8 +62,8 @@ def test_maps_and_scores_equal_anomalib(monkeypatch):
     np.testing.assert_allclose(prediction.scores, official.numpy(), rtol=0, atol=1e-6)
 
 
-def test_training_loss_and_gradients_equal_anomalib(monkeypatch):
-    theirs, ours = _pair(monkeypatch)
+def test_training_loss_and_gradients_equal_anomalib():
+    theirs, ours = inp_former_pair(SIZE, WIDTH, HEADS)
     images = _images(4, seed=5)
     theirs.train()
     ours.train()
