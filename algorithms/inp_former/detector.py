@@ -54,7 +54,8 @@ class InpFormer(AnomalyDetector):
         Length of the cosine schedule in epochs (official: 200): it spans ``epochs`` times the
         number of batches of the first training loader, unless ``total_iters`` is given.
     total_iters : int, optional
-        Length of the cosine schedule in optimiser steps (overrides ``epochs``).
+        Length of the cosine schedule in optimiser steps (overrides ``epochs``); a run scheduled
+        in iterations rather than epochs should pass the same number here.
     lr, final_lr, warmup_iters : float, float, int
         Warm-cosine schedule: 0 -> ``lr`` over ``warmup_iters``, cosine to ``final_lr`` at the end
         (official: 1e-3, 1e-4, 100). Steps past the end keep ``final_lr``.
