@@ -126,7 +126,8 @@ SCHEDULES = [
     Schedule("uninet", False, 10.0, 6.0, epochs=100, source="RD components with two teachers; 100 epochs"),
     Schedule("anomaly_dino", False, 2.0, 4.0, epochs=1, extra_s_per_1000_train=10.0,
              source="training-free DINOv2-S memory bank + kNN (algorithms-next C)"),
-    Schedule("inp_former", False, 18.0, 15.0, steps=5000, batch=16, source="as Dinomaly (algorithms-next C)"),
+    Schedule("inp_former", False, 18.0, 15.0, epochs=200,
+             source="official single-class script: 200 epochs x batch 16 at 392 px; per-image cost as Dinomaly"),
 ]  # fmt: skip
 
 

@@ -102,4 +102,15 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     timm ViT tapped after chosen transformer blocks; ``forward_tokens`` gives ``(B, P + h w, C)``
     sequences (class + register tokens first), ``forward`` the patch maps ``(B, C, h, w)``; weights
     as ``FeatureExtractor`` (DINOv2 for AnomalyDINO, DINOv2-with-registers for Dinomaly).
+``vit_reconstruction``
+    ``FeedForward(dim, hidden)``: ViT-block MLP ``fc2(GELU(fc1 x))`` on ``(..., dim)`` (Dinomaly, INP-Former).
+    ``NoisyBottleneck(dim, hidden, dropout)``: dropout-noised MLP bottleneck (Dinomaly 0.2; INP-Former 0).
+    ``scale_gradient(x, scale)``: identity forward, gradient times ``scale`` backward (hard / soft mining).
+    ``cosine_anomaly_map(encoder, decoder, size)``: mean over groups of channel-wise ``1 - cos`` of
+    ``(B, C, h, w)`` pairs, bilinear (align_corners) to ``(B, size, size)`` (official ``cal_anomaly_maps``).
+    ``box_gaussian_blur(maps (B, H, W), kernel_size=5, sigma=4)``: the official ``get_gaussian_kernel`` filter,
+    zero padding.
+    ``warm_cosine_lr(step, base=, final=, total=, warmup=)``: official ``WarmCosineScheduler`` value.
+    ``init_reconstruction_weights(modules)``: trunc-normal(0.01, +-0.03) Linear weights, zero biases, unit LayerNorms.
+    ``count_parameters(module)``: number of trainable parameters.
 """

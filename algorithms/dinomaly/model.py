@@ -4,14 +4,14 @@ A pure ``torch.nn.Module`` plus the loss and map functions (no training loop; ``
 trains it). Guo et al., "Dinomaly: The Less Is More Philosophy in Multi-Class Unsupervised Anomaly
 Detection", CVPR 2025, sec. 3; official code guojiajeremy/Dinomaly (``models/uad.py`` ``ViTill``,
 ``models/vision_transformer.py`` ``bMlp`` / ``Block`` / ``LinearAttention2``, ``utils.py``
-``global_cosine_hm_percent`` / ``cal_anomaly_maps`` / ``get_gaussian_kernel``). Module and
+``global_cosine_hm_percent``; the map, blur, schedule, bottleneck and initialisation shared with
+INP-Former are in ``algorithms.components.vit_reconstruction``). Module and
 parameter names follow the official ones (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
 ``mlp.fc1``, ``mlp.fc2``; bottleneck ``fc1``, ``fc2``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components.vit_extractor import ViTFeatureExtractor
+from ..components.vit_reconstruction import (
+    FeedForward,
+    NoisyBottleneck,
+    box_gaussian_blur,
+    count_parameters,
+    init_reconstruction_weights,
+    scale_gradient,
+    warm_cosine_lr,
+)
+from ..components.vit_reconstruction import cosine_anomaly_map as anomaly_map
 
 __all__ = [
     "DecoderBlock",
@@ -60,17 +70,6 @@ class LinearAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class DecoderBlock(nn.Module):
     """Pre-norm ViT block with linear attention: ``x + attn(norm1 x)``, then ``x + mlp(norm2 x)``.
 
@@ -83,49 +82,11 @@ class DecoderBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = LinearAttention(dim, num_heads, qkv_bias=True)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = FeedForward(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
-
-
-class NoisyBottleneck(nn.Module):
-    """Dropout -> Linear(C, 4C) -> GELU -> Dropout -> Linear(4C, C) -> Dropout (the official ``bMlp``).
-
-    The dropout is the "noisy bottleneck" (paper sec. 3.2): active in training only.
-    """
-
-    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(self.drop(x))))))
-
-
-class _ScaleGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(scale)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (scale,) = ctx.saved_tensors
-        return grad * scale, None
-
-
-def scale_gradient(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Identity in the forward pass; multiplies the incoming gradient by ``scale`` (broadcast) backward.
-
-    The official code does this with a ``register_hook`` on the decoder map; an autograd function
-    does the same without hooks.
-    """
-    return _ScaleGradient.apply(x, scale)
 
 
 def hard_mining_cosine_loss(
@@ -157,35 +118,6 @@ def hard_mining_cosine_loss(
         d = scale_gradient(d, scale)
         total = total + (1.0 - F.cosine_similarity(e.flatten(1), d.flatten(1), dim=1)).mean()
     return total / len(encoder)
-
-
-def anomaly_map(encoder: Sequence[torch.Tensor], decoder: Sequence[torch.Tensor], size: int) -> torch.Tensor:
-    """Mean over groups of the per-point ``1 - cos`` (over channels), bilinear (``align_corners=True``) to ``size``.
-
-    ``(B, C, h, w)`` pairs to ``(B, size, size)`` (official ``cal_anomaly_maps``).
-    """
-    maps = [
-        F.interpolate(
-            (1.0 - F.cosine_similarity(e, d, dim=1))[:, None], size=(size, size), mode="bilinear", align_corners=True
-        )
-        for e, d in zip(encoder, decoder)
-    ]
-    return torch.cat(maps, dim=1).mean(dim=1)
-
-
-def box_gaussian_blur(maps: torch.Tensor, *, kernel_size: int = 5, sigma: float = 4.0) -> torch.Tensor:
-    """The official ``get_gaussian_kernel(5, 4)`` filter: a ``kernel_size`` square Gaussian, zero padding.
-
-    ``(B, H, W)`` to ``(B, H, W)``. With sigma 4 over 5 pixels it is nearly a box filter; the zero
-    padding (``nn.Conv2d``'s) lowers values within ``kernel_size // 2`` pixels of the border.
-    """
-    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
-        raise ValueError(f"need an odd kernel_size >= 1 and sigma > 0, got {kernel_size} and {sigma}")
-    x = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
-    kernel1d = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = torch.outer(kernel1d, kernel1d)
-    kernel = (kernel / kernel.sum()).to(maps.dtype).to(maps.device)
-    return F.conv2d(maps[:, None], kernel[None, None], padding=kernel_size // 2)[:, 0]
 
 
 class DinomalyModel(nn.Module):
@@ -256,14 +188,7 @@ class DinomalyModel(nn.Module):
     def reset_parameters(self) -> None:
         """Official initialisation of the trainable part: Linear weights trunc-normal(0, 0.01) cut at
         +-0.03, biases 0; LayerNorm weight 1, bias 0."""
-        for module in [*self.bottleneck.modules(), *self.decoder.modules()]:
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.01, a=-0.03, b=0.03)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_reconstruction_weights([self.bottleneck, self.decoder])
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The bottleneck's and the decoder's parameters (the encoder is frozen)."""
@@ -283,23 +208,3 @@ class DinomalyModel(nn.Module):
         encoder = [self.encoder.to_maps(fuse(taps, g)) for g in self.fuse_layer_encoder]
         decoder = [self.encoder.to_maps(fuse(outputs, g)) for g in self.fuse_layer_decoder]
         return encoder, decoder
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def warm_cosine_lr(step: int, *, base: float, final: float, total: int, warmup: int) -> float:
-    """The official ``WarmCosineScheduler`` value at 0-based ``step``.
-
-    ``linspace(0, base, warmup)`` for the first ``warmup`` steps, then
-    ``final + (base - final)(1 + cos(pi i / (total - warmup))) / 2`` for ``i = step - warmup``;
-    ``final`` from ``total`` on.
-    """
-    if step >= total:
-        return final
-    if step < warmup:
-        return base * step / (warmup - 1) if warmup > 1 else 0.0
-    i, n = step - warmup, total - warmup
-    return final + 0.5 * (base - final) * (1.0 + math.cos(math.pi * i / n))
