@@ -99,7 +99,7 @@ INFO = AlgorithmInfo(
             "map_size": None,
         },
         "epochs": 3,
-        "train_time_limit_s": 12,
+        "train_time_limit_s": 900,
         "batch_size": 8,
     },
 )
