@@ -67,7 +67,7 @@ INFO = AlgorithmInfo(
             "bn_calibration": True,
             "lr": 3e-3,
         },
-        "epochs": 3,
+        "epochs": 2,
         "train_time_limit_s": 900,
         "batch_size": 8,
     },

@@ -48,7 +48,7 @@ INFO = AlgorithmInfo(
     tiny_epochs=2,
     demo={
         "params": {"input_size": 96, "backbone": "resnet18", "pretrained": False, "bn_calibration": True},
-        "epochs": 2,
+        "epochs": 1,
         "train_time_limit_s": 900,
         "batch_size": 8,
     },

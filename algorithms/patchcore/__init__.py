@@ -63,14 +63,14 @@ INFO = AlgorithmInfo(
         "target_embed_dim": 256,
     },
     # The CPU demo's fixed schedule (one pass builds the bank) sized for its time budget (all
-    # algorithms on the 9 synthetic categories in about 5 minutes on 2 idle cores): 128 px
-    # (layer-2 grid 16 x 16), 256-d features and a 5 % coreset (between the paper's 10 % and
+    # algorithms on the 9 synthetic categories within ~12 minutes on 2 idle cores): 96 px
+    # (layer-2 grid 12 x 12), 256-d features and a 5 % coreset (between the paper's 10 % and
     # VisionAD's 1 %; the greedy coreset and the nearest-neighbour search dominate the CPU cost).
     # BatchNorm statistics re-estimated from the training images (random-init backbone). The wall
     # clock cap is a safety cap only (a loaded machine still completes the schedule).
     demo={
         "params": {
-            "input_size": 128,
+            "input_size": 96,
             "backbone": "resnet18",
             "pretrained": False,
             "bn_calibration": True,

@@ -58,7 +58,7 @@ INFO = AlgorithmInfo(
             "latent_dims": [32, 64, 128],
             "lrs": [3e-3, 3e-3, 3e-3],
         },
-        "epochs": 3,
+        "epochs": 2,
         "train_time_limit_s": 900,
         "batch_size": 16,
     },

@@ -63,7 +63,7 @@ INFO = AlgorithmInfo(
             "bn_calibration": True,
             "latent_dims": [32, 64, 128],
         },
-        "epochs": 3,
+        "epochs": 2,
         "train_time_limit_s": 900,
         "batch_size": 16,
     },

@@ -267,7 +267,8 @@ def test_shipped_configs_load_and_cover_every_algorithm():
         # The demo trains fixed schedules; the wall-clock limit is a safety cap only (issue 14): a
         # cap near the schedule's length would cut training short on a loaded machine and leave the
         # result "schedule incomplete", unranked.
-        assert spec.train_time_limit_s >= 300, f"{spec.algorithm}: demo cap {spec.train_time_limit_s} s is not a safety cap"
+        cap = spec.train_time_limit_s
+        assert cap >= 300, f"{spec.algorithm}: demo cap {cap} s is not a safety cap"
         demo_settings = get_algorithm_info(spec.algorithm).demo
         unit = "iterations" if "iterations" in demo_settings else "epochs"  # Dinomaly, MemSeg count steps
         assert getattr(spec, unit) == demo_settings[unit] and dict(spec.params) == demo_settings["params"]
