@@ -265,3 +265,23 @@ def test_bad_hyperparameters_are_refused():
         create_algorithm("msflow", tiny=True, score_map="max")
     with pytest.raises(ValueError, match="lr_gamma"):
         create_algorithm("msflow", tiny=True, lr_gamma=0.0)
+
+
+def test_signature_defaults_are_the_publication_settings():
+    # Reference A2: WRN50-2 (torchvision V1 weights) layers 1-3 at 512 px, parallel blocks 2/5/8,
+    # condition 64, clamp 1.9, Adam lr 1e-4 with a 3-epoch warm-up and x0.33 at epochs 70 and 90,
+    # gradient-norm clip 2, image score the top 3 % of the "mul" map; 100 epochs of batch 16.
+    import inspect
+
+    from algorithms.msflow import INFO
+    from algorithms.msflow.detector import Msflow
+
+    defaults = {k: p.default for k, p in inspect.signature(Msflow).parameters.items()}
+    assert defaults["backbone"] == "wide_resnet50_2.tv_in1k" and defaults["pretrained"] is True
+    assert tuple(defaults["layers"]) == ("layer1", "layer2", "layer3") and defaults["input_size"] == 512
+    assert tuple(defaults["parallel_blocks"]) == (2, 5, 8) and defaults["cond_channels"] == 64
+    assert defaults["clamp"] == 1.9 and defaults["lr"] == 1e-4 and defaults["warmup_epochs"] == 3
+    assert tuple(defaults["lr_milestones"]) == (70, 90) and defaults["lr_gamma"] == 0.33
+    assert defaults["grad_clip"] == 2.0 and defaults["top_k"] == 0.03 and defaults["score_map"] == "mul"
+    assert (INFO.schedule.epochs, INFO.schedule.batch_size, INFO.schedule.input_size) == (100, 16, 512)
+    assert INFO.map_variants == ("add", "mul")
