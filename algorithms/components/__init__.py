@@ -40,7 +40,7 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``soft_clamp(s, clamp)``: ``clamp * tanh(s)`` bound on coupling log-scales (FrEIA AllInOneBlock,
     official FastFlow, anomalib; ``s`` is the subnet output times 0.1).
     ``global_scale(g)``: FrEIA's SOFTPLUS global-affine scale ``0.1 * softplus(g, beta=0.5)``.
-    ``ConditionalAffineCoupling(C, cond_channels=, subnet="fc"|"conv", hidden_ratio=, clamp=)``: one-sided
+    ``ConditionalAffineCoupling(C, cond_channels=, subnet="fc"|"conv"|"conv_ln", hidden_ratio=, clamp=)``: one-sided
     affine coupling, condition concatenated to the subnet input; ``(B, C)`` or ``(B, C, H, W)`` (CFlow-AD, MSFlow).
     ``GlobalAffine(C)``: learned per-channel ``x * 0.1 softplus_{0.5}(a) + b``, identity at init (FrEIA SOFTPLUS).
     ``SoftPermutation(C, generator=)``: fixed random orthogonal channel mixing (FrEIA ``permute_soft=True``).
@@ -53,6 +53,9 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     outputs clamped to +-1e6 (AST teacher, MSFlow fusion flow).
     ``atan_clamp(s, clamp)``: ``clamp * 0.636 * atan(s / clamp)`` (DifferNet / AST Glow coupling).
     ``fc_subnet(in, out, hidden)`` / ``conv_subnet(in, out, hidden, kernel_size)``: the two subnet shapes.
+    ``conv_ln_subnet(in, out, hidden, kernel_size)``: ``Conv -> ChannelLayerNorm -> ReLU -> Conv``
+    (``subnet="conv_ln"``, MSFlow's parallel flows).
+    ``ChannelLayerNorm(C)``: ``nn.LayerNorm`` over the channels of ``(B, C, H, W)`` maps.
     All flow blocks: ``forward(x, cond=None) -> (y, log|det J| (B,))`` and an exact ``inverse(y, cond=None)``.
 ``losses``
     ``binary_focal_loss(inputs, targets, gamma=2.0, from_logits=True)``: mean ``-(1 - p_t)^gamma log p_t``

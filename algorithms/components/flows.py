@@ -18,7 +18,9 @@ subnet input (``(B, D)`` or ``(B, D, H, W)``): :class:`ConditionalAffineCoupling
 orthogonal matrix, ``permute_soft=True``) and :class:`Permutation`, assembled by
 :class:`AllInOneStep` and chained by :class:`ConditionalFlow`; :class:`GlowCoupling` is the
 two-sided coupling of Glow / DifferNet / AST. Every block's ``forward(x, cond)`` returns
-``(y, log|det J| (B,))`` and ``inverse(y, cond)`` its exact inverse.
+``(y, log|det J| (B,))`` and ``inverse(y, cond)`` its exact inverse. The subnets are fully
+connected (``"fc"``), convolutional (``"conv"``) or convolutional with a LayerNorm over the
+channels after the first convolution (``"conv_ln"``, MSFlow's parallel flows).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 __all__ = [
     "AffineCouplingStep",
     "AllInOneStep",
+    "ChannelLayerNorm",
     "ConditionalAffineCoupling",
     "ConditionalFlow",
     "Flow2d",
@@ -40,6 +43,7 @@ __all__ = [
     "Permutation",
     "SoftPermutation",
     "atan_clamp",
+    "conv_ln_subnet",
     "conv_subnet",
     "fc_subnet",
     "global_scale",
@@ -243,12 +247,49 @@ def conv_subnet(in_channels: int, out_channels: int, hidden: int, kernel_size: i
     return _subnet(in_channels, out_channels, hidden, kernel_size)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the channels of ``(B, C, H, W)`` maps (each position normalised on its own).
+
+    The learned per-channel weight and bias of ``nn.LayerNorm`` (``elementwise_affine=True``).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"ChannelLayerNorm: expected (B, C, H, W), got {tuple(x.shape)}")
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def conv_ln_subnet(in_channels: int, out_channels: int, hidden: int, kernel_size: int = 3) -> nn.Sequential:
+    """``Conv(k) -> LayerNorm over channels -> ReLU -> Conv(k)``, same padding (MSFlow's parallel-flow subnet).
+
+    MSFlow (Zhou et al., TNNLS 2024; reference facts section A2): ``Conv3x3(in -> in) -> LayerNorm
+    -> ReLU -> Conv3x3(in -> out)``, i.e. ``hidden = in``.
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    padding = kernel_size // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden, kernel_size, padding=padding),
+        ChannelLayerNorm(hidden),
+        nn.ReLU(),
+        nn.Conv2d(hidden, out_channels, kernel_size, padding=padding),
+    )
+
+
+_SUBNETS = ("fc", "conv", "conv_ln")
+
+
 def _make_subnet(kind: str, in_channels: int, out_channels: int, hidden: int, kernel_size: int) -> nn.Sequential:
     if kind == "fc":
         return fc_subnet(in_channels, out_channels, hidden)
     if kind == "conv":
         return conv_subnet(in_channels, out_channels, hidden, kernel_size)
-    raise ValueError(f"subnet must be 'fc' or 'conv', got {kind!r}")
+    if kind == "conv_ln":
+        return conv_ln_subnet(in_channels, out_channels, hidden, kernel_size)
+    raise ValueError(f"subnet must be one of {_SUBNETS}, got {kind!r}")
 
 
 def _check_input(name: str, x: torch.Tensor, channels: int, subnet: str) -> None:
@@ -290,8 +331,9 @@ class ConditionalAffineCoupling(nn.Module):
         Channels ``C`` of ``x`` (at least 2): ``(B, C)`` for ``subnet="fc"``, ``(B, C, H, W)`` for ``"conv"``.
     cond_channels : int, optional
         Channels of the condition concatenated to the subnet input (0: unconditional).
-    subnet : {"fc", "conv"}
-        Fully connected (CFlow-AD) or convolutional (FastFlow, MSFlow) subnet.
+    subnet : {"fc", "conv", "conv_ln"}
+        Fully connected (CFlow-AD), convolutional (FastFlow) or convolutional with a channel
+        LayerNorm after the first convolution (MSFlow) subnet.
     hidden_ratio : float, optional
         Subnet hidden width relative to its input ``C - C // 2 + cond_channels`` (CFlow-AD: 2.0).
     kernel_size : int, optional

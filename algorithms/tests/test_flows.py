@@ -8,6 +8,7 @@ import torch
 
 from algorithms.components.flows import (
     AllInOneStep,
+    ChannelLayerNorm,
     ConditionalAffineCoupling,
     ConditionalFlow,
     GlobalAffine,
@@ -15,6 +16,7 @@ from algorithms.components.flows import (
     Permutation,
     SoftPermutation,
     atan_clamp,
+    conv_ln_subnet,
     random_orthogonal,
     soft_clamp,
 )
@@ -74,6 +76,8 @@ MAP_COND = torch.randn(2, 2, 2, 2, generator=GEN)
         (lambda: Permutation(5, generator=torch.Generator().manual_seed(0)), MAPS, None),
         (lambda: AllInOneStep(5, cond_channels=4, subnet="fc", permute_soft=True), FIBRES, FIBRE_COND),
         (lambda: AllInOneStep(5, cond_channels=2, subnet="conv", permute_soft=False), MAPS, MAP_COND),
+        (lambda: ConditionalAffineCoupling(5, cond_channels=2, subnet="conv_ln", hidden_ratio=1.0), MAPS, MAP_COND),
+        (lambda: ConditionalFlow(5, steps=2, cond_channels=2, subnet="conv_ln", permute_soft=False), MAPS, MAP_COND),
         (lambda: ConditionalFlow(5, steps=3, cond_channels=4, subnet="fc"), FIBRES, FIBRE_COND),
         (lambda: GlowCoupling(5, cond_channels=4, subnet="fc"), FIBRES, FIBRE_COND),
         (lambda: GlowCoupling(5, cond_channels=2, subnet="conv", kernel_size=3), MAPS, MAP_COND),
@@ -90,6 +94,8 @@ MAP_COND = torch.randn(2, 2, 2, 2, generator=GEN)
         "permutation",
         "all-in-one-fc-soft",
         "all-in-one-conv-hard",
+        "coupling-conv-ln-cond",
+        "conditional-flow-conv-ln",
         "conditional-flow",
         "glow-fc-cond",
         "glow-conv-cond",
@@ -146,3 +152,21 @@ def test_all_in_one_parameter_count_matches_cflow_subnet():
     d = 256 + 128
     expected = (d * 2 * d + 2 * d) + (2 * d * 512 + 512) + 2 * 512
     assert sum(p.numel() for p in step.parameters() if p.requires_grad) == expected
+
+
+def test_channel_layer_norm_normalises_each_position_over_channels():
+    # MSFlow's subnets: LayerNorm over the channels of (B, C, H, W) maps, each position on its own.
+    norm = ChannelLayerNorm(6)
+    x = torch.randn(2, 6, 3, 4, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    y = norm(x)
+    torch.testing.assert_close(y.mean(dim=1), torch.zeros(2, 3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4), atol=1e-3, rtol=0)
+    expected = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (6,)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(y, expected)
+    with pytest.raises(ValueError, match="expected \\(B, C, H, W\\)"):
+        norm(torch.randn(2, 6))
+    # conv_ln_subnet: Conv(in, hidden) -> LayerNorm(hidden) -> ReLU -> Conv(hidden, out).
+    subnet = conv_ln_subnet(5, 8, 7)
+    expected_count = (5 * 7 * 9 + 7) + 2 * 7 + (7 * 8 * 9 + 8)
+    assert sum(p.numel() for p in subnet.parameters()) == expected_count
+    assert subnet(torch.randn(1, 5, 4, 4)).shape == (1, 8, 4, 4)
