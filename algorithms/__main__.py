@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("-v", "--verbose", action="store_true", help="print progress messages")
     p_run.set_defaults(func=_cmd_run)
+    # Listed here so that ``--help`` shows every subcommand; ``main`` hands its arguments to
+    # ``algorithms.bundle`` (its own parser: ``python -m algorithms bundle --help``).
+    sub.add_parser("bundle", help="write (or check) a submission bundle from a run directory", add_help=False)
     return parser
 
 
