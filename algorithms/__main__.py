@@ -63,15 +63,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     roots = dict(args.data_root) if args.data_root else None
 
+    # On a terminal a progress bar (percentage of the config's work, elapsed and remaining time);
+    # -v prints every message instead; quiet otherwise (logs, CI).
+    bar = None
+    if not args.verbose and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, unit="%", file=sys.stderr, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}")  # fmt: skip
+
     def progress(fraction: float, message: str) -> None:
         if args.verbose:
             print(f"{fraction:6.1%} {message}", file=sys.stderr, flush=True)
+        elif bar is not None:
+            bar.n = round(100 * min(max(fraction, 0.0), 1.0), 1)
+            bar.set_postfix_str(message[:60], refresh=False)
+            bar.refresh()
 
     try:
         results = run_config(args.config, device=args.device, out_dir=args.out, roots=roots, progress=progress)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if bar is not None:
+            bar.close()
     failed = [r for r in results if r["status"] != "ok"]
     for r in results:
         variant = r.get("primary_variant")
@@ -112,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("-v", "--verbose", action="store_true", help="print progress messages")
     p_run.set_defaults(func=_cmd_run)
+    # Listed here so that ``--help`` shows every subcommand; ``main`` hands its arguments to
+    # ``algorithms.bundle`` (its own parser: ``python -m algorithms bundle --help``).
+    sub.add_parser("bundle", help="write (or check) a submission bundle from a run directory", add_help=False)
     return parser
 
 

@@ -96,6 +96,9 @@ DATASET_ROOTS = {
 VADI_RUNS_ROOT = Path(env("VADI_RUNS_ROOT", default=str(VAR_DIR / "runs")))
 # The run configs that re-benchmarks (admin, staff API, manage.py rebenchmark) may name.
 VADI_RUN_CONFIG_DIR = Path(env("VADI_RUN_CONFIG_DIR", default=str(BASE_DIR / "algorithms" / "configs")))
+# The config the admin's re-benchmark form starts from; empty: synthetic_cpu with DEBUG (the demo,
+# random-initialised backbones), else paper (services.benchmark_runs.benchmark_config_default).
+VADI_DEFAULT_RUN_CONFIG = env("VADI_DEFAULT_RUN_CONFIG", default="")
 
 # SUBMISSIONS (uploaded bundles; see docs/bundle-format.md). Sized for MVTec AD + VisA at 256^2.
 # ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Django admin: browse everything; writes that matter go through services (see actions)."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
@@ -9,10 +10,13 @@ from django.template.response import TemplateResponse
 from . import models
 from .services.benchmark_runs import (
     BenchmarkRequestError,
-    benchmark_config_names,
+    benchmark_config_choices,
+    benchmark_config_default,
     benchmark_run_repeat,
     benchmark_runs_create,
 )
+from .services.dispatch import jobs_dispatch_in_background
+from .services.jobs import tasks_run_eagerly
 
 
 @admin.register(models.Dataset)
@@ -93,7 +97,7 @@ class RebenchmarkForm(forms.Form):
     methods = forms.ModelMultipleChoiceField(queryset=models.Method.objects.exclude(algorithm_key=""))
     suites = forms.ModelMultipleChoiceField(queryset=models.Suite.objects.all(), required=False)
     categories = forms.ModelMultipleChoiceField(queryset=models.Category.objects.all(), required=False)
-    config = forms.ChoiceField(choices=lambda: [(name, name) for name in benchmark_config_names()])
+    config = forms.ChoiceField(choices=benchmark_config_choices, initial=benchmark_config_default)
     device = forms.ChoiceField(choices=[("auto", "auto (CUDA when the worker has it)"), ("cpu", "cpu")])
 
 
@@ -115,6 +119,10 @@ class BenchmarkRunAdmin(admin.ModelAdmin):
         form = RebenchmarkForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
+            # Eager tasks (no broker: the demo) would train inside this request: dispatch after it,
+            # from a background thread (``VADI_ADMIN_BACKGROUND_DISPATCH``; the test settings turn it
+            # off except in the test of this path: a thread's connection outlives a test transaction).
+            eager = tasks_run_eagerly() and getattr(settings, "VADI_ADMIN_BACKGROUND_DISPATCH", True)
             try:
                 runs = benchmark_runs_create(
                     methods=list(data["methods"]),
@@ -124,15 +132,24 @@ class BenchmarkRunAdmin(admin.ModelAdmin):
                     device=data["device"],
                     requested_by=request.user,
                     allow_config_paths=False,
+                    dispatch=not eager,
                 )
             except BenchmarkRequestError as exc:
                 form.add_error(None, str(exc))
             else:
+                if eager:
+                    jobs_dispatch_in_background()
                 started = ", ".join(str(r.pk) for r in runs)
                 self.message_user(request, f"Started {len(runs)} re-benchmark run(s): {started}.")
+                if len(runs) == 1:  # its page follows the progress
+                    return redirect("leaderboard:run-detail", pk=runs[0].pk)
                 return redirect("admin:leaderboard_benchmarkrun_changelist")
-        context = {**self.admin_site.each_context(request), "title": "Start a re-benchmark", "form": form,
-                   "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start a re-benchmark",
+            "form": form,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/leaderboard/benchmarkrun/rebenchmark.html", context)
 
     @admin.action(description="Re-run the selected runs (same method, categories and config)")

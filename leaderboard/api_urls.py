@@ -5,6 +5,7 @@ from django.urls import path
 from .apis import public
 
 urlpatterns = [
+    path("", public.ApiRootApi.as_view(), name="api-root"),
     path("health/", public.HealthApi.as_view(), name="api-health"),
     path("leaderboard/<slug:suite>/", public.LeaderboardDetailApi.as_view(), name="api-leaderboard"),
     path("datasets/", public.DatasetListApi.as_view(), name="api-dataset-list"),

@@ -315,3 +315,15 @@ def test_cli_list_check_and_run(roots, tmp_path, capsys):
     assert "error: config file not found:" in capsys.readouterr().err
     assert cli_main(["run", "--config", str(config), "--device", "tpu"]) == 2
     assert "--device: 'device' must be auto, cpu" in capsys.readouterr().err
+
+
+def test_cli_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("list", "check", "run", "bundle"):
+        assert f"    {command}" in out, out
+    with pytest.raises(SystemExit):  # the bundle command keeps its own parser and help
+        cli_main(["bundle", "--help"])
+    assert "usage:" in capsys.readouterr().out

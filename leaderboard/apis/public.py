@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -55,6 +56,93 @@ class PublicListApi(PublicApi):
     """A paginated list: the schema wraps the answer in ``count``/``next``/``previous``/``results``."""
 
     pagination_class = Pagination
+
+
+#: The API root's index: name -> (URL name, path arguments shown as ``{placeholder}``, what it serves).
+API_INDEX = (
+    ("health", "api-health", {}, "liveness"),
+    ("leaderboard", "api-leaderboard", {"suite": "{suite}"}, "a suite's ranked table per metric"),
+    ("datasets", "api-dataset-list", {}, "the datasets"),
+    ("dataset", "api-dataset-detail", {"key": "{key}"}, "one dataset"),
+    ("suites", "api-suite-list", {}, "the suites (VADI, per dataset)"),
+    ("suite", "api-suite-detail", {"key": "{key}"}, "one suite"),
+    ("categories", "api-category-list", {}, "the categories"),
+    ("category", "api-category-detail", {"key": "{dataset}/{category}"}, "one category"),
+    ("category_test_ids", "api-category-test-ids", {"key": "{dataset}/{category}"},
+     "the test-image ids a bundle must cover"),
+    ("methods", "api-method-list", {}, "the methods"),
+    ("method", "api-method-detail", {"key": "{key}"}, "one method"),
+    ("results", "api-result-list", {}, "per-category results"),
+    ("submissions", "api-submission-list", {}, "submissions (GET) and uploads (POST, token)"),
+    ("submission", "api-submission-detail", {"pk": "{id}"}, "one submission"),
+    ("benchmark_runs", "api-benchmark-run-list", {}, "re-benchmark runs"),
+    ("benchmark_run", "api-benchmark-run-detail", {"pk": "{id}"}, "one re-benchmark run"),
+)  # fmt: skip
+
+
+class ApiRootApi(PublicApi):
+    """``GET /api/v1/``: an index of the API, with the schema and the docs pages."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "ApiRoot",
+            {
+                "name": serializers.CharField(),
+                "version": serializers.CharField(),
+                "schema": serializers.URLField(),
+                "docs": serializers.URLField(),
+                "redoc": serializers.URLField(),
+                "endpoints": serializers.DictField(
+                    child=inline_serializer(
+                        "ApiRootEndpoint", {"url": serializers.CharField(), "description": serializers.CharField()}
+                    )
+                ),
+            },
+        ),
+        examples=[
+            OpenApiExample(
+                "index",
+                response_only=True,
+                value={
+                    "name": "VisionAD Leaderboard API",
+                    "version": "v1",
+                    "schema": "https://example.org/api/v1/schema/",
+                    "docs": "https://example.org/api/v1/docs/",
+                    "redoc": "https://example.org/api/v1/redoc/",
+                    "endpoints": {
+                        "leaderboard": {
+                            "url": "https://example.org/api/v1/leaderboard/{suite}/",
+                            "description": "a suite's ranked table per metric",
+                        },
+                        "methods": {"url": "https://example.org/api/v1/methods/", "description": "the methods"},
+                    },
+                },
+            )
+        ],
+    )
+    def get(self, request):
+        origin = request.build_absolute_uri("/").rstrip("/")  # (build_absolute_uri would quote the braces)
+
+        def url(name: str, placeholders: dict) -> str:
+            # Reversed with slug-safe stand-ins (0 for an integer), then shown as ``{placeholder}``.
+            stand_ins = {k: (0 if k == "pk" else f"__{k}__") for k in placeholders}
+            path = reverse(name, kwargs=stand_ins or None)
+            for key, shown in placeholders.items():
+                path = path.replace("/0/" if key == "pk" else f"__{key}__", "/{id}/" if key == "pk" else shown)
+            return origin + path
+
+        return Response(
+            {
+                "name": "VisionAD Leaderboard API",
+                "version": "v1",
+                "schema": request.build_absolute_uri(reverse("api-schema")),
+                "docs": request.build_absolute_uri(reverse("api-docs")),
+                "redoc": request.build_absolute_uri(reverse("api-redoc")),
+                "endpoints": {
+                    key: {"url": url(name, kwargs), "description": text} for key, name, kwargs, text in API_INDEX
+                },
+            }
+        )
 
 
 class HealthApi(PublicApi):

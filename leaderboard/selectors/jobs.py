@@ -12,11 +12,13 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from ..failures import public_message
-from ..models import BenchmarkJob, BenchmarkRun, Submission
+from ..models import BenchmarkJob, BenchmarkRun, JobStatus, Submission
 from .visibility import Viewer, run_visible_q, submission_visible_q
+
+JOB_FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED)
 
 
 def submission_list(*, viewer: Viewer, method_key: str | None = None) -> QuerySet[Submission]:
@@ -62,6 +64,31 @@ def benchmark_run_list(
 def benchmark_job_list(*, run: BenchmarkRun) -> QuerySet[BenchmarkJob]:
     """The run's per-category jobs, in category order."""
     return run.jobs.select_related("category")
+
+
+def benchmark_job_progress(*, run_ids: Iterable[int] | None = None, created_since=None) -> tuple[int, int, str]:
+    """``(finished, total, message)`` over the jobs of the given runs (or of runs created since a time).
+
+    ``message`` is the latest progress message of a running job ("" when none runs). For the
+    command-line progress bars of ``setup_demo`` and ``rebenchmark --wait`` (system viewer: no
+    visibility filter; the commands are run by the operator).
+    """
+    jobs = BenchmarkJob.objects.all()
+    if run_ids is not None:
+        jobs = jobs.filter(run_id__in=list(run_ids))
+    if created_since is not None:
+        jobs = jobs.filter(run__created_at__gte=created_since)
+    counts = {row["status"]: row["n"] for row in jobs.values("status").annotate(n=Count("pk")).order_by()}
+    total = sum(counts.values())
+    finished = sum(n for status, n in counts.items() if status in JOB_FINISHED_STATUSES)
+    running = (
+        jobs.filter(status=JobStatus.RUNNING)
+        .select_related("run__method", "category")
+        .order_by("-updated_at")
+        .first()
+    )
+    message = f"{running.run.method.key} {running.category.key}: {running.progress_message}" if running else ""
+    return finished, total, message
 
 
 def benchmark_run_get(*, pk: int, viewer: Viewer) -> BenchmarkRun:

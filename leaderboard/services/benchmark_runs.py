@@ -54,6 +54,39 @@ def benchmark_config_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__" and _CONFIG_NAME.match(p.stem))
 
 
+def benchmark_config_needs_weights(name: str) -> bool:
+    """Whether a named config trains any entry on pretrained backbones (weights from the hub cache or a download).
+
+    An entry counts as random-initialised only when its params say ``pretrained: False``; an
+    unreadable config counts as needing weights (it is offered last).
+    """
+    try:
+        loaded = benchmark_config_load(name, allow_paths=False)
+    except BenchmarkRequestError:
+        return True
+    return any(spec.params.get("pretrained", True) is not False for spec in loaded.specs)
+
+
+def benchmark_config_default() -> str:
+    """The config a re-benchmark form starts from (``VADI_DEFAULT_RUN_CONFIG``).
+
+    Default: ``synthetic_cpu`` (random-initialised, runs anywhere: the demo) when the deployment
+    runs with ``DEBUG``, else ``paper``; falls back to the first available config.
+    """
+    names = benchmark_config_names()
+    wanted = getattr(settings, "VADI_DEFAULT_RUN_CONFIG", "") or ("synthetic_cpu" if settings.DEBUG else DEFAULT_CONFIG)
+    return wanted if wanted in names else (names[0] if names else DEFAULT_CONFIG)
+
+
+def benchmark_config_choices() -> list[tuple[str, str]]:
+    """``(name, label)`` of the configs to offer, the default first, each saying what it needs."""
+    default = benchmark_config_default()
+    names = sorted(benchmark_config_names(), key=lambda n: (n != default, n))
+    needs = "pretrained backbones: needs their weights in the hub cache or a download"
+    runs_anywhere = "random-initialised backbones: runs on any worker"
+    return [(name, f"{name} ({needs if benchmark_config_needs_weights(name) else runs_anywhere})") for name in names]
+
+
 def benchmark_config_load(config: str | Path | None = None, *, allow_paths: bool = True) -> RunConfig:
     """Load a config by name (``"synthetic_cpu"``) or, when ``allow_paths``, by file path.
 
@@ -190,6 +223,7 @@ def benchmark_runs_create(
     seeds: Sequence[int] | None = None,
     skip_complete: bool = False,
     allow_config_paths: bool = True,
+    dispatch: bool = True,
 ) -> list[BenchmarkRun]:
     """Create one run per method (one job per category) and dispatch the first jobs when the transaction commits.
 
@@ -199,7 +233,9 @@ def benchmark_runs_create(
     categories, the entry's own categories. With ``skip_complete``, a method that already has a
     complete, published run of the same spec on the same categories gets no new run (that run
     is returned instead). Everything is validated before anything is written; a bad request
-    raises ``BenchmarkRequestError``.
+    raises ``BenchmarkRequestError``. With ``dispatch=False`` the jobs wait in the database for
+    the caller's (or the sweeper's) ``benchmark_jobs_dispatch`` (the admin, when tasks run
+    eagerly, dispatches after its answer so that the browser does not wait for the training).
     """
     if not isinstance(config, RunConfig):
         config = benchmark_config_load(config, allow_paths=allow_config_paths)
@@ -241,7 +277,7 @@ def benchmark_runs_create(
             )
             job_ids.extend(job.pk for job in jobs)
             runs.append(run)
-        if job_ids:
+        if job_ids and dispatch:
             benchmark_jobs_dispatch()  # the first ones; claims send the rest (services.dispatch)
     return runs
 

@@ -39,6 +39,7 @@ one's claim.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -265,3 +266,22 @@ def benchmark_jobs_dispatch_quietly() -> None:
         benchmark_jobs_dispatch()
     except Exception:
         logger.warning("could not dispatch the next benchmark jobs; the sweeper will", exc_info=True)
+
+
+def jobs_dispatch_in_background() -> threading.Thread:
+    """Run :func:`benchmark_jobs_dispatch` in a daemon thread (its own database connection); return it.
+
+    For the admin's re-benchmark form when tasks run eagerly (no broker: the demo): the jobs then
+    train in that thread, after the form's answer, instead of inside the request. The thread
+    closes its connection when done; a failure is logged (the sweeper catches up).
+    """
+
+    def work() -> None:
+        try:
+            benchmark_jobs_dispatch_quietly()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work, name="benchmark-dispatch", daemon=True)
+    thread.start()
+    return thread

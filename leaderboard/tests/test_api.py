@@ -175,3 +175,27 @@ def test_unknown_api_paths_get_the_json_error_format(client):
         body = response.json()
         assert body["error"]["code"] == "not_found"
         assert "/api/v1/no-such-endpoint/" in body["error"]["message"]
+
+
+def test_api_root_lists_every_endpoint_and_links_the_schema_and_docs(api, world):
+    response = api.get("/api/v1/")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["schema"] == "http://testserver/api/v1/schema/" and data["docs"] == "http://testserver/api/v1/docs/"
+    endpoints = data["endpoints"]
+    assert endpoints["leaderboard"]["url"] == "http://testserver/api/v1/leaderboard/{suite}/"
+    assert endpoints["category"]["url"] == "http://testserver/api/v1/categories/{dataset}/{category}/"
+    assert endpoints["submission"]["url"] == "http://testserver/api/v1/submissions/{id}/"
+    # Every public route is listed (the staff routes and the root itself are not).
+    from django.urls import get_resolver
+
+    listed = {e["url"].removeprefix("http://testserver") for e in endpoints.values()}
+    routes = {
+        "/api/v1/" + str(p.pattern) for p in get_resolver("leaderboard.api_urls").url_patterns if str(p.pattern)
+    }
+    shown = {r.replace("<slug:suite>", "{suite}").replace("<slug:key>", "{key}").replace("<int:pk>", "{id}")
+             .replace("<path:key>", "{dataset}/{category}") for r in routes}  # fmt: skip
+    assert shown == listed
+    for entry in endpoints.values():  # the list endpoints answer
+        if "{" not in entry["url"]:
+            assert api.get(entry["url"].removeprefix("http://testserver")).status_code == 200

@@ -129,11 +129,28 @@ def test_breakdown_heatmap_and_phone_layout(browser, page, live_server, seeded):
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     mobile = phone.new_page()
+    scripts: dict[str, int] = {}
+    mobile.on("response", lambda r: scripts.__setitem__(r.url, len(r.body())) if r.url.endswith(".js") else None)
     mobile.goto(live_server.url + "/")
-    # the wide table scrolls inside its own box; the page itself does not scroll sideways
-    page_width = mobile.evaluate("document.documentElement.scrollWidth")
-    assert page_width <= 390 + 1
-    assert mobile.evaluate("document.querySelector('.table-scroll').scrollWidth > 390")
+    mobile.wait_for_selector("#board-chart[data-rendered='true'] .main-svg", timeout=20_000)
+    # the page does not scroll sideways, and the method and the ranked metric (PL) are in view without scrolling
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    assert mobile.evaluate("document.querySelector('.table-scroll').scrollWidth") <= 390
+    for selector in ("#board thead th[aria-sort]", "#board tbody tr[data-method='patchcore'] th",
+                     "#board tbody tr[data-method='patchcore'] td.sorted"):  # fmt: skip
+        box = mobile.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
+    assert mobile.get_attribute("#board thead th[aria-sort] a", "data-sort") == "pl"
+    assert mobile.locator("#board td.aside").first.is_hidden()  # the other columns wait behind "Rank by"
+    # the chart has no toolbar over it at phone width
+    assert mobile.locator("#board-chart .modebar").count() == 0 or mobile.locator("#board-chart .modebar").is_hidden()
+    # the smallest plotly bundle that draws our charts (static/vendor/README.md)
+    plotly = [url for url in scripts if "/vendor/plotly/" in url]
+    assert len(plotly) == 1 and "plotly-cartesian" in plotly[0] and scripts[plotly[0]] < 1_600_000, scripts
+    mobile.select_option("select[name='sort']", "image_auroc")
+    mobile.click("form.filters button[type='submit']")
+    mobile.wait_for_url("**sort=image_auroc**")
+    assert mobile.get_attribute("#board thead th[aria-sort] a", "data-sort") == "image_auroc"
     shot(mobile, "home-phone")
     phone.close()
 

@@ -46,7 +46,7 @@ def test_home_renders_ranked_table_chart_and_explanations(client, two_methods):
     assert 'aria-sort="descending"' in html
     assert "higher is better" in html
     assert "0.600" in html and "sd<sub>categories</sub> 0.000" in html and "0.600<span class=\"std\"> ± " not in html
-    assert 'id="board-figure"' in html and "vendor/plotly/plotly-4.1.2.min.js" in html
+    assert 'id="board-figure"' in html and "vendor/plotly/plotly-cartesian-4.1.1.min.js" in html
     assert "cdn" not in html.lower()
     assert "population" in html and "ddof = 0" in html
     assert "82% of the defects were found" in html

@@ -154,3 +154,57 @@ def test_the_web_process_builds_run_specs_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
+
+
+def test_admin_form_offers_configs_that_run_here_and_starts_from_the_default(setup, client, settings):
+    configs, admin, _api = setup
+    (configs / "pretrained.py").write_text(CONFIG.replace('"params": {"input_size": 32}', '"params": {}'))
+    (configs / "synthetic_cpu.py").write_text(CONFIG.replace("{'input_size': 32}", "{}").replace(
+        '"params": {"input_size": 32}', '"params": {"input_size": 32, "pretrained": False}'))  # fmt: skip
+    client.force_login(admin)
+    settings.DEBUG, settings.VADI_DEFAULT_RUN_CONFIG = True, ""  # the demo
+    form = client.get(reverse("admin:leaderboard_benchmarkrun_add")).context["form"]
+    choices = dict(form.fields["config"].choices)
+    assert form.fields["config"].initial() == "synthetic_cpu"
+    assert next(iter(choices)) == "synthetic_cpu" and "runs on any worker" in choices["synthetic_cpu"]
+    assert "needs their weights" in choices["pretrained"]
+    settings.DEBUG = False  # production: the publication's config unless VADI_DEFAULT_RUN_CONFIG says otherwise
+    settings.VADI_DEFAULT_RUN_CONFIG = "equal"
+    form = client.get(reverse("admin:leaderboard_benchmarkrun_add")).context["form"]
+    assert form.fields["config"].initial() == "equal"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_form_with_eager_tasks_answers_first_and_trains_after(settings, tmp_path, django_user_model, client):
+    """No broker (the demo): the form answers with the run's page at once; the jobs run in a background thread."""
+    import threading
+    import time
+
+    from leaderboard.models import JobStatus
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "equal.py").write_text(CONFIG)
+    settings.VADI_RUN_CONFIG_DIR = configs
+    settings.VADI_ADMIN_BACKGROUND_DISPATCH = True
+    from leaderboard.services import method_sync_from_registry
+
+    method_sync_from_registry()
+    make_catalog(KEYS, suite_key="pair")
+    root = tmp_path / "data"
+    make_tiny_suite(root, ("woven", "grid"))
+    settings.DATASET_ROOTS = {**settings.DATASET_ROOTS, "synthetic": str(root)}
+    settings.VADI_RUNS_ROOT = tmp_path / "runs"
+    admin = django_user_model.objects.create_superuser("root2", password="x")
+    before = set(threading.enumerate())
+    response = _admin_post(client, admin, "equal")
+    run = BenchmarkRun.objects.latest("pk")
+    assert response.status_code == 302 and response.url == f"/runs/{run.pk}/"
+    workers = [t for t in threading.enumerate() if t not in before and t.name == "benchmark-dispatch"]
+    assert len(workers) == 1
+    workers[0].join(timeout=300)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not BenchmarkRun.objects.get(pk=run.pk).is_finished:
+        time.sleep(0.5)
+    run.refresh_from_db()
+    assert run.status == JobStatus.DONE, (run.status, run.error_message)

@@ -108,6 +108,7 @@ CASES: dict[str, Callable[[World], list]] = {
     "api/v1/schema/": lambda w: ["/api/v1/schema/"],
     "api/v1/docs/": lambda w: ["/api/v1/docs/"],
     "api/v1/redoc/": lambda w: ["/api/v1/redoc/"],
+    "api/v1/": lambda w: ["/api/v1/"],
     "api/v1/health/": lambda w: ["/api/v1/health/"],
     "api/v1/leaderboard/<slug:suite>/": lambda w: [
         "/api/v1/leaderboard/vadi/",

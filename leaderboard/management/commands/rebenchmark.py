@@ -12,6 +12,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from leaderboard.management.commands._progress import job_progress_bar
 from leaderboard.models import BenchmarkRun, JobStatus
 from leaderboard.selectors import catalog
 from leaderboard.selectors.jobs import benchmark_run_list
@@ -88,15 +89,16 @@ class Command(BaseCommand):
         if not methods:
             raise CommandError("give --methods KEY[,KEY...] or --all")
         try:
-            runs = benchmark_runs_create(
-                methods=methods,
-                suites=_split(options["suites"]),
-                categories=_split(options["categories"]),
-                config=options["config"],
-                device=options["device"],
-                seeds=_seeds(options["seeds"]),
-                skip_complete=options["skip_complete"],
-            )
+            with job_progress_bar():  # without a broker the jobs train here, eagerly: show them on a terminal
+                runs = benchmark_runs_create(
+                    methods=methods,
+                    suites=_split(options["suites"]),
+                    categories=_split(options["categories"]),
+                    config=options["config"],
+                    device=options["device"],
+                    seeds=_seeds(options["seeds"]),
+                    skip_complete=options["skip_complete"],
+                )
         except BenchmarkRequestError as exc:
             raise CommandError(str(exc)) from exc
         for run in runs:
@@ -105,7 +107,8 @@ class Command(BaseCommand):
                 f"run {run.pk}: {run.method.key} on {jobs} categories, config {run.config['config_name']}"
             )
         if options["wait"]:
-            runs = runs_wait(runs, write=self.stdout.write, timeout_s=options["timeout"])
+            with job_progress_bar(run_ids=[r.pk for r in runs]):  # on a terminal: "k of N jobs", time estimate
+                runs = runs_wait(runs, write=self.stdout.write, timeout_s=options["timeout"])
         else:
             runs = list(benchmark_run_list(viewer=SYSTEM, pks=[r.pk for r in runs]))
         if not runs_summary(runs, write=self.stdout.write) and all(r.is_finished for r in runs):

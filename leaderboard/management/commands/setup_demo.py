@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from leaderboard.management.commands._progress import job_progress_bar
 from leaderboard.management.commands.rebenchmark import runs_summary, runs_wait
 from leaderboard.services import catalog_sync, method_sync_from_registry
 from leaderboard.services.benchmark_runs import (
@@ -91,13 +92,14 @@ class Command(BaseCommand):
         if not chosen:
             raise CommandError(f"no method to benchmark with config {config.name!r}")
         try:
-            runs = benchmark_runs_create(
-                methods=chosen,
-                suites=["synthetic"],
-                config=config,
-                device=options["device"],
-                skip_complete=not options["force"],
-            )
+            with job_progress_bar():  # "k of N jobs" and a time estimate on a terminal, eager tasks too
+                runs = benchmark_runs_create(
+                    methods=chosen,
+                    suites=["synthetic"],
+                    config=config,
+                    device=options["device"],
+                    skip_complete=not options["force"],
+                )
         except BenchmarkRequestError as exc:
             raise CommandError(str(exc)) from exc
         self._log(f"runs: {', '.join(f'{r.pk} ({r.method.key})' for r in runs)}")
