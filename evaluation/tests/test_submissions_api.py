@@ -246,3 +246,32 @@ def test_oversized_uploads_are_cut_off_before_they_are_stored(bundle, client, se
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(user("carol"))
     assert strict.post(reverse("submissions:new"), {**form, "archive": _upload(path)}).status_code == 403
+
+
+def test_daily_quota_429_says_when_the_next_slot_frees(bundle, settings):
+    """Over the daily quota: the answer names the time the oldest counted submission leaves the window."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    path, _ = bundle
+    owner = user()
+    client = APIClient()
+    client.force_authenticate(owner)
+    settings.VADI_SUBMISSIONS_PER_DAY = 2
+    payload = {"method": "Token net", "suite": SUITE_KEY}
+    for _ in range(2):
+        assert client.post(API, {**payload, "archive": _upload(path)}).status_code == 201
+    now = timezone.now()
+    first, second = Submission.objects.filter(owner=owner).order_by("pk")
+    Submission.objects.filter(pk=first.pk).update(created_at=now - timedelta(hours=20), status=JobStatus.DONE)
+    Submission.objects.filter(pk=second.pk).update(created_at=now - timedelta(hours=2), status=JobStatus.DONE)
+    response = client.post(API, {**payload, "archive": _upload(path)})
+    assert response.status_code == 429
+    message = response.json()["error"]["message"]
+    frees_at = now - timedelta(hours=20) + timedelta(days=1)  # the oldest leaves the 24-hour window
+    assert f"the next slot frees at {frees_at:%Y-%m-%d %H:%M} UTC (in 4 h 00 min)" in message or (
+        f"the next slot frees at {frees_at:%Y-%m-%d %H:%M} UTC (in 3 h 59 min)" in message
+    ), message
+    assert 3.9 * 3600 <= int(response["Retry-After"]) <= 4 * 3600 + 1
+    assert Submission.objects.filter(owner=owner).count() == 2

@@ -161,8 +161,8 @@ class SubmissionListCreateApi(SubmissionListApi):
                 visibility=data["visibility"],
                 description=data.get("description", ""),
             )
-        except QuotaExceeded as exc:
-            raise Throttled(detail=" ".join(exc.messages)) from exc
+        except QuotaExceeded as exc:  # Retry-After: when the next daily slot frees
+            raise Throttled(wait=exc.retry_after_s, detail=" ".join(exc.messages)) from exc
         except DjangoValidationError as exc:
             detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
             raise serializers.ValidationError(detail) from exc

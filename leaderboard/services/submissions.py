@@ -86,7 +86,15 @@ WAITING_MESSAGE = "accepted, waiting for a worker"
 
 
 class QuotaExceeded(ValidationError):
-    """The user has too many submissions today or in flight."""
+    """The user has too many submissions today or in flight.
+
+    ``retry_after_s``: seconds until the next daily slot frees (``None``: when a submission in
+    flight finishes), sent as the 429's ``Retry-After``.
+    """
+
+    def __init__(self, message, code=None, params=None, *, retry_after_s: float | None = None):
+        super().__init__(message, code=code, params=params)
+        self.retry_after_s = retry_after_s
 
 
 def submissions_per_day() -> int:
@@ -156,15 +164,33 @@ def submission_quota_check(*, owner) -> None:
             "try again when one has finished",
             code="concurrent_quota",
         )
-    since = timezone.now() - timedelta(days=1)
-    today = mine.filter(counted_today_q(since=since)).count()
+    now = timezone.now()
+    since = now - timedelta(days=1)
+    counted = mine.filter(counted_today_q(since=since))
+    today = counted.count()
     limit = submissions_per_day()
     if today >= limit:
+        # The window slides: a slot frees 24 hours after the oldest submissions that fill it.
+        oldest = list(counted.order_by("created_at").values_list("created_at", flat=True)[: today - limit + 1])
+        frees_at = oldest[-1] + timedelta(days=1)
+        wait_s = max(1.0, (frees_at - now).total_seconds())
         raise QuotaExceeded(
             f"you have made {today} submission(s) in the last 24 hours (limit {limit}); "
-            "failed submissions count too, except those that failed because of a problem on our side",
+            "failed submissions count too, except those that failed because of a problem on our side; "
+            f"the next slot frees at {frees_at:%Y-%m-%d %H:%M} UTC (in {_duration(wait_s)})",
             code="daily_quota",
+            retry_after_s=wait_s,
         )
+
+
+def _duration(seconds: float) -> str:
+    """``"3 h 05 min"``, ``"12 min"``, ``"45 s"``: a wait said plainly."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
 
 
 def _free_method_key(key: str) -> str:
