@@ -203,9 +203,23 @@ _SUBMISSION = {
     "created_at": "2026-11-30T14:30:02.118273Z",
     "started_at": "2026-11-30T14:30:03.002811Z",
     "finished_at": "2026-11-30T14:31:40.530174Z",
+    "results_url": "https://leaderboard.example.org/api/v1/results/?submission=42&current=false",
 }
 
 SUBMISSION = response("scored", _SUBMISSION)
+SUBMISSION_DETAIL = response(
+    "scored",
+    {
+        **_SUBMISSION,
+        "results": [
+            {
+                "category": "mvtec/bottle",
+                "metrics": {"image_auroc": 0.998, "pixel_auroc": 0.981, "aupro": 0.912, "pl": 0.803},
+                "is_current": True,
+            }
+        ],
+    },
+)
 
 SUBMISSION_CREATED = response(
     "queued",

@@ -403,7 +403,8 @@ class MethodDetailApi(PublicApi):
 class ResultListApi(PublicListApi):
     """Results with their provenance; current ones by default (``current=false`` adds history)."""
 
-    parameter_examples = {"method": "patchcore", "category": "mvtec/bottle", "metric": "pl", "dataset": "mvtec"}
+    parameter_examples = {"method": "patchcore", "category": "mvtec/bottle", "metric": "pl", "dataset": "mvtec",
+                          "submission": 42}  # fmt: skip
 
     class FilterSerializer(QuerySerializer):
         method = key_filter(max_length=80, help_text="Only this method's results (a method key).")
@@ -414,6 +415,10 @@ class ResultListApi(PublicListApi):
         )
         evaluator_version = text_filter(max_length=40, help_text="Only results of this evaluator version.")
         dataset = key_filter(max_length=50, help_text="Only this dataset's results (a dataset key).")
+        submission = serializers.IntegerField(
+            required=False, min_value=1, max_value=2**31 - 1,
+            help_text="Only the results scored from this submission (its id; `current=false` adds superseded ones).",
+        )  # fmt: skip
         current = StrictBooleanField(
             required=False, default=True, help_text="`false` adds superseded results (the history)."
         )
@@ -457,10 +462,13 @@ class SubmissionDetailApi(PublicApi):
 
     parameter_examples = {"id": 42}
 
-    @extend_schema(responses=out.SubmissionOutputSerializer)
+    @extend_schema(responses=out.SubmissionDetailOutputSerializer)
     def get(self, request, pk: int):
-        submission = get_object_or_404(jobs.submission_list(viewer=viewer_of(request.user)), pk=pk)
-        return Response(out.SubmissionOutputSerializer(submission).data)
+        viewer = viewer_of(request.user)
+        submission = get_object_or_404(jobs.submission_list(viewer=viewer), pk=pk)
+        scored = result_list(viewer=viewer, submission=submission.pk, current_only=False)
+        context = {"request": request, "results": scored}
+        return Response(out.SubmissionDetailOutputSerializer(submission, context=context).data)
 
 
 class BenchmarkRunListApi(PublicListApi):

@@ -8,7 +8,8 @@ example the docs pages show (``apis.examples``).
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_serializer
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from ..exports import ResultOutputSerializer
@@ -126,6 +127,7 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
     method = serializers.SlugRelatedField(slug_field="key", read_only=True)
     suite = serializers.SlugRelatedField(slug_field="key", read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
+    results_url = serializers.SerializerMethodField(help_text="This submission's results in the results list.")
 
     class Meta:
         model = Submission
@@ -145,8 +147,46 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "results_url",
         ]
         read_only_fields = fields
+
+    def get_results_url(self, obj: Submission) -> str:
+        """This submission's results in ``/api/v1/results/`` (absolute when the request is known)."""
+        path = f"{reverse('api-result-list')}?submission={obj.pk}&current=false"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class SubmissionCategoryResultSerializer(serializers.Serializer):
+    category = serializers.CharField(help_text="The category key.")
+    metrics = serializers.DictField(
+        child=serializers.FloatField(), help_text="Metric key -> value of the primary anomaly-map variant."
+    )
+    is_current = serializers.BooleanField(help_text="Whether these are the method's current values (not superseded).")
+
+
+@extend_schema_serializer(examples=[examples.SUBMISSION_DETAIL])
+class SubmissionDetailOutputSerializer(SubmissionOutputSerializer):
+    """A submission with its per-category results (primary map variant) when it was scored."""
+
+    results = serializers.SerializerMethodField(help_text="Per-category results; empty until it is scored.")
+
+    class Meta(SubmissionOutputSerializer.Meta):
+        fields = [*SubmissionOutputSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+    @extend_schema_field(SubmissionCategoryResultSerializer(many=True))
+    def get_results(self, obj: Submission) -> list[dict]:
+        by_category: dict[str, dict] = {}
+        for result in self.context.get("results", ()):
+            if not result.is_primary_variant:
+                continue
+            row = by_category.setdefault(
+                result.category.key, {"category": result.category.key, "metrics": {}, "is_current": result.is_current}
+            )
+            row["metrics"][result.metric] = result.value
+        return list(by_category.values())
 
 
 @extend_schema_serializer(examples=[examples.BENCHMARK_RUN])

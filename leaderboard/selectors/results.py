@@ -29,13 +29,14 @@ def result_list(
     provenance: str | None = None,
     evaluator_version: str | None = None,
     dataset: str | None = None,
+    submission: int | None = None,
     current_only: bool = True,
 ) -> QuerySet[Result]:
     """The results ``viewer`` may see, filtered; each annotated with ``published`` (from a published source).
 
     Everyone sees published results (of published runs and submissions); owners also their own
     submissions' results; staff all. Filters take keys (method key, category key, metric key,
-    dataset key). Unknown metric or provenance values raise ``ValueError`` naming the valid ones.
+    dataset key, submission id). Unknown metric or provenance values raise ``ValueError`` naming the valid ones.
     """
     qs = (
         Result.objects.filter(result_visible_q(viewer))
@@ -58,6 +59,8 @@ def result_list(
         qs = qs.filter(evaluator_version=evaluator_version)
     if dataset:
         qs = qs.filter(category__dataset__key=dataset)
+    if submission is not None:
+        qs = qs.filter(submission_id=submission)
     return qs.order_by("method__name", "category__dataset__order", "category__key", "metric", "variant", "-created_at")
 
 

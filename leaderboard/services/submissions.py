@@ -185,7 +185,7 @@ def submission_quota_check(*, owner) -> None:
 
 def _duration(seconds: float) -> str:
     """``"3 h 05 min"``, ``"12 min"``, ``"45 s"``: a wait said plainly."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

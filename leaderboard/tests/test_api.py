@@ -199,3 +199,25 @@ def test_api_root_lists_every_endpoint_and_links_the_schema_and_docs(api, world)
     for entry in endpoints.values():  # the list endpoints answer
         if "{" not in entry["url"]:
             assert api.get(entry["url"].removeprefix("http://testserver")).status_code == 200
+
+
+def test_submission_answer_holds_its_results_and_results_filter_by_submission(api, catalog):
+    from .conftest import publish_submission
+
+    cats = vadi_cats(catalog)
+    owner = UserFactory()
+    method = MethodFactory(key="mine", name="Mine")
+    submission = publish_submission(method, cats, {"image_auroc": [0.9] * 5, "pixel_auroc": [0.8] * 5,
+                                                   "aupro": [0.7] * 5, "pl": [0.6] * 5}, owner=owner)  # fmt: skip
+    other = MethodFactory(key="other", name="Other")
+    publish_run(other, cats, {m: [0.5] * 5 for m in METRICS})
+    data = api.get(f"/api/v1/submissions/{submission.pk}/").json()
+    assert data["results_url"] == f"http://testserver/api/v1/results/?submission={submission.pk}&current=false"
+    assert len(data["results"]) == len(cats)
+    first = data["results"][0]
+    assert first["metrics"] == {"image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": 0.7, "pl": 0.6}
+    listed = api.get(data["results_url"].removeprefix("http://testserver") + "&limit=1000").json()
+    assert listed["count"] > 0 and {r["submission"] for r in listed["results"]} == {submission.pk}
+    assert {r["method"] for r in listed["results"]} == {"mine"}
+    assert api.get("/api/v1/results/?submission=0").status_code == 400
+    assert api.get("/api/v1/results/?submission=999999").json()["count"] == 0

@@ -129,6 +129,7 @@ CASES: dict[str, Callable[[World], list]] = {
         "/api/v1/results/?current=false&limit=1000",
         "/api/v1/results/?provenance=server_scored&current=false&limit=1000",
         *[f"/api/v1/results/?method={m.key}&current=false" for m in _every(w, "methods")],
+        *[f"/api/v1/results/?submission={s.pk}&current=false" for s in _every(w, "submissions")],
     ],
     "api/v1/submissions/": lambda w: [
         "/api/v1/submissions/?limit=1000",
