@@ -66,7 +66,8 @@ CATEGORIES = [(f"mvtec/{k}", MVTEC_TRAIN[k], MVTEC_TEST[k]) for k in MVTEC_TRAIN
 class Schedule:
     """An algorithm's publication schedule and ESTIMATED GPU costs (ms per image, A100-class, fp32/TF32).
 
-    ``epochs``: passes over the training set; or ``steps`` x ``batch`` images in all.
+    ``epochs``: passes over the training set (at most ``epoch_images_cap`` images each when set);
+    or ``steps`` x ``batch`` images in all.
     ``extra_s``: work outside the per-image loop (memory-bank coreset, kNN index), per category,
     as a function of the number of training images. ``source``: where the estimate comes from.
     """
@@ -80,9 +81,12 @@ class Schedule:
     batch: int = 1
     extra_s_per_1000_train: float = 0.0
     source: str = ""
+    epoch_images_cap: int = 0  # an epoch stops after this many images (GLASS's ``limit``); 0: none
 
     def train_images(self, n_train: int) -> int:
-        return self.steps * self.batch if self.steps else self.epochs * n_train
+        if self.steps:
+            return self.steps * self.batch
+        return self.epochs * (min(n_train, self.epoch_images_cap) if self.epoch_images_cap else n_train)
 
 
 #: The algorithms: the five registered today, then the ones coming (shared/reference/algorithms-next.md).
@@ -120,7 +124,7 @@ SCHEDULES = [
              source="algorithms-next A11: 101 epochs + large kNN (low confidence)"),
     Schedule("dinomaly", False, 18.0, 15.0, steps=5000, batch=16,
              source="algorithms-next B1: 5000 it x 16 at 392 px ~15-25 min on H100 (~25 min A100)"),
-    Schedule("glass", False, 25.0, 5.0, steps=640, batch=392,
+    Schedule("glass", False, 25.0, 5.0, epochs=640, batch=8, epoch_images_cap=392,
              source="algorithms-next B2: 640 x 392 images + 20 ascent steps each, ~1-2 h per class"),
     Schedule("supersimplenet", False, 4.0, 3.0, epochs=300, source="algorithms-next B3: ~10-20 min per class"),
     Schedule("uninet", False, 10.0, 6.0, epochs=100, source="RD components with two teachers; 100 epochs"),

@@ -17,6 +17,11 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``greedy_coreset(features, ratio=...)``: the exact k-center greedy traversal (one random start).
     ``random_projection(features (N, D), dim=128)``: ``(N, dim)`` Gaussian Johnson-Lindenstrauss projection.
     ``coreset_size(n, ratio)``: the number of points kept at ``ratio`` (at least one).
+``discriminator``
+    ``Discriminator(in_dim, layers=2, hidden=1024)``: ``(N, D)`` patch features to ``(N,)`` raw scores,
+    ``Linear -> BatchNorm1d -> LeakyReLU(0.2)`` blocks then ``Linear(-> 1, no bias)`` (SimpleNet normality;
+    GLASS applies a sigmoid: anomaly probability).
+    ``xavier_normal_linear(module)``: Xavier-normal weights of every ``nn.Linear`` (their ``init_weight``).
 ``distillation``
     ``OneClassBottleneck(channels (c1, c2, c3), blocks=, kind=, width_factor=)``: RD4AD's OCBE, three
     maps at strides 4/8/16 fused to ``(B, 2 c3, S/32, S/32)`` (Deng & Li 2022 sec. 3.3; RD4AD, UniNet, PPDm).
@@ -58,8 +63,9 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``ChannelLayerNorm(C)``: ``nn.LayerNorm`` over the channels of ``(B, C, H, W)`` maps.
     All flow blocks: ``forward(x, cond=None) -> (y, log|det J| (B,))`` and an exact ``inverse(y, cond=None)``.
 ``losses``
-    ``binary_focal_loss(inputs, targets, gamma=2.0, from_logits=True)``: mean ``-(1 - p_t)^gamma log p_t``
-    (Lin et al. 2017, no alpha; SuperSimpleNet gamma 4, GLASS 2, MemSeg 4).
+    ``binary_focal_loss(inputs, targets, gamma=2.0, from_logits=True, smooth=0)``: mean ``-(1 - p_t)^gamma log p_t``
+    (Lin et al. 2017, no alpha; SuperSimpleNet gamma 4, GLASS 2, MemSeg 4); ``smooth=1e-5``: the label-smoothed
+    form of DRAEM's and GLASS's ``FocalLoss``.
     ``truncated_l1_loss(scores, anomalous, margin=0.5, normality=True)``: SimpleNet's eq. 6 hinge,
     ``mean(max(0, th - s_normal)) + mean(max(0, th + s_anomalous))`` (SimpleNet, SuperSimpleNet, GLASS).
 ``optim``

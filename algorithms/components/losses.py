@@ -3,7 +3,9 @@
 * Binary focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, eq. 4
   without the alpha balance): ``FL = -(1 - p_t)**gamma * log(p_t)``, ``p_t = p`` where the target
   is 1 and ``1 - p`` where it is 0; the mean over elements. Used with gamma 4 by SuperSimpleNet
-  and MemSeg, gamma 2 by GLASS; no alpha in any of their defaults.
+  and MemSeg, gamma 2 by GLASS; no alpha in any of their defaults. GLASS's (and DRAEM's) focal loss
+  smooths the one-hot target to ``[smooth, 1 - smooth]`` and adds ``smooth`` to ``p_t`` before the
+  log (``smooth = 1e-5``): ``p_t' = (1 - smooth) p_t + smooth (1 - p_t) + smooth`` (``smooth=``).
 * Truncated L1 (SimpleNet, Liu et al., CVPR 2023, eq. 6; SuperSimpleNet eq. 3; GLASS): a hinge
   at margin ``th`` on a *normality* score ``s``: ``mean(max(0, th - s_normal)) +
   mean(max(0, th + s_anomalous))``. SimpleNet's discriminator outputs normality; SuperSimpleNet's
@@ -19,7 +21,13 @@ __all__ = ["binary_focal_loss", "truncated_l1_loss"]
 
 
 def binary_focal_loss(
-    inputs: torch.Tensor, targets: torch.Tensor, *, gamma: float = 2.0, from_logits: bool = True, eps: float = 1e-12
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    gamma: float = 2.0,
+    from_logits: bool = True,
+    eps: float = 1e-12,
+    smooth: float = 0.0,
 ) -> torch.Tensor:
     """Mean binary focal loss ``-(1 - p_t)**gamma * log(p_t)`` over all elements.
 
@@ -37,6 +45,10 @@ def binary_focal_loss(
         Whether ``inputs`` are logits.
     eps : float
         Probabilities are clamped to ``[eps, 1 - eps]`` before the log (``from_logits=False`` only).
+    smooth : float
+        Label smoothing of the two-class focal loss of DRAEM and GLASS (their ``FocalLoss``,
+        ``smooth=1e-5``): ``p_t`` becomes ``(1 - smooth) p_t + smooth (1 - p_t) + smooth`` and no
+        ``eps`` clamp is applied; ``0`` (default) is the plain formula. Binary targets only.
 
     Returns
     -------
@@ -54,7 +66,14 @@ def binary_focal_loss(
         raise ValueError("binary_focal_loss: empty input")
     if gamma < 0:
         raise ValueError(f"binary_focal_loss: gamma must be >= 0, got {gamma}")
+    if not 0.0 <= smooth < 0.5:
+        raise ValueError(f"binary_focal_loss: smooth must be in [0, 0.5), got {smooth}")
     targets = targets.to(inputs.dtype)
+    if smooth > 0:
+        p = torch.sigmoid(inputs) if from_logits else inputs
+        p_t = p * targets + (1 - p) * (1 - targets)
+        p_t = (1 - smooth) * p_t + smooth * (1 - p_t) + smooth
+        return (-((1 - p_t) ** gamma) * torch.log(p_t)).mean()
     if from_logits:
         p = torch.sigmoid(inputs)
         ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")

@@ -2,7 +2,8 @@
 
 A pure ``torch.nn.Module`` (no training loop; the detector trains it). Architecture of the
 official code (github.com/DonaldRR/SimpleNet, ``simplenet.py``: ``Projection``,
-``Discriminator``, ``_predict``); see the package docstring.
+``Discriminator``, ``_predict``); see the package docstring. The discriminator is the shared
+``components.discriminator.Discriminator`` (GLASS uses it too), re-exported here.
 """
 
 from __future__ import annotations
@@ -14,43 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components.blur import gaussian_blur
+from ..components.discriminator import Discriminator, xavier_normal_linear
 from ..components.feature_extractor import FeatureExtractor
 from ..components.patch_embedding import patch_embedding
 
 __all__ = ["Discriminator", "SimpleNetModel", "gaussian_feature_noise"]
-
-
-def _xavier_linear(module: nn.Module) -> None:
-    """Xavier-normal weights of every ``nn.Linear`` (official ``init_weight``); biases keep torch's init."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.xavier_normal_(m.weight)
-
-
-class Discriminator(nn.Module):
-    """The normality discriminator: ``(N, D)`` features to ``(N,)`` scores (higher = more normal).
-
-    ``layers - 1`` blocks ``Linear(-> hidden) -> BatchNorm1d -> LeakyReLU(0.2)``, then
-    ``Linear(hidden -> 1, bias=False)`` (official ``Discriminator(in_planes, n_layers, hidden)``;
-    the MVTec run: 2 layers, hidden 1024). Linear weights Xavier-normal.
-    """
-
-    def __init__(self, in_dim: int, *, layers: int = 2, hidden: int = 1024) -> None:
-        super().__init__()
-        if layers < 1 or hidden < 1 or in_dim < 1:
-            raise ValueError(f"Discriminator: layers, hidden and in_dim must be positive, got {layers}, {hidden}, "
-                             f"{in_dim}")  # fmt: skip
-        blocks = []
-        width = in_dim
-        for _ in range(layers - 1):
-            blocks.append(nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2)))
-            width = hidden
-        self.body = nn.Sequential(*blocks)
-        self.tail = nn.Linear(width, 1, bias=False)
-        _xavier_linear(self)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.body(features))[:, 0]
 
 
 def gaussian_feature_noise(
@@ -101,7 +70,7 @@ class SimpleNetModel(nn.Module):
         self.blur_sigma = float(blur_sigma)
         self.extractor = FeatureExtractor(backbone, layers, pretrained=pretrained, weights_path=weights_path)
         self.adaptor = nn.Linear(target_embed_dim, target_embed_dim)
-        _xavier_linear(self.adaptor)
+        xavier_normal_linear(self.adaptor)
         self.discriminator = Discriminator(target_embed_dim, layers=dsc_layers, hidden=dsc_hidden)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
