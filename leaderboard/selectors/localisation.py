@@ -51,6 +51,7 @@ class LocalisationDetail:
     anomalies: tuple[dict[str, Any], ...]
     gallery: tuple[dict[str, Any], ...]  # anomalies whose image the gallery draws (one per image)
     gallery_note: str  # why there is no gallery ('' when there is one)
+    public: bool  # the dataset's ground truth is public: test-image ids and boxes may be shown
 
 
 def defect_rows(summary: dict[str, list[int]]) -> tuple[DefectRow, ...]:
@@ -86,9 +87,13 @@ def gallery_choice(anomalies: list[dict[str, Any]], *, size: int = GALLERY_SIZE)
     return tuple(chosen)
 
 
+def ground_truth_is_public(localisation: Localisation) -> bool:
+    return localisation.result.category.dataset.key in PUBLIC_GROUND_TRUTH_DATASETS
+
+
 def gallery_allowed(localisation: Localisation) -> str:
     """'' when the result's gallery may be drawn, else why not."""
-    if localisation.result.category.dataset.key not in PUBLIC_GROUND_TRUTH_DATASETS:
+    if not ground_truth_is_public(localisation):
         return "This dataset's ground truth is not public, so no test image is shown."
     if not localisation.predictions:
         return "The run saved no predictions (save_predictions was off), so there is nothing to draw."
@@ -107,6 +112,10 @@ def localisation_get(*, result_pk: int, viewer: Viewer) -> LocalisationDetail:
         for n, a in enumerate(localisation.anomalies)
     )
     note = gallery_allowed(localisation)
+    public = ground_truth_is_public(localisation)
+    if not public:  # which test images hold which defects, and where, is the blind suite's secret
+        hidden = ("image_id", "image_index", "center_x", "center_y", "width", "height", "angle", "box")
+        anomalies = tuple({k: v for k, v in a.items() if k not in hidden} for a in anomalies)
     return LocalisationDetail(
         localisation=localisation,
         defects=defect_rows(localisation.defect_summary),
@@ -114,6 +123,7 @@ def localisation_get(*, result_pk: int, viewer: Viewer) -> LocalisationDetail:
         anomalies=anomalies,
         gallery=() if note else gallery_choice(list(anomalies)),
         gallery_note=note,
+        public=public,
     )
 
 

@@ -91,6 +91,14 @@ class ReportedDataset:
     rows: tuple[ReportedRow, ...]
     tables: tuple[str, ...]  # the VisionAD tables the figures come from
 
+    @property
+    def mean(self) -> ReportedRow:
+        return self.rows[-1]
+
+    @property
+    def category_rows(self) -> tuple[ReportedRow, ...]:
+        return self.rows[:-1]
+
 
 @dataclass(frozen=True)
 class ReportedComparison:

@@ -198,8 +198,8 @@ def test_reported_figures_sit_beside_ours_and_never_in_the_numbers(client, catal
     assert mean.cells["image_auroc"].own_paper.value == 0.991
     assert Result.objects.filter(method=method).count() == 12  # nothing reported became a result
     html = client.get(reverse("leaderboard:method-detail", args=["patchcore"])).content.decode()
-    assert 'id="reported-mvtec"' in html and "reported (VisionAD)" in html and "Table 5" in html
-    assert "ours: 3 of 15 categories" in html
+    assert 'id="reported-means"' in html and 'id="reported-mvtec"' in html and "reported (VisionAD)" in html
+    assert "VisionAD Table 5" in html and "(3 of 15 categories)" in html and "PatchCore paper" in html
     home = client.get("/", {"suite": "mvtec"}).content.decode()
     assert "0.987" not in home and "reported" not in home.lower()  # never on the leaderboard
     unknown = MethodFactory(key="no_papers")
@@ -261,3 +261,30 @@ def test_the_new_pages_keep_a_constant_number_of_queries_as_methods_grow(client,
     assert after == before, list(zip((p for p, _ in pages), before, after, strict=True))
     page = client.get(reverse("leaderboard:category-detail", args=[cats[0].key])).content.decode()
     assert page.count('<tr data-method="m') >= 8 * 2  # the results table and the defect table grew
+
+
+def test_a_blind_suite_names_no_test_image_and_no_box(client, catalog):
+    from .factories import CategoryFactory, DatasetFactory
+
+    blind = CategoryFactory(dataset=DatasetFactory(key="factory_x", name="Blind"), name="part")
+    (loc,) = explain(MethodFactory(key="m1"), [blind])
+    detail = localisation_get(result_pk=loc.result_id, viewer=ANONYMOUS)
+    assert not detail.public and detail.gallery == () and "not public" in detail.gallery_note
+    assert all("image_id" not in a and "center_x" not in a for a in detail.anomalies)
+    html = client.get(reverse("leaderboard:result-localisation", args=[loc.result_id])).content.decode()
+    assert "id000" not in html and "Box (centre" not in html and html.count('data-found="') == loc.n_anomalies
+    assert client.get(reverse("leaderboard:result-localisation-image", args=[loc.result_id, 0])).status_code == 404
+
+
+def test_the_gallery_drawing_marks_found_and_missed_boxes_and_the_region():
+    from leaderboard.gallery import FOUND_BGR, MISSED_BGR, PREDICTED_BGR, SCALE, draw_example
+
+    image = np.full((64, 64, 3), 128, np.uint8)
+    region = np.zeros((64, 64), bool)
+    region[10:20, 10:20] = True
+    box = {"center_x": 15.0, "center_y": 15.0, "width": 12.0, "height": 12.0, "angle": 0.0}
+    drawn = draw_example(image, region, [{**box, "localised": True}, {**box, "center_x": 45.0, "localised": False}])
+    assert drawn.shape == (64 * SCALE, 64 * SCALE, 3)
+    colours = {tuple(int(c) for c in px) for px in drawn.reshape(-1, 3)}
+    assert FOUND_BGR in colours and MISSED_BGR in colours and PREDICTED_BGR in colours
+    assert tuple(drawn[0, 0]) == (128, 128, 128)  # outside everything: the image itself
