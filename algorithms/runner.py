@@ -289,12 +289,8 @@ def localisation_document(ground_truth, maps: np.ndarray, *, iou_limit: float = 
         report = localisation_report(masks, protocol_maps, iou_limit=iou_limit)
     except ValueError:
         return None
-    document = report.to_dict()
+    document = report.to_dict(ids=ground_truth.ids, defect_types=ground_truth.defect_types)
     document["size"] = EVAL_SIZE
-    for anomaly in document["anomalies"]:
-        index = anomaly["image_index"]
-        anomaly["image_id"] = str(ground_truth.ids[index])
-        anomaly["defect_type"] = str(ground_truth.defect_types[index])
     return document
 
 

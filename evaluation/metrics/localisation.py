@@ -11,7 +11,7 @@ thresholds is a binary search in sorted values, so its IoU needs no per-threshol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -407,11 +407,20 @@ class LocalisationReport:
     thresholds: tuple[float, ...]
     anomalies: tuple[AnomalyLocalisation, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (plain floats, ints, bools, lists)."""
+    def to_dict(self, *, ids: Sequence[Any] | None = None, defect_types: Sequence[Any] | None = None) -> dict[str, Any]:
+        """A JSON-serialisable dict (plain floats, ints, bools, lists).
+
+        ``ids`` and ``defect_types``, given per image (the masks' order), add each anomaly's
+        ``image_id`` and ``defect_type`` (as ``str``).
+        """
         data = asdict(self)
         data["thresholds"] = list(self.thresholds)
         data["anomalies"] = [{**asdict(anomaly), "ious": list(anomaly.ious)} for anomaly in self.anomalies]
+        for anomaly in data["anomalies"]:
+            if ids is not None:
+                anomaly["image_id"] = str(ids[anomaly["image_index"]])
+            if defect_types is not None:
+                anomaly["defect_type"] = str(defect_types[anomaly["image_index"]])
         return data
 
 

@@ -96,7 +96,10 @@ def gallery_allowed(localisation: Localisation) -> str:
     if not ground_truth_is_public(localisation):
         return "This dataset's ground truth is not public, so no test image is shown."
     if not localisation.predictions:
-        return "The run saved no predictions (save_predictions was off), so there is nothing to draw."
+        return (
+            "No maps were saved for this result (uploaded maps are not kept; a run saves them with "
+            "save_predictions), so there is nothing to draw."
+        )
     return ""
 
 

@@ -154,7 +154,7 @@ def test_pages_show_the_defect_tables_the_curve_and_the_anomalies(client, catalo
     figure = json.loads(re.search(r'id="pl-iou-figure" type="application/json">(.*?)</script>', html).group(1))
     assert figure["data"][0]["x"] == list(IOU_LIMITS)
     # factory runs saved no predictions: the gallery says why it is empty, and its images are 404s
-    assert "saved no predictions" in html
+    assert "No maps were saved" in html
     assert client.get(reverse("leaderboard:result-localisation-image", args=[woven.result_id, 0])).status_code == 404
 
 
