@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import EVALUATOR_VERSION, evaluate_at_protocol
+from evaluation.metrics import EVAL_SIZE, EVALUATOR_VERSION, evaluate_at_protocol, localisation_report, to_protocol
 
 from .runspec import ConfigError, RunSpec, load_run_config
 
@@ -274,6 +274,26 @@ def _evaluate(ground_truth, scores: np.ndarray, maps: dict[str, np.ndarray]) -> 
     }
 
 
+def localisation_document(ground_truth, maps: np.ndarray, *, iou_limit: float = 0.3) -> dict[str, Any] | None:
+    """What PL decided for one map variant, anomaly by anomaly, at the protocol's resolution.
+
+    ``evaluation.metrics.localisation_report`` on the masks and maps brought to the protocol
+    (as ``evaluate_at_protocol`` does, so its ``pl`` is the reported PL), with each anomaly's
+    test-image id and defect type (the test folder's name) added. ``None`` when PL is undefined
+    (no anomalous test image).
+    """
+    if not np.asarray(ground_truth.labels).any():
+        return None
+    masks, protocol_maps = to_protocol(ground_truth.masks, maps)
+    try:
+        report = localisation_report(masks, protocol_maps, iou_limit=iou_limit)
+    except ValueError:
+        return None
+    document = report.to_dict(ids=ground_truth.ids, defect_types=ground_truth.defect_types)
+    document["size"] = EVAL_SIZE
+    return document
+
+
 def _write_json(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -483,6 +503,9 @@ def run_category(
         scores, maps = last
         result["metrics"] = result["history"][-1]["metrics"]
         result["primary_variant"] = next(iter(maps))
+        # PL explained: every anomaly of the primary map, found or missed, with its IoU per threshold
+        localisation = localisation_document(ground_truth, maps[result["primary_variant"]])
+        result["localisation"] = {result["primary_variant"]: localisation} if localisation else {}
         result["timings"] = {
             "schedule_unit": spec.schedule_unit,
             "epochs_planned": max_epochs,

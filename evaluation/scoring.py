@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -91,13 +91,17 @@ def score_bundle(
     ground_truths: Mapping[str, GroundTruthLike],
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    localisations: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score every category of a validated bundle: ``{category key: {metric: value}}``.
 
     ``reader.validate`` must have passed with the same categories and the ground truths' ids.
-    ``progress(done, total, key)`` is called after each category.
+    ``progress(done, total, key)`` is called after each category. When ``localisations`` is a
+    dict, it receives per category what PL decided anomaly by anomaly
+    (``LocalisationReport.to_dict`` with the test ids and, when the ground truth has them, the
+    defect types; ``size`` the protocol's resolution), as the runner records it for its runs.
     """
-    from .metrics import evaluate_at_protocol
+    from .metrics import EVAL_SIZE, evaluate_at_protocol, localisation_report, masks_to_protocol
 
     summary = reader.summary
     results: dict[str, dict[str, float]] = {}
@@ -109,6 +113,10 @@ def score_bundle(
         scores = reader.read_scores(key)
         maps = maps_to_protocol_in_batches(reader.iter_map_batches(key), n_images=len(scores))
         results[key] = evaluate_at_protocol(gt.masks, maps, gt.labels, scores)
+        if localisations is not None and np.asarray(gt.labels).any():
+            report = localisation_report(masks_to_protocol(gt.masks), maps)
+            document = report.to_dict(ids=gt.ids, defect_types=getattr(gt, "defect_types", None))
+            localisations[key] = {**document, "size": EVAL_SIZE}
         if progress is not None:
             progress(done, len(keys), key)
     return results

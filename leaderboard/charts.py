@@ -203,3 +203,48 @@ def breakdown_heatmap_figure(breakdown: Breakdown) -> dict[str, Any]:
         },
         "config": {"responsive": True, "displaylogo": False},
     }
+
+
+def pl_iou_figure(curve: tuple[tuple[float, float], ...], *, iou_limit: float, pl: float) -> dict[str, Any]:
+    """PL as a function of the IoU limit (the paper's PL_xx), from the IoUs a result stored.
+
+    One line over ``curve`` (``selectors.localisation.pl_curve``: PL at each limit, from the stored
+    IoUs, nothing re-measured) and a marker at the limit the leaderboard uses. The y axis is the
+    metric's range, [0, 1].
+    """
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "PL at this IoU limit",
+                "x": [limit for limit, _ in curve],
+                "y": [round(value, 6) for _, value in curve],
+                "line": {"color": PALETTE[0], "width": 2},
+                "marker": {"size": 7},
+                "hovertemplate": "IoU limit %{x:.1f}: PL %{y:.3f}<extra></extra>",
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"the leaderboard's limit ({iou_limit:g})",
+                "x": [iou_limit],
+                "y": [round(pl, 6)],
+                "marker": {"size": 13, "color": PALETTE[1], "symbol": "diamond"},
+                "hovertemplate": "IoU limit %{x:.1f}: PL %{y:.3f} (ranked)<extra></extra>",
+            },
+        ],
+        "layout": {
+            "font": FONT,
+            "height": 370,
+            "margin": {"l": 56, "r": 12, "t": 12, "b": 92},
+            "xaxis": {"title": {"text": "IoU limit (an anomaly counts as found above it)"}, "range": [0.05, 0.95],
+                      "dtick": 0.1, "gridcolor": "#e3e6ea"},
+            "yaxis": {"title": {"text": "PL (share of anomalies found)"}, "range": [0, 1.02], "gridcolor": "#e3e6ea",
+                      "zeroline": False},
+            "legend": {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
+            "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+        },
+        "config": {"responsive": True, "displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]},
+    }  # fmt: skip

@@ -370,3 +370,40 @@ class Result(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.method} {self.category} {self.metric}={self.value:.4f}"
+
+
+class Localisation(TimeStampedModel):
+    """What PL decided, anomaly by anomaly, for one PL result (a source, category and map variant).
+
+    Written with the result from the runner's ``localisation`` document
+    (``algorithms.runner.localisation_document``: ``evaluation.metrics.localisation_report`` plus
+    each anomaly's test-image id and defect type). ``anomalies`` keeps every anomaly's IoU at each
+    of the ``thresholds``, so PL at any other IoU limit is computed from it without measuring
+    again; ``defect_summary`` (``{defect type: [found, total]}``) is what the tables read.
+    """
+
+    result = models.OneToOneField(Result, on_delete=models.CASCADE, related_name="localisation")
+    iou_limit = models.FloatField()
+    threshold = models.FloatField()
+    threshold_index = models.PositiveSmallIntegerField()
+    thresholds = models.JSONField(default=list, blank=True)
+    # The protocol's resolution: boxes are in pixels of a size x size image.
+    size = models.PositiveIntegerField(default=256)
+    # The seed whose maps were explained (a run of several seeds records the mean PL; this is one of them).
+    seed = models.IntegerField(null=True, blank=True)
+    # [{"image_id", "image_index", "defect_type", "center_x", "center_y", "width", "height", "angle",
+    #   "iou", "best_iou", "localised", "ious": [IoU at each threshold]}], in the report's order
+    anomalies = models.JSONField(default=list, blank=True)
+    defect_summary = models.JSONField(default=dict, blank=True)
+    n_anomalies = models.PositiveIntegerField(default=0)
+    n_localised = models.PositiveIntegerField(default=0)
+    # Where the run saved its maps (``predictions.npz``), for the gallery; blank when it saved none.
+    predictions = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(n_localised__lte=models.F("n_anomalies")), name="localisation_counts")
+        ]
+
+    def __str__(self) -> str:
+        return f"Localisation of {self.result}: {self.n_localised}/{self.n_anomalies}"

@@ -13,6 +13,13 @@ urlpatterns = [
     path("suites/<slug:suite>/evidence/<slug:method>/<slug:metric>/", pages.evidence, name="evidence"),
     path("categories/<path:key>/", pages.category_detail, name="category-detail"),
     path("methods/", pages.method_list, name="method-list"),
+    path("compare/", pages.compare, name="compare"),
+    path("results/<int:pk>/localisation/", pages.result_localisation, name="result-localisation"),
+    path(
+        "results/<int:pk>/localisation/<int:index>.png",
+        pages.result_localisation_image,
+        name="result-localisation-image",
+    ),
     path("methods/<slug:key>/", pages.method_detail, name="method-detail"),
     path("submissions/<int:pk>/", pages.submission_detail, name="submission-detail"),
     path("submissions/<int:pk>/status.json", pages.submission_status, name="submission-status"),

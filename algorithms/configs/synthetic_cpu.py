@@ -29,3 +29,5 @@ def _demo_entry(key: str) -> dict:
 models = [_demo_entry(key) for key in sorted(list_algorithms(), key=lambda k: get_algorithm_info(k).is_baseline)]
 categories = ["synthetic"]
 seeds = [0]
+# Saved maps (float32, as evaluated): the result pages draw their gallery of found and missed defects from them.
+save_predictions = True

@@ -121,3 +121,28 @@ def test_maps_float16_would_alter_are_saved_as_measured(extreme_algorithm, roots
     truth = load_category(CATEGORY, roots=roots).ground_truth()
     masks, maps = to_protocol(truth.masks, near.astype(np.float16))
     assert pixel_auroc(masks, maps) != result["metrics"]["near_3000"]["pixel_auroc"]
+
+
+def test_the_run_explains_its_pl_anomaly_by_anomaly(roots, tmp_path):
+    """PL explained (issue 14): the run keeps, for its primary map, every anomaly's defect type,
+    test-image id and IoU per threshold; PL recomputed from those IoUs and from the saved maps
+    equals the reported PL."""
+    from algorithms.data import load_category
+    from evaluation.metrics import localisation_report, proportion_localised_from_ious, to_protocol
+
+    info = get_algorithm_info("random")
+    result = _run("random", dict(info.tiny), roots, tmp_path, epochs=info.tiny_epochs)
+    primary = result["primary_variant"]
+    document = result["localisation"][primary]
+    assert document["pl"] == result["metrics"][primary]["pl"]
+    truth = load_category(CATEGORY, roots=roots).ground_truth()
+    anomalous_types = {str(t) for t, label in zip(truth.defect_types, truth.labels, strict=True) if label}
+    assert {a["defect_type"] for a in document["anomalies"]} == anomalous_types
+    assert all(a["image_id"] == truth.ids[a["image_index"]] for a in document["anomalies"])
+    ious = [a["ious"] for a in document["anomalies"]]
+    assert proportion_localised_from_ious(ious, iou_limit=0.3) == result["metrics"][primary]["pl"]
+    with np.load(tmp_path / PREDICTIONS_FILE) as saved:  # the gallery's source gives the same report
+        masks, maps = to_protocol(truth.masks, saved[f"map__{primary}"])
+    assert localisation_report(masks, maps).to_dict()["anomalies"] == [
+        {k: v for k, v in a.items() if k not in ("image_id", "defect_type")} for a in document["anomalies"]
+    ]

@@ -23,7 +23,13 @@ from ._protocol import (
 from ._registry import METRICS, MetricSpec, get_metric, list_metrics
 from .aupro import aupro
 from .classification import image_auroc, pixel_auroc
-from .localisation import AnomalyLocalisation, LocalisationReport, localisation_report, proportion_localised
+from .localisation import (
+    AnomalyLocalisation,
+    LocalisationReport,
+    localisation_report,
+    proportion_localised,
+    proportion_localised_from_ious,
+)
 
 __all__ = [
     "EVALUATOR_VERSION",
@@ -43,5 +49,6 @@ __all__ = [
     "masks_to_protocol",
     "pixel_auroc",
     "proportion_localised",
+    "proportion_localised_from_ious",
     "to_protocol",
 ]

@@ -11,7 +11,7 @@ thresholds is a binary search in sorted values, so its IoU needs no per-threshol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,7 +24,13 @@ from shapely.geometry import Polygon
 from ._regions import label_regions
 from ._validate import check_fraction, check_maps, check_masks, check_same_shape
 
-__all__ = ["AnomalyLocalisation", "LocalisationReport", "localisation_report", "proportion_localised"]
+__all__ = [
+    "AnomalyLocalisation",
+    "LocalisationReport",
+    "localisation_report",
+    "proportion_localised",
+    "proportion_localised_from_ious",
+]
 
 N_THRESHOLDS = 25
 MIN_SCALE_INVERSE = 8
@@ -381,6 +387,7 @@ class AnomalyLocalisation:
     best_iou: float
     iou: float
     localised: bool
+    ious: tuple[float, ...] = ()  # its IoU at each of the report's thresholds, in order
 
 
 @dataclass(frozen=True)
@@ -388,7 +395,9 @@ class LocalisationReport:
     """Per-anomaly outcome of PL at the threshold that gave the best PL.
 
     ``threshold`` / ``threshold_index`` pick one of ``thresholds``; each anomaly's ``iou`` is its
-    IoU there and ``localised`` is ``iou > iou_limit``; ``best_iou`` is its best over all thresholds.
+    IoU there and ``localised`` is ``iou > iou_limit``; ``best_iou`` is its best over all thresholds
+    and ``ious`` its IoU at every threshold, from which PL at any other IoU limit follows without
+    measuring again (:func:`proportion_localised_from_ious`).
     """
 
     pl: float
@@ -398,11 +407,20 @@ class LocalisationReport:
     thresholds: tuple[float, ...]
     anomalies: tuple[AnomalyLocalisation, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (plain floats, ints, bools, lists)."""
+    def to_dict(self, *, ids: Sequence[Any] | None = None, defect_types: Sequence[Any] | None = None) -> dict[str, Any]:
+        """A JSON-serialisable dict (plain floats, ints, bools, lists).
+
+        ``ids`` and ``defect_types``, given per image (the masks' order), add each anomaly's
+        ``image_id`` and ``defect_type`` (as ``str``).
+        """
         data = asdict(self)
         data["thresholds"] = list(self.thresholds)
-        data["anomalies"] = [asdict(anomaly) for anomaly in self.anomalies]
+        data["anomalies"] = [{**asdict(anomaly), "ious": list(anomaly.ious)} for anomaly in self.anomalies]
+        for anomaly in data["anomalies"]:
+            if ids is not None:
+                anomaly["image_id"] = str(ids[anomaly["image_index"]])
+            if defect_types is not None:
+                anomaly["defect_type"] = str(defect_types[anomaly["image_index"]])
         return data
 
 
@@ -530,6 +548,7 @@ def _report_from_table(table: _PLTable, limit: float) -> LocalisationReport:
             best_iou=float(best_ious[k]),
             iou=float(table.ious[best, k]),
             localised=bool(table.ious[best, k] > limit),
+            ious=tuple(float(v) for v in table.ious[:, k]),
         )
         for k, (index, rect) in enumerate(table.boxes)
     )
@@ -541,6 +560,42 @@ def _report_from_table(table: _PLTable, limit: float) -> LocalisationReport:
         thresholds=tuple(float(t) for t in table.thresholds),
         anomalies=anomalies,
     )
+
+
+def proportion_localised_from_ious(ious: object, *, iou_limit: float = 0.3) -> float:
+    """PL at ``iou_limit`` from IoUs already measured: no map or mask is read again.
+
+    Parameters
+    ----------
+    ious : array_like of shape (n_anomalies, n_thresholds)
+        Each anomaly's IoU at every threshold (``AnomalyLocalisation.ious`` of a
+        :class:`LocalisationReport`, one row per anomaly).
+    iou_limit : float, default 0.3
+        IoU an anomaly must exceed to count as localised, in [0, 1].
+
+    Returns
+    -------
+    float
+        The best over thresholds of the share of anomalies whose IoU is above ``iou_limit``:
+        equal to :func:`proportion_localised` on the masks and maps that gave ``ious``.
+
+    Raises
+    ------
+    ValueError
+        When ``ious`` is not a non-empty 2-D table of finite values in [0, 1], or for a bad limit.
+
+    Examples
+    --------
+    >>> proportion_localised_from_ious([[0.1, 0.5], [0.4, 0.2]], iou_limit=0.3)
+    0.5
+    """
+    limit = check_fraction(iou_limit, "iou_limit", allow_zero=True)
+    table = np.asarray(ious, dtype=np.float64)
+    if table.ndim != 2 or table.size == 0:
+        raise ValueError(f"ious must be a non-empty (anomalies, thresholds) table, got shape {table.shape}")
+    if not np.all(np.isfinite(table)) or table.min() < 0 or table.max() > 1:
+        raise ValueError("ious must be finite values in [0, 1]")
+    return _pl_score(table.T, limit)[0]
 
 
 def localisation_report(masks: object, maps: object, *, iou_limit: float = 0.3) -> LocalisationReport:
@@ -558,8 +613,8 @@ def localisation_report(masks: object, maps: object, *, iou_limit: float = 0.3) 
     LocalisationReport
         PL, the thresholds, the chosen one (first best), and per anomaly (in image order, then
         the package's box order) its image index, rotated box (centre x/y, width, height, angle
-        in degrees as ``cv2.minAreaRect`` gives it), best IoU, IoU at the chosen threshold and
-        whether it was localised.
+        in degrees as ``cv2.minAreaRect`` gives it), best IoU, IoU at the chosen threshold,
+        whether it was localised, and its IoU at every threshold.
     """
     masks_b, maps_f, anomalous, limit = _prepare(masks, maps, iou_limit)
     return _report_from_table(_pl_table(masks_b, maps_f, anomalous), limit)

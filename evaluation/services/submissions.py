@@ -182,7 +182,8 @@ def _score(submission: Submission, lease: JobLease) -> str:
         summary = reader.validate(suite=submission.suite.key, expected_ids=expected, progress=validated)
         _check_method(summary.manifest.method, submission)
         submission_scoring_start(lease, progress=VALIDATION_SHARE, message=f"bundle valid; scoring {total} categories")
-        results = score_bundle(reader, _GroundTruths(datasets, EVAL_SIZE), progress=scored)
+        localisations: dict = {}  # PL explained, per category (recorded for public ground truth only)
+        results = score_bundle(reader, _GroundTruths(datasets, EVAL_SIZE), progress=scored, localisations=localisations)
         layouts = summary.categories
 
     report = suspicion_check(results)
@@ -199,6 +200,7 @@ def _score(submission: Submission, lease: JobLease) -> str:
             for key in results
         },
         evaluator_version=EVALUATOR_VERSION,
+        localisations=localisations,
         flagged_reason=report.reason if report.flagged else "",
         summary=f"scored {total} categories with {EVALUATOR_VERSION}",
     )

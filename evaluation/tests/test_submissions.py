@@ -21,6 +21,7 @@ from leaderboard.models import (
     Category,
     Dataset,
     JobStatus,
+    Localisation,
     Provenance,
     Result,
     ReviewStatus,
@@ -178,6 +179,14 @@ def test_valid_bundle_is_scored_and_equals_evaluate(tiny_suite, tiny_data_root, 
     assert all(r.provenance == Provenance.SERVER_SCORED and r.evaluator_version == EVALUATOR_VERSION for r in rows)
     assert all(r.is_current for r in rows)  # public, not flagged: published
     assert submission.review_status == ReviewStatus.NONE
+    # PL explained (issue 14): each PL value keeps its anomalies, their defect types and IoUs
+    from evaluation.metrics import proportion_localised_from_ious
+
+    for pl in rows.filter(metric="pl").select_related("localisation"):
+        loc = pl.localisation
+        assert loc.n_anomalies == sum(total for _, total in loc.defect_summary.values()) > 0
+        assert "good" not in loc.defect_summary and not loc.predictions
+        assert proportion_localised_from_ious([a["ious"] for a in loc.anomalies], iou_limit=0.3) == pl.value
 
 
 #: Cases whose tightened limits the server's settings can express (all but a few reader-only limits).
@@ -247,6 +256,7 @@ def test_scoring_is_idempotent_and_claimed_once(tiny_suite, tiny_data_root, tmp_
     assert again == first
     submission.refresh_from_db()
     assert submission.attempts == 2
+    assert Localisation.objects.filter(result__submission=submission).count() == 2  # one per PL value
 
 
 def test_claim_is_exclusive_between_tasks(tiny_suite, tiny_data_root, tmp_path):

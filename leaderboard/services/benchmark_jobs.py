@@ -37,6 +37,7 @@ from .jobs import (
     job_claim,
     job_progress,
 )
+from .localisation import localisation_record
 from .results import result_record, results_publish
 
 logger = logging.getLogger(__name__)
@@ -161,13 +162,14 @@ def _record_results(job: BenchmarkJob, output: Mapping[str, Any]) -> int:
     run = job.run
     base = result_extra(job.pk, output, output.get("environment") or {})
     seed_metrics = output.get("seed_metrics") or {}
+    localisations = output.get("localisation") or {}
     count = 0
     for variant, values in output["metrics"].items():
         for metric, value in values.items():
             extra = dict(base)
             if len(seed_metrics) > 1:  # every seed's value: the spread across seeds
                 extra["seed_values"] = [float(seed_metrics[str(s)][variant][metric]) for s in base["seeds"]]
-            result_record(
+            result = result_record(
                 method=run.method,
                 category=job.category,
                 metric=metric,
@@ -179,6 +181,13 @@ def _record_results(job: BenchmarkJob, output: Mapping[str, Any]) -> int:
                 benchmark_run=run,
                 extra=extra,
             )
+            if metric == "pl" and isinstance(localisations.get(variant), dict):  # PL explained
+                localisation_record(
+                    result=result,
+                    document=localisations[variant],
+                    predictions=str(output.get("predictions") or ""),
+                    seed=output.get("seed"),
+                )
             count += 1
     return count
 

@@ -55,6 +55,7 @@ from ..models import (
 )
 from ..names import MethodNameError, method_name_keys, method_name_normalise
 from ..selectors.catalog import method_list
+from ..selectors.localisation import PUBLIC_GROUND_TRUTH_DATASETS
 from ..selectors.visibility import viewer_of
 from .dispatch import DispatchReport
 from .jobs import (
@@ -68,6 +69,7 @@ from .jobs import (
     job_publish,
     setting_or_env,
 )
+from .localisation import localisation_record
 from .results import result_record, results_publish
 
 logger = logging.getLogger(__name__)
@@ -622,6 +624,7 @@ def submission_finish(
     evaluator_version: str,
     flagged_reason: str = "",
     summary: str = "",
+    localisations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Submission:
     """Record a scored submission's values and finish it, in one transaction.
 
@@ -630,7 +633,10 @@ def submission_finish(
     Every value goes through ``result_record`` (update-or-create: a retried job writes each
     value once). Then the submission is done: public submissions that are not flagged are
     published (``results_publish``); private ones never are (their scores show only to their
-    owner); flagged ones wait for an admin (``submission_review``).
+    owner); flagged ones wait for an admin (``submission_review``). ``localisations[key]`` (what
+    PL decided anomaly by anomaly, ``evaluation.scoring.score_bundle``) is kept beside the PL
+    result of a category whose dataset's ground truth is public (``localisation_record``); on a
+    blind suite an uploader could probe it, so it is not kept there.
 
     Raises
     ------
@@ -640,13 +646,17 @@ def submission_finish(
         A value the leaderboard rejects, or a category outside the submission's suite.
     """
     submission = Submission.objects.select_related("method", "suite").get(pk=lease.pk)
-    categories = {c.key: c for c in Category.objects.filter(suites=submission.suite_id, key__in=list(results))}
+    categories = {
+        c.key: c
+        for c in Category.objects.filter(suites=submission.suite_id, key__in=list(results)).select_related("dataset")
+    }
     outside = sorted(set(results) - set(categories))
     if outside:
         raise ValidationError(f"categories {', '.join(outside)} are not in suite {submission.suite.key!r}")
+    localisations = localisations or {}
     for key, values in results.items():
         for metric, value in values.items():
-            result_record(
+            result = result_record(
                 method=submission.method,
                 category=categories[key],
                 metric=metric,
@@ -656,6 +666,9 @@ def submission_finish(
                 submission=submission,
                 extra=dict(extra.get(key) or {}),
             )
+            public = categories[key].dataset.key in PUBLIC_GROUND_TRUTH_DATASETS
+            if metric == "pl" and public and isinstance(localisations.get(key), Mapping):
+                localisation_record(result=result, document=localisations[key])
     now = timezone.now()
     fields = {
         "status": JobStatus.DONE,

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 
 from rest_framework.authtoken.models import Token
 
-from leaderboard.models import BenchmarkJob, JobStatus, Provenance, Visibility
+from leaderboard.models import BenchmarkJob, JobStatus, Provenance, Result, Visibility
 from leaderboard.services.benchmark_jobs import (
     BENCHMARK_JOBS,
     benchmark_job_claim,
     benchmark_job_complete,
     benchmark_job_progress,
 )
+from leaderboard.services.localisation import localisation_record
 from leaderboard.services.results import result_record
 from leaderboard.services.submissions import (
     SUBMISSION_JOBS,
@@ -97,8 +98,21 @@ def _run_jobs(run, outcomes) -> None:
         benchmark_job_complete(BENCHMARK_JOBS.lease(job.pk, f"job-{job.pk}"), output=output, error=error)
 
 
+def localisation_doc(defect_type: str) -> dict:
+    """A runner's ``localisation`` document: one anomaly of ``defect_type``, found at the 13th threshold."""
+    ious = [round(0.02 * k, 2) for k in range(25)]
+    return {
+        "pl": 1.0, "iou_limit": 0.3, "threshold": 0.5, "threshold_index": 24, "size": 256,
+        "thresholds": [round(0.02 * k, 2) for k in range(25)],
+        "anomalies": [{"image_index": 0, "image_id": "test/zq/000.png", "defect_type": defect_type, "center_x": 10.0,
+                       "center_y": 10.0, "width": 32.0, "height": 32.0, "angle": 0.0, "best_iou": 0.48, "iou": 0.48,
+                       "localised": True, "ious": ious}],
+    }  # fmt: skip
+
+
 def _ok_output(category, value: float) -> dict:
     return {
+        "localisation": {"anomaly_map": localisation_doc("public-defect")},
         "schema": "vadi-run/1",
         "status": "ok",
         "category": category.key,
@@ -222,9 +236,15 @@ def build_world(catalog) -> World:
             evaluator_version="test-eval",
             benchmark_run=running,
         )
+    localisation_record(
+        result=Result.objects.get(benchmark_run=running, metric="pl"), document=localisation_doc("zq-running-defect")
+    )
     world.runs["running"] = running
     world.methods["running"] = running_method
-    world.hide([running_method.name, running_method.key, "zq-running-progress", *shown(0.9173)], seen_by=staff_only)
+    world.hide(
+        [running_method.name, running_method.key, "zq-running-progress", "zq-running-defect", *shown(0.9173)],
+        seen_by=staff_only,
+    )
 
     failed_method = MethodFactory(key="zq-failed-run-method", name="ZQ Failed Run Method", algorithm_key="zq_failing")
     failed_run = BenchmarkRunFactory(method=failed_method, status=JobStatus.QUEUED, progress=0.0)

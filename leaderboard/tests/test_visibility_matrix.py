@@ -58,6 +58,10 @@ def _method_urls(world: World, template: str, *suffixes: str) -> list[str]:
     return [template.format(m.key) + s for m in _every(world, "methods") for s in ("", *suffixes)]
 
 
+def _pl_results() -> list[int]:
+    return list(Result.objects.filter(metric="pl").order_by("pk").values_list("pk", flat=True))
+
+
 def _downloads(url: str) -> list[str]:
     sep = "&" if "?" in url else "?"
     return [url, f"{url}{sep}format=csv", f"{url}{sep}format=json"]
@@ -92,6 +96,14 @@ CASES: dict[str, Callable[[World], list]] = {
     ],
     "categories/<path:key>/": lambda w: [*_downloads("/categories/mvtec/bottle/"), "/categories/visa/candle/"],
     "methods/": lambda w: ["/methods/"],
+    "compare/": lambda w: [
+        "/compare/",
+        *[f"/compare/?suite=vadi&a={m.key}&b=patch-core-public" for m in _every(w, "methods")],
+    ],
+    "results/<int:pk>/localisation/": lambda w: [f"/results/{pk}/localisation/" for pk in _pl_results()],
+    "results/<int:pk>/localisation/<int:index>.png": lambda w: [
+        f"/results/{pk}/localisation/0.png" for pk in _pl_results()
+    ],
     "methods/<slug:key>/": lambda w: [u for m in _every(w, "methods") for u in _downloads(f"/methods/{m.key}/")],
     "submissions/<int:pk>/": lambda w: [f"/submissions/{s.pk}/" for s in _every(w, "submissions")],
     "submissions/<int:pk>/status.json": lambda w: [
@@ -346,6 +358,9 @@ def test_the_matrix_can_fail(world):
     assert "zq-failure-text" in _body(owner.get(f"/api/v1/submissions/{world.submissions['failed'].pk}/"))
     assert "ZQ Private Method" in _body(owner.get("/methods/"))
     assert "ZQ Lonely Method" in _body(staff.get("/methods/"))
+    running_pl = Result.objects.get(benchmark_run=world.runs["running"], metric="pl").pk
+    assert "zq-running-defect" in _body(staff.get(f"/results/{running_pl}/localisation/"))  # PL explained
+    assert _client(world, "other").get(f"/results/{running_pl}/localisation/").status_code == 404
     running = _body(staff.get(f"/runs/{world.runs['running'].pk}/"))
     assert "zq-running-progress" in running and "zq-secret-root" not in running  # progress messages are public text
     detail = _body(staff.get(f"/admin/leaderboard/submission/{world.submissions['failed'].pk}/change/"))

@@ -16,10 +16,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from .. import charts, exports
+from .. import charts, exports, gallery
 from ..cache import cached_page
-from ..models import BenchmarkRun, Category, Dataset, Method, Provenance, Submission
+from ..models import BenchmarkRun, Category, Dataset, Localisation, Method, Provenance, Submission
 from ..selectors import catalog, jobs
+from ..selectors.compare import method_comparison
 from ..selectors.leaderboard import (
     Board,
     InvalidFilterError,
@@ -28,7 +29,14 @@ from ..selectors.leaderboard import (
     method_metric_evidence,
     suite_leaderboard_cached,
 )
+from ..selectors.localisation import (
+    category_defect_table,
+    localisation_for_image,
+    localisation_get,
+    method_defect_table,
+)
 from ..selectors.metrics import UnknownMetricError, metric_list
+from ..selectors.reported import method_reported_comparison
 from ..selectors.results import category_result_table, method_result_table, method_timings, source_result_table
 from ..selectors.visibility import viewer_of
 
@@ -261,6 +269,8 @@ def method_detail(request, key: str):
             "history": tables.history,
             "unpublished": tables.unpublished,
             "timings": method_timings(method=method, viewer=viewer),
+            "defects": method_defect_table(method_key=key),
+            "reported": method_reported_comparison(method_key=key),
             "runs": list(jobs.benchmark_run_list(viewer=viewer, method_key=key)[:50]),
             "submissions": list(jobs.submission_list(viewer=viewer, method_key=key)[:50]),
         },
@@ -361,5 +371,72 @@ def category_detail(request, key: str):
     return render(
         request,
         "leaderboard/category_detail.html",
-        {"category": category, "n_test_ids": len(category.test_ids or []), "rows": rows, "metrics": metrics},
+        {
+            "category": category,
+            "n_test_ids": len(category.test_ids or []),
+            "rows": rows,
+            "metrics": metrics,
+            "defects": category_defect_table(category_key=key),
+        },
+    )
+
+
+@require_GET
+def result_localisation(request, pk: int):
+    """PL explained for one result: every anomaly found or missed, per defect type, PL by IoU limit, a gallery."""
+    try:
+        detail = localisation_get(result_pk=pk, viewer=viewer_of(request.user))
+    except Localisation.DoesNotExist as exc:
+        raise Http404("no PL explanation for this result (or it is not published)") from exc
+    loc = detail.localisation
+    figure = charts.pl_iou_figure(detail.curve, iou_limit=loc.iou_limit, pl=loc.result.value) if detail.curve else None
+    return render(
+        request,
+        "leaderboard/localisation.html",
+        {"detail": detail, "loc": loc, "result": loc.result, "figure": figure},
+    )
+
+
+@require_GET
+def result_localisation_image(request, pk: int, index: int):
+    """One gallery image of a result: ground-truth boxes and the region predicted at PL's threshold (PNG)."""
+    try:
+        loc, anomalies = localisation_for_image(result_pk=pk, image_index=index, viewer=viewer_of(request.user))
+    except Localisation.DoesNotExist as exc:
+        raise Http404("no PL explanation for this result (or it is not published)") from exc
+    from ..selectors.localisation import gallery_allowed
+
+    if gallery_allowed(loc):
+        raise Http404(gallery_allowed(loc))
+    try:
+        png = gallery.example_png(localisation=loc, anomalies=anomalies)
+    except gallery.GalleryUnavailable as exc:
+        raise Http404(str(exc)) from exc
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_GET
+@cached_page
+@answers_bad_requests
+def compare(request):
+    """Two methods side by side on a suite (``?suite=&a=&b=``), per category and metric, with A minus B."""
+    suite = _param(request, "suite") or DEFAULT_SUITE
+    comparison = method_comparison(
+        suite_key=suite,
+        method_a=_param(request, "a"),
+        method_b=_param(request, "b"),
+        evaluator_version=_param(request, "evaluator"),
+    )
+    if _param(request, "suite") is None and not comparison.choices:
+        try:  # no method on VADI yet: the demo's suite, as the home page does
+            demo = method_comparison(suite_key=DEMO_SUITE, method_a=_param(request, "a"), method_b=_param(request, "b"))
+        except SuiteNotFoundError:
+            demo = None
+        comparison = demo if demo is not None and demo.choices else comparison
+    return render(
+        request,
+        "leaderboard/compare.html",
+        {"cmp": comparison, "suites": catalog.suite_choices(), "query": request.GET},
     )

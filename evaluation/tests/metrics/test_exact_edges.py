@@ -379,7 +379,8 @@ def test_report_dict_keys_and_types():
         "image_index": 0, "center_x": report.anomalies[0].center_x, "center_y": report.anomalies[0].center_y,
         "width": report.anomalies[0].width, "height": report.anomalies[0].height, "angle": report.anomalies[0].angle,
         "best_iou": report.anomalies[0].best_iou, "iou": report.anomalies[0].iou,
-        "localised": report.anomalies[0].localised}  # fmt: skip
+        "localised": report.anomalies[0].localised, "ious": list(report.anomalies[0].ious)}  # fmt: skip
+    assert len(data["anomalies"][0]["ious"]) == len(report.thresholds)
 
 
 def test_overflowing_maps_raise_without_a_numpy_warning():

@@ -24,6 +24,7 @@ from evaluation.metrics import (
     localisation_report,
     pixel_auroc,
     proportion_localised,
+    proportion_localised_from_ious,
     to_protocol,
 )
 
@@ -198,3 +199,27 @@ def test_aupro_never_exceeds_one_from_rounding():
     for value in (aupro(masks, maps), evaluate(masks, maps, labels, maps.reshape(60, -1).max(axis=1))["aupro"]):
         assert 0.0 <= value <= 1.0
         assert value == pytest.approx(1.0, abs=1e-9)
+
+
+IOU_LIMITS = [round(0.1 * k, 1) for k in range(1, 10)]
+
+
+@pytest.mark.parametrize("seed", [4, 11, 23])
+def test_pl_from_stored_ious_equals_proportion_localised_at_every_limit(seed):
+    """PL as a function of the IoU limit, from the IoUs one report measured, is PL itself."""
+    masks, maps = make_case(seed=seed, n=4, shape=(96, 80))
+    stored = json.loads(json.dumps(localisation_report(masks, maps).to_dict()))  # what a result keeps
+    ious = [anomaly["ious"] for anomaly in stored["anomalies"]]
+    for limit in IOU_LIMITS:
+        assert proportion_localised_from_ious(ious, iou_limit=limit) == proportion_localised(
+            masks, maps, iou_limit=limit
+        ), limit
+
+
+def test_pl_from_ious_refuses_bad_tables():
+    with pytest.raises(ValueError, match="non-empty"):
+        proportion_localised_from_ious([], iou_limit=0.3)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        proportion_localised_from_ious([[1.5]], iou_limit=0.3)
+    with pytest.raises(ValueError, match="iou_limit"):
+        proportion_localised_from_ious([[0.5]], iou_limit=2)
