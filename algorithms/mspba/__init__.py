@@ -115,7 +115,7 @@ INFO = AlgorithmInfo(
             "lr": 1e-4,
         },
         "epochs": 2,
-        "train_time_limit_s": 300,
+        "train_time_limit_s": 900,
         "batch_size": 16,
     },
 )

@@ -324,3 +324,18 @@ def test_clustering_schedule():
     model.fit_epoch(train)  # epoch 3: the clustering loss trains; centres unchanged until epoch 4
     assert all(torch.equal(model.model.centres(s), before[s]) for s in range(3))
     assert int(model.epochs_done) == 3
+
+
+def test_signature_defaults_are_the_publication_settings():
+    from algorithms.mspba import INFO
+
+    model = create_algorithm("mspba", pretrained=False)
+    hp = model.hparams
+    assert hp["input_size"] == INFO.schedule.input_size == 256
+    assert hp["batch_size"] == INFO.schedule.batch_size == 64
+    assert INFO.schedule.epochs == 100  # the code's 101, whose epoch 0 trains nothing
+    assert hp["backbone"] == "vgg16.tv_in1k" and hp["layers"] == [4, 2, 1] and hp["train_backbone"] is True
+    assert hp["patch_sizes"] == [64, 32, 16] and hp["strides"] == [16, 4, 4] and hp["embed_dim"] == 64
+    assert (hp["lr"], hp["lambda_svdd"], hp["num_clusters"]) == (1e-5, 1e-3, [50, 50, 50])
+    assert (hp["cluster_every"], hp["cluster_start"], hp["cluster_restarts"]) == (5, 10, 20)
+    assert (hp["samples_per_image"], hp["noise_std"], hp["coreset_ratio"]) == (100, 0.02, 1.0)
