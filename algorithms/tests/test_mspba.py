@@ -339,3 +339,14 @@ def test_signature_defaults_are_the_publication_settings():
     assert (hp["lr"], hp["lambda_svdd"], hp["num_clusters"]) == (1e-5, 1e-3, [50, 50, 50])
     assert (hp["cluster_every"], hp["cluster_start"], hp["cluster_restarts"]) == (5, 10, 20)
     assert (hp["samples_per_image"], hp["noise_std"], hp["coreset_ratio"]) == (100, 0.02, 1.0)
+
+
+def test_one_publication_step_fine_tunes_the_vgg16():
+    """The publication configuration (VGG16, 256 px, backbone in the optimiser) trains end to end."""
+    model = create_algorithm("mspba", pretrained=False, samples_per_image=1, batch_size=1)
+    first_conv = next(p for p in model.model.extractor.parameters() if p.ndim == 4)
+    head_conv = model.model.encoders[1].convs[0].weight
+    before = first_conv.detach().clone(), head_conv.detach().clone()
+    logs = model.fit_epoch([torch.randn(1, 3, 256, 256)])
+    assert math.isfinite(logs["loss"]) and int(model.epochs_done) == 1
+    assert not torch.equal(first_conv, before[0]) and not torch.equal(head_conv, before[1])
