@@ -62,12 +62,21 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     (``subnet="conv_ln"``, MSFlow's parallel flows).
     ``ChannelLayerNorm(C)``: ``nn.LayerNorm`` over the channels of ``(B, C, H, W)`` maps.
     All flow blocks: ``forward(x, cond=None) -> (y, log|det J| (B,))`` and an exact ``inverse(y, cond=None)``.
+``kmeans``
+    ``kmeans(features (N, D), k, iterations=30, restarts=1, init=None, generator=None)``: ``(k, D)`` centres
+    and ``(N,)`` assignments; random-partition starts, Lloyd iterations, empty clusters keep their centre
+    (MSPBA's clustering of patch embeddings, Tsai et al. 2022 official code).
+    ``kmeans_inertia(features, centres)``: sum of squared distances to the nearest centre.
 ``losses``
     ``binary_focal_loss(inputs, targets, gamma=2.0, from_logits=True, smooth=0)``: mean ``-(1 - p_t)^gamma log p_t``
     (Lin et al. 2017, no alpha; SuperSimpleNet gamma 4, GLASS 2, MemSeg 4); ``smooth=1e-5``: the label-smoothed
     form of DRAEM's and GLASS's ``FocalLoss``.
     ``truncated_l1_loss(scores, anomalous, margin=0.5, normality=True)``: SimpleNet's eq. 6 hinge,
     ``mean(max(0, th - s_normal)) + mean(max(0, th + s_anomalous))`` (SimpleNet, SuperSimpleNet, GLASS).
+``nearest``
+    ``nearest_neighbours(queries (Q, D), bank (M, D), k=1)``: exact Euclidean ``(Q, k)`` distances and
+    indices, blockwise in bounded memory (PatchCore, MSPBA, k-means).
+    ``DISTANCE_BLOCK_ELEMENTS``: the largest distance block computed at once (``2**22``).
 ``optim``
     ``StableAdamW(params, lr=, betas=, eps=, weight_decay=, amsgrad=, clip_threshold=1)``: AdamW whose
     per-tensor step is divided by ``max(1, RMS(g / (sqrt(v_hat) + eps)))`` (Wortsman et al. 2023; the
