@@ -54,8 +54,8 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``AllInOneStep(C, cond_channels=, subnet=, permute_soft=, ...)``: coupling + global affine + (soft)
     permutation, FrEIA ``AllInOneBlock`` with a condition (CFlow-AD's block).
     ``ConditionalFlow(C, steps=8, ...)``: a chain of ``AllInOneStep`` sharing one condition; ``(z, log|det J|)``.
-    ``GlowCoupling(C, cond_channels=, subnet=, clamp=)``: two-sided Glow coupling, ``atan_clamp`` log-scales,
-    outputs clamped to +-1e6 (AST teacher, MSFlow fusion flow).
+    ``GlowCoupling(C, cond_channels=, subnet=, clamp=, subnet_factory=)``: two-sided Glow coupling, ``atan_clamp``
+    log-scales, outputs clamped to +-1e6, optional own subnets (AST teacher, MSFlow fusion flow).
     ``atan_clamp(s, clamp)``: ``clamp * 0.636 * atan(s / clamp)`` (DifferNet / AST Glow coupling).
     ``fc_subnet(in, out, hidden)`` / ``conv_subnet(in, out, hidden, kernel_size)``: the two subnet shapes.
     ``conv_ln_subnet(in, out, hidden, kernel_size)``: ``Conv -> ChannelLayerNorm -> ReLU -> Conv``

@@ -26,6 +26,7 @@ channels after the first convolution (``"conv_ln"``, MSFlow's parallel flows).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -579,7 +580,10 @@ class GlowCoupling(nn.Module):
     which leaves the map exactly invertible for outputs inside that range.
 
     Parameters as :class:`ConditionalAffineCoupling` (``hidden_ratio`` relative to each subnet's
-    input), plus ``output_clamp`` (1e6).
+    input), plus ``output_clamp`` (1e6) and ``subnet_factory``: a callable ``(in_channels,
+    out_channels) -> nn.Module`` building both subnets instead of :func:`fc_subnet` /
+    :func:`conv_subnet` (AST's replicate-padded, zero-gated convolutions); ``subnet`` then only
+    names the input layout (``"fc"``: ``(B, C)``, ``"conv"``: ``(B, C, H, W)``).
     """
 
     def __init__(
@@ -592,18 +596,25 @@ class GlowCoupling(nn.Module):
         kernel_size: int = 3,
         clamp: float = 3.0,
         output_clamp: float = 1e6,
+        subnet_factory: Callable[[int, int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if channels < 2:
             raise ValueError(f"a coupling needs at least 2 channels, got {channels}")
         if cond_channels < 0 or hidden_ratio <= 0 or clamp <= 0 or output_clamp <= 0:
             raise ValueError("cond_channels must be >= 0 and hidden_ratio, clamp, output_clamp positive")
+        if subnet not in ("fc", "conv"):
+            raise ValueError(f"subnet must be 'fc' or 'conv', got {subnet!r}")
         self.channels, self.cond_channels, self.kind = channels, cond_channels, subnet
         self.clamp, self.output_clamp = float(clamp), float(output_clamp)
         self.len1, self.len2 = channels // 2, channels - channels // 2
         in2, in1 = self.len2 + cond_channels, self.len1 + cond_channels
-        self.subnet2 = _make_subnet(subnet, in2, 2 * self.len1, max(1, int(in2 * hidden_ratio)), kernel_size)
-        self.subnet1 = _make_subnet(subnet, in1, 2 * self.len2, max(1, int(in1 * hidden_ratio)), kernel_size)
+        if subnet_factory is not None:
+            self.subnet2 = subnet_factory(in2, 2 * self.len1)
+            self.subnet1 = subnet_factory(in1, 2 * self.len2)
+        else:
+            self.subnet2 = _make_subnet(subnet, in2, 2 * self.len1, max(1, int(in2 * hidden_ratio)), kernel_size)
+            self.subnet1 = _make_subnet(subnet, in1, 2 * self.len2, max(1, int(in1 * hidden_ratio)), kernel_size)
 
     def _params(self, net: nn.Module, x: torch.Tensor, cond, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         out = net(_with_condition(type(self).__name__, x, cond, self.cond_channels))

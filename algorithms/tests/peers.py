@@ -16,6 +16,7 @@ from algorithms.registry import create_algorithm
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
+    from anomalib.models.image.cflow.torch_model import CflowModel as AnomalibCflow
     from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel as AnomalibEfficientAd
     from anomalib.models.image.fastflow.loss import FastflowLoss
     from anomalib.models.image.fastflow.torch_model import FastflowModel as AnomalibFastflow
@@ -30,6 +31,8 @@ __all__ = [
     "IMAGENET_STD",
     "FastflowLoss",
     "ReverseDistillationLoss",
+    "cflow_pair",
+    "copy_cflow_decoders",
     "efficient_ad_pair",
     "fastflow_pair",
     "reverse_distillation_pair",
@@ -79,6 +82,56 @@ def fastflow_pair(size: int = 64, steps: int = 4, conv3x3_only: bool = False, ba
     missing, unexpected = theirs.load_state_dict(state, strict=True)
     assert not missing and not unexpected
     return ours, theirs
+
+
+def copy_cflow_decoders(ours, theirs, *, mixing: bool = True) -> None:
+    """Copy our CFlow-AD decoder weights into anomalib's ``CflowModel`` (in place).
+
+    Mapping: ``model.decoders.i.steps.j.coupling.subnet.{0,2}.*`` -> ``decoders.i.module_list.j.subnet.*``
+    (``subnet_fc``); ``...affine.global_scale / global_offset (C,)`` -> ``...global_scale / global_offset
+    (1, C)``; the frozen ``...permute.weight`` -> ``w_perm`` (and its transpose ``w_perm_inv``) when ``mixing``.
+    """
+    with torch.no_grad():
+        for our_decoder, their_decoder in zip(ours.model.decoders, theirs.decoders, strict=True):
+            for step, block in zip(our_decoder.steps, their_decoder.module_list, strict=True):
+                block.subnet.load_state_dict(step.coupling.subnet.state_dict())
+                block.global_scale.copy_(step.affine.global_scale.view_as(block.global_scale))
+                block.global_offset.copy_(step.affine.global_offset.view_as(block.global_offset))
+                if mixing:
+                    block.w_perm.copy_(step.permute.weight)
+                    block.w_perm_inv.copy_(step.permute.weight.t())
+
+
+def cflow_pair(
+    size: int = 64,
+    *,
+    backbone: str = "resnet18",
+    layers: tuple[str, ...] = ("layer2", "layer3"),
+    cond_channels: int = 16,
+    coupling_blocks: int = 2,
+    fibre_batch: int = 64,
+    seed: int = 2,
+):
+    """Ours and anomalib's ``CflowModel`` at the same configuration (random-init encoder) with our weights.
+
+    The encoder is the same timm ``features_only`` network on both sides
+    (``model.extractor.model.*`` -> ``encoder.feature_extractor.*``); the decoders are copied by
+    :func:`copy_cflow_decoders`. anomalib's default ``permute_soft=False`` is set to the official
+    (and our) ``True``. Defaults: the tiny configuration of the differential test.
+    """
+    ours = create_algorithm(
+        "cflow", tiny=True, input_size=size, backbone=backbone, layers=list(layers), cond_channels=cond_channels,
+        coupling_blocks=coupling_blocks, fibre_batch=fibre_batch, seed=seed,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = AnomalibCflow(
+            backbone=backbone, layers=list(layers), pre_trained=False, fiber_batch_size=fibre_batch,
+            condition_vector=cond_channels, coupling_blocks=coupling_blocks, clamp_alpha=1.9, permute_soft=True,
+        )  # fmt: skip
+    theirs.encoder.feature_extractor.load_state_dict(ours.model.extractor.model.state_dict())
+    copy_cflow_decoders(ours, theirs)
+    return ours, theirs.eval()
 
 
 def _rd_their_order(key: str) -> tuple[int, str] | None:

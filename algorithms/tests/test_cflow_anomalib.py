@@ -22,39 +22,11 @@ import warnings
 
 import torch
 
-from algorithms.registry import create_algorithm
+from algorithms.tests.peers import cflow_pair, copy_cflow_decoders
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from anomalib.models.image.cflow.torch_model import CflowModel as AnomalibCflow
     from anomalib.models.image.cflow.utils import get_logp
-
-
-def cflow_pair(size: int = 64):
-    """Ours (tiny) and anomalib's ``CflowModel`` at the same configuration with our weights copied in."""
-    ours = create_algorithm("cflow", tiny=True, input_size=size, seed=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = AnomalibCflow(
-            backbone="resnet18",
-            layers=["layer2", "layer3"],
-            pre_trained=False,
-            fiber_batch_size=64,
-            condition_vector=16,
-            coupling_blocks=2,
-            clamp_alpha=1.9,
-            permute_soft=True,
-        )
-    theirs.encoder.feature_extractor.load_state_dict(ours.model.extractor.model.state_dict())
-    with torch.no_grad():
-        for our_decoder, their_decoder in zip(ours.model.decoders, theirs.decoders, strict=True):
-            for step, block in zip(our_decoder.steps, their_decoder.module_list, strict=True):
-                block.subnet.load_state_dict(step.coupling.subnet.state_dict())
-                block.global_scale.copy_(step.affine.global_scale.view_as(block.global_scale))
-                block.global_offset.copy_(step.affine.global_offset.view_as(block.global_offset))
-                block.w_perm.copy_(step.permute.weight)
-                block.w_perm_inv.copy_(step.permute.weight.t())
-    return ours, theirs.eval()
 
 
 def _trained_pair():
@@ -62,18 +34,8 @@ def _trained_pair():
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(3, 3, 64, 64, generator=gen)
     ours.fit_epoch([images])  # move the weights away from initialisation, then copy them over
-    return _copy_trainable(ours, theirs), images
-
-
-def _copy_trainable(ours, theirs):
-    """Copy our (trained) decoder weights into anomalib's again (the mixing matrices are frozen)."""
-    with torch.no_grad():
-        for our_decoder, their_decoder in zip(ours.model.decoders, theirs.decoders, strict=True):
-            for step, block in zip(our_decoder.steps, their_decoder.module_list, strict=True):
-                block.subnet.load_state_dict(step.coupling.subnet.state_dict())
-                block.global_scale.copy_(step.affine.global_scale.view_as(block.global_scale))
-                block.global_offset.copy_(step.affine.global_offset.view_as(block.global_offset))
-    return ours, theirs
+    copy_cflow_decoders(ours, theirs, mixing=False)  # the mixing matrices are frozen
+    return (ours, theirs), images
 
 
 def test_cflow_log_likelihoods_and_maps_equal_anomalibs():

@@ -63,6 +63,15 @@ MAPS = torch.randn(2, 5, 2, 2, generator=GEN)
 MAP_COND = torch.randn(2, 2, 2, 2, generator=GEN)
 
 
+def _replicate_subnet(in_channels: int, out_channels: int) -> torch.nn.Module:
+    # A subnet other than the built-in ones (replicate padding, tanh), as AST's teacher passes its own.
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(in_channels, 3, 3, padding=1, padding_mode="replicate"),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(3, out_channels, 3, padding=1, padding_mode="replicate"),
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "x", "cond"),
     [
@@ -82,6 +91,7 @@ MAP_COND = torch.randn(2, 2, 2, 2, generator=GEN)
         (lambda: GlowCoupling(5, cond_channels=4, subnet="fc"), FIBRES, FIBRE_COND),
         (lambda: GlowCoupling(5, cond_channels=2, subnet="conv", kernel_size=3), MAPS, MAP_COND),
         (lambda: GlowCoupling(4, subnet="conv", kernel_size=1), MAPS[:, :4], None),
+        (lambda: GlowCoupling(5, cond_channels=2, subnet="conv", subnet_factory=_replicate_subnet), MAPS, MAP_COND),
     ],
     ids=[
         "coupling-fc-cond",
@@ -100,6 +110,7 @@ MAP_COND = torch.randn(2, 2, 2, 2, generator=GEN)
         "glow-fc-cond",
         "glow-conv-cond",
         "glow-conv",
+        "glow-own-subnet",
     ],
 )
 def test_block_is_invertible_with_exact_log_det(make, x, cond):
@@ -143,6 +154,21 @@ def test_condition_and_shape_errors_are_clear():
         ConditionalAffineCoupling(4, subnet="mlp")
     with pytest.raises(ValueError, match="at least 2 channels"):
         GlowCoupling(1)
+    with pytest.raises(ValueError, match="subnet must be"):
+        GlowCoupling(4, subnet="mlp", subnet_factory=_replicate_subnet)
+
+
+def test_glow_coupling_builds_both_subnets_with_the_factory():
+    shapes = []
+
+    def factory(in_channels, out_channels):
+        shapes.append((in_channels, out_channels))
+        return _replicate_subnet(in_channels, out_channels)
+
+    block = GlowCoupling(5, cond_channels=2, subnet="conv", subnet_factory=factory)
+    # subnet2 reads x2 (3 channels) + condition and writes s, t for x1 (2 channels); subnet1 the converse.
+    assert shapes == [(3 + 2, 2 * 2), (2 + 2, 2 * 3)]
+    assert block.subnet2[0].padding_mode == "replicate"
 
 
 def test_all_in_one_parameter_count_matches_cflow_subnet():
