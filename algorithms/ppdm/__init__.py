@@ -1,12 +1,13 @@
 """PPDm: the "PPDM" variant of Diversity-Measurable Anomaly Detection (DMAD).
 
-Liu, Chang, Ma, Wang, Zhou, Chen, "Diversity-Measurable Anomaly Detection", CVPR 2023,
+Liu, Chang, Ma, Shan, Chen, "Diversity-Measurable Anomaly Detection", CVPR 2023,
 https://arxiv.org/abs/2303.05047; official code https://github.com/FlappyPeggy/DMAD, folder
 ``DMAD-PPDM`` (commit ``b3fefbb``; no licence file). Reverse distillation (RD4AD) made
 diversity-measurable: anomalies that reverse distillation would reconstruct too well are pushed
 into a deformation that can be measured, and the encoder's deepest features are vector-quantised.
 
-1. **Learned deformation ("PPDm", pyramid deformation module).** A small CoordConv network predicts,
+1. **Learned deformation** (the paper's Pyramid Deformation Module; ``DMAD-PPDM`` is the code's
+   variant for industrial images, on reverse distillation). A small CoordConv network predicts,
    from the image, a coarse (1/8 resolution, at most 8 px at 256 px) and a fine (1/2 resolution, at
    most 3 px) displacement field, plus two inverse fields. The image is warped coarse then fine
    (``grid_sample``) before the frozen encoder sees it.
@@ -35,7 +36,7 @@ INFO = AlgorithmInfo(
     paper_title="Diversity-Measurable Anomaly Detection",
     paper_url="https://arxiv.org/abs/2303.05047",
     code_url="https://github.com/FlappyPeggy/DMAD",
-    code_licence="none (no licence file)",
+    code_licence="none",
     description=(
         "Reverse distillation of a frozen encoder's features through a vector-quantised one-class bottleneck, "
         "applied to the image after a learned, bounded deformation; the decoder's cosine disagreement, warped "
@@ -51,7 +52,8 @@ INFO = AlgorithmInfo(
         "the parent Conv2d weights of each CoordConv); they never reach an output or a gradient. Batched "
         "inference instead of one image at a time (same outputs: every layer is per-image in eval mode). "
         "Coordinate channels are computed for the input size at each call instead of being cached at the "
-        "first call. The map's Gaussian is scipy's (components.blur), as the official gaussian_filter."
+        "first call. The map's Gaussian is scipy's (components.blur), as the official gaussian_filter. "
+        "The CPU demo and tests narrow the offset net to 16 channels (offset_channels; publication 64)."
     ),
     schedule=Schedule(
         epochs=400,
