@@ -30,6 +30,12 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     ``ResidualBlock(in, out, kind=, width=, stride=, up=)``: basic/bottleneck ResNet block, optionally
     halving (stride 2) or doubling (2x2 transposed conv) the size.
     ``BLOCK_KINDS``: ``("basic", "bottleneck")``.
+    ``residual_stage(in, out, blocks, kind=, width_factor=, stride=, up=)``: a ResNet stage of such blocks
+    (the OCBE embedding and decoder stages; PPDm's OCBE on its ``c3 + 3 c3/16``-channel VQ input).
+    ``global_cosine_loss(teacher, student)``: RD4AD's loss, sum over levels of the batch mean of ``1 - cos``
+    between whole flattened ``(B, C, h, w)`` maps (RD4AD, PPDm).
+    ``cosine_distance_map(teacher, student, size)``: ``(B, size, size)`` sum over levels of per-pixel
+    ``1 - cos``, bilinear (``align_corners=True``) to ``size`` (RD4AD's and PPDm's map, before smoothing).
 ``feature_extractor``
     ``FeatureExtractor(backbone, layers, pretrained=..., weights_path=...)``: frozen timm
     ``features_only`` backbone; ``(B, 3, S, S)`` images to a list of ``(B, C_l, S/s_l, S/s_l)`` maps;

@@ -23,9 +23,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BLOCK_KINDS", "OneClassBottleneck", "ResidualBlock", "ReverseDecoder"]
+__all__ = [
+    "BLOCK_KINDS",
+    "OneClassBottleneck",
+    "ResidualBlock",
+    "ReverseDecoder",
+    "cosine_distance_map",
+    "global_cosine_loss",
+    "residual_stage",
+]
 
 BLOCK_KINDS = ("basic", "bottleneck")
 
@@ -85,9 +94,15 @@ class ResidualBlock(nn.Module):
         return self.relu(out)
 
 
-def _stage(
+def residual_stage(
     in_ch: int, out_ch: int, blocks: int, *, kind: str, width_factor: int, stride: int = 1, up: bool = False
 ) -> nn.Sequential:
+    """A ResNet stage: ``blocks`` residual blocks, the first changing ``in_ch`` to ``out_ch`` (and the size).
+
+    Bottleneck blocks have ``out_ch / 4 * width_factor`` inner channels (ResNets' ``planes *
+    base_width / 64``); RD4AD's OCBE embedding and decoder stages, and PPDm's OCBE on its
+    VQ-augmented input.
+    """
     width = max(1, out_ch // 4 * width_factor) if kind == "bottleneck" else out_ch
     first = ResidualBlock(in_ch, out_ch, kind=kind, width=width, stride=stride, up=up)
     rest = [ResidualBlock(out_ch, out_ch, kind=kind, width=width) for _ in range(blocks - 1)]
@@ -109,7 +124,7 @@ class OneClassBottleneck(nn.Module):
             *_conv_bn(c1, c2, 3, stride=2), nn.ReLU(inplace=True), *_conv_bn(c2, c3, 3, stride=2), nn.ReLU(inplace=True)
         )
         self.down2 = nn.Sequential(*_conv_bn(c2, c3, 3, stride=2), nn.ReLU(inplace=True))
-        self.embed = _stage(3 * c3, 2 * c3, blocks, kind=kind, width_factor=width_factor, stride=2)
+        self.embed = residual_stage(3 * c3, 2 * c3, blocks, kind=kind, width_factor=width_factor, stride=2)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         f1, f2, f3 = features
@@ -123,9 +138,9 @@ class ReverseDecoder(nn.Module):
         super().__init__()
         c1, c2, c3 = channels
         b3, b2, b1 = blocks
-        self.stage3 = _stage(2 * c3, c3, b3, kind=kind, width_factor=width_factor, up=True)
-        self.stage2 = _stage(c3, c2, b2, kind=kind, width_factor=width_factor, up=True)
-        self.stage1 = _stage(c2, c1, b1, kind=kind, width_factor=width_factor, up=True)
+        self.stage3 = residual_stage(2 * c3, c3, b3, kind=kind, width_factor=width_factor, up=True)
+        self.stage2 = residual_stage(c3, c2, b2, kind=kind, width_factor=width_factor, up=True)
+        self.stage1 = residual_stage(c2, c1, b1, kind=kind, width_factor=width_factor, up=True)
 
     def forward(self, embedding: torch.Tensor) -> list[torch.Tensor]:
         """Return the reconstructions in encoder order ``[scale1, scale2, scale3]``."""
@@ -133,3 +148,27 @@ class ReverseDecoder(nn.Module):
         d2 = self.stage2(d3)
         d1 = self.stage1(d2)
         return [d1, d2, d3]
+
+
+def global_cosine_loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
+    """RD4AD's loss: the sum over levels of the batch mean of ``1 - cos`` between whole flattened maps.
+
+    Each level's ``(B, C, h, w)`` teacher and student maps are flattened to ``(B, C h w)`` vectors
+    (Deng & Li 2022, eq. 2 as in the official code's ``loss_fucntion``; DMAD's PPDm uses it unchanged).
+    """
+    total = teacher[0].new_zeros(())
+    for t, s in zip(teacher, student, strict=True):
+        cos = F.cosine_similarity(t.flatten(1), s.flatten(1), dim=1)
+        total = total + torch.mean(1.0 - cos)
+    return total
+
+
+def cosine_distance_map(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    """RD4AD's anomaly map: the sum over levels of per-pixel ``1 - cos`` along channels, each level
+    bilinearly upsampled (``align_corners=True``) to ``size``; ``(B, size, size)``, unsmoothed."""
+    total = None
+    for t, s in zip(teacher, student, strict=True):
+        level = (1.0 - F.cosine_similarity(t, s, dim=1)).unsqueeze(1)
+        level = F.interpolate(level, size=(size, size), mode="bilinear", align_corners=True)[:, 0]
+        total = level if total is None else total + level
+    return total

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..components.distillation import BLOCK_KINDS, OneClassBottleneck, ReverseDecoder
+from ..components.distillation import (
+    BLOCK_KINDS,
+    OneClassBottleneck,
+    ReverseDecoder,
+    cosine_distance_map,
+    global_cosine_loss,
+)
 from ..components.feature_extractor import FeatureExtractor
 
 __all__ = ["ReverseDistillationModel", "cosine_distance"]
@@ -91,18 +97,9 @@ class ReverseDistillationModel(nn.Module):
     @staticmethod
     def loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sum over levels of the batch mean of ``1 - cos`` between whole flattened feature maps."""
-        total = teacher[0].new_zeros(())
-        for t, s in zip(teacher, student):
-            cos = F.cosine_similarity(t.flatten(1), s.flatten(1), dim=1)
-            total = total + torch.mean(1.0 - cos)
-        return total
+        return global_cosine_loss(teacher, student)
 
     @staticmethod
     def anomaly_map(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], size: int) -> torch.Tensor:
         """Sum over levels of per-pixel ``1 - cos``, bilinearly upsampled to ``size`` (unsmoothed)."""
-        total = None
-        for t, s in zip(teacher, student):
-            level = cosine_distance(t, s).unsqueeze(1)
-            level = F.interpolate(level, size=(size, size), mode="bilinear", align_corners=True)[:, 0]
-            total = level if total is None else total + level
-        return total
+        return cosine_distance_map(teacher, student, size)
