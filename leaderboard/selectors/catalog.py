@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Count, Prefetch, QuerySet
 
+from algorithms.info import VISIONAD_PAPER_ALGORITHMS
+
 from ..models import Category, Dataset, Method, Suite
 from .visibility import Viewer, method_visible_q
 
@@ -61,6 +63,12 @@ def method_list(*, viewer: Viewer, owner=None, reproducible: bool = False) -> Qu
     if reproducible:
         qs = qs.exclude(algorithm_key="")
     return qs
+
+
+def visionad_paper_coverage(methods) -> tuple[int, int, list[str]]:
+    """``(held, 16, missing keys)``: how many of the VisionAD paper's algorithms ``methods`` reproduce."""
+    held = {m.algorithm_key for m in methods} & VISIONAD_PAPER_ALGORITHMS
+    return len(held), len(VISIONAD_PAPER_ALGORITHMS), sorted(VISIONAD_PAPER_ALGORITHMS - held)
 
 
 def method_get(*, key: str, viewer: Viewer) -> Method:

@@ -68,11 +68,19 @@ def test_method_sync_from_registry():
 
 
 def test_method_pages_show_the_algorithm_record(client):
+    from algorithms import list_algorithms
+
     method_sync_from_registry()
     assert client.get("/methods/fastflow/").status_code == 404  # public once it has a published result
     client.force_login(UserFactory(is_staff=True))
     listing = client.get("/methods/").content.decode()
     assert "Memory bank" in listing and "Normalizing flow" in listing and "memory_bank" not in listing
+    # the library holds every algorithm the VisionAD paper benchmarks, and the page says so
+    from algorithms.info import VISIONAD_PAPER_ALGORITHMS
+
+    assert len(VISIONAD_PAPER_ALGORITHMS) == 16 and VISIONAD_PAPER_ALGORITHMS <= set(list_algorithms())
+    assert "reproduces <strong>all 16</strong>" in listing
+    assert listing.count('data-tag="visionad"') == 16
     page = client.get("/methods/fastflow/").content.decode()
     for text in ("Normalizing flow", "Publication schedule", "500 epochs, batch 32, 256 px; Adam, lr 1e-3",
                  "licence: Apache-2.0", "Known deviations from the publication", "The authors released no code",

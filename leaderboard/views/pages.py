@@ -242,7 +242,11 @@ def evidence(request, suite: str, method: str, metric: str):
 @require_GET
 def method_list(request):
     methods = list(catalog.method_list(viewer=viewer_of(request.user)))
-    return render(request, "leaderboard/method_list.html", {"methods": methods})
+    held, total, missing = catalog.visionad_paper_coverage(methods)
+    for method in methods:
+        method.in_visionad_paper = method.algorithm_key in catalog.VISIONAD_PAPER_ALGORITHMS
+    context = {"methods": methods, "paper_held": held, "paper_total": total, "paper_missing": missing}
+    return render(request, "leaderboard/method_list.html", context)
 
 
 @require_GET
