@@ -89,7 +89,8 @@ class Schedule:
         return self.epochs * (min(n_train, self.epoch_images_cap) if self.epoch_images_cap else n_train)
 
 
-#: The algorithms: the five registered today, then the ones coming (shared/reference/algorithms-next.md).
+#: The algorithms (``present``: whether the registry holds it, read at run time), with the
+#: schedules of those not registered yet from shared/reference/algorithms-next.md.
 #: GPU costs: a frozen WRN50-2 forward at 256 px ~1.7 ms/image on an A100-class GPU (ResNet-50
 #: ~2,000 img/s at 224 px in TF32, WRN50-2 = 2.8x its FLOPs, (256/224)^2 more pixels); a trained
 #: network of similar size costs ~3x its forward (forward + backward); batch-1 schedules are
@@ -142,10 +143,10 @@ def with_registry_schedule(s: Schedule) -> Schedule:
     try:
         schedule = get_algorithm_info(s.name).schedule
     except UnknownAlgorithmError:
-        return s
+        return replace(s, present=False)
     if schedule.iterations:
-        return replace(s, epochs=0, steps=schedule.iterations, batch=schedule.batch_size)
-    return replace(s, epochs=schedule.epochs or 0, steps=0, batch=schedule.batch_size)
+        return replace(s, present=True, epochs=0, steps=schedule.iterations, batch=schedule.batch_size)
+    return replace(s, present=True, epochs=schedule.epochs or 0, steps=0, batch=schedule.batch_size)
 
 
 def job_seconds(s: Schedule, n_train: int, n_test: int, decode_ms: float, measured: dict | None = None) -> float:
@@ -302,7 +303,9 @@ def main() -> None:
             durations["all"][(s.name, key)] = seconds
             if s.present:
                 durations["present"][(s.name, key)] = seconds
-    for label, table in (("the 5 registered", durations["present"]), ("all 23", durations["all"])):
+    n_present = len({name for name, _ in durations["present"]})
+    labels = ((f"the {n_present} registered", durations["present"]), (f"all {len(SCHEDULES)}", durations["all"]))
+    for label, table in labels:
         total = sum(table.values()) / 3600
         print(f"\n{label}: {len(table)} jobs, {total:.0f} GPU-hours (estimate)")
         print(
