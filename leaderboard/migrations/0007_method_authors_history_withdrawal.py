@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('leaderboard', '0005_submission_dispatch_quota_exempt'),
+        ('leaderboard', '0006_localisation'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

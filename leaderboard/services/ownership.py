@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from ..cache import leaderboard_cache_invalidate
 from ..models import Method, MethodChange, MethodChangeKind, Result, Submission
+from ..selectors.catalog import method_list
 from ..selectors.ownership import method_can_edit, submission_can_withdraw
-from ..selectors.visibility import published_result_q, published_submission_q
+from ..selectors.visibility import published_result_q, published_submission_q, viewer_of
 
 #: What an owner may change on a method, in display order.
 METHOD_EDITABLE_FIELDS = ("name", "authors", "paper_title", "paper_url", "code_url", "description")
@@ -47,6 +48,8 @@ def method_update(*, method: Method, actor, data: Mapping[str, Any]) -> Method:
     before = {field: getattr(method, field) for field in METHOD_EDITABLE_FIELDS}
     for field, value in data.items():
         setattr(method, field, (value or "").strip() if isinstance(value, str) or value is None else value)
+    if method.name != before["name"]:
+        _name_check_unleaked(method=method, actor=actor)
     method.full_clean()
     changes = {
         field: [before[field], getattr(method, field)]
@@ -59,6 +62,24 @@ def method_update(*, method: Method, actor, data: Mapping[str, Any]) -> Method:
     MethodChange.objects.create(method=method, actor=actor, kind=MethodChangeKind.EDITED, changes=changes)
     leaderboard_cache_invalidate()
     return method
+
+
+def _name_check_unleaked(*, method: Method, actor) -> None:
+    """Refuse a new name that looks like a method ``actor`` may not see, without naming that method.
+
+    (``Method.clean`` names the method a name clashes with; that is right only when the actor may
+    see it, as for uploads in ``services.submissions``.)
+    """
+    other = method.look_alike()
+    if other is not None and not method_list(viewer=viewer_of(actor)).filter(pk=other.pk).exists():
+        raise ValidationError(
+            {
+                "name": f"the name {method.name!r} is taken (or too close to the name of a method that is not "
+                "public yet: names are compared ignoring case, spaces, dashes and letters that look alike); "
+                "choose another name"
+            },
+            code="look_alike",
+        )
 
 
 def _results_restore_previous(*, submission: Submission, keys: set[tuple]) -> int:

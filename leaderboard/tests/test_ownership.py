@@ -89,10 +89,10 @@ def test_others_may_not_edit_and_bad_values_are_refused(owned):
     alice, method, _ = owned
     with pytest.raises(PermissionDenied):
         method_update(method=method, actor=UserFactory(username="bob"), data={"name": "Hijacked"})
-    MethodFactory(key="patchcore", name="PatchCore")
+    MethodFactory(key="other-net", name="Other Net", owner=alice)  # hers: she may see it, so it is named
     with pytest.raises(ValidationError) as err:
-        method_update(method=method, actor=alice, data={"name": "Patch-Core"})  # a look-alike
-    assert "PatchCore" in str(err.value)
+        method_update(method=method, actor=alice, data={"name": "OTHER-net"})  # a look-alike
+    assert "'Other Net'" in str(err.value)
     with pytest.raises(ValidationError):
         method_update(method=method, actor=alice, data={"code_url": "not a url"})
     with pytest.raises(ValidationError):
@@ -224,3 +224,11 @@ def test_social_providers_come_from_the_environment(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(base)
+
+
+def test_a_rename_never_names_a_method_the_owner_may_not_see(owned):
+    alice, method, _ = owned
+    MethodFactory(key="hidden-gem", name="Hidden Gem", owner=UserFactory(username="erin"))  # not public yet
+    with pytest.raises(ValidationError) as err:
+        method_update(method=method, actor=alice, data={"name": "HIDDEN-gem"})
+    assert "Hidden Gem" not in str(err.value) and "taken" in str(err.value)

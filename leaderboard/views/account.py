@@ -12,6 +12,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -74,11 +75,16 @@ def _method_or_404(request, key: str) -> Method:
 
 
 @never_cache
-@login_required
 @require_http_methods(["GET", "POST"])
 def method_edit(request, key: str):
-    """Edit a method's display name, authors, links and description (its owner or staff)."""
+    """Edit a method's display name, authors, links and description (its owner or staff).
+
+    A method the visitor may not see answers 404 before anything else (as on its page); then
+    anonymous visitors are sent to sign in.
+    """
     method = _method_or_404(request, key)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     if not method_can_edit(method=method, user=request.user):
         raise PermissionDenied("only the method's owner may edit it")
     initial = {field: getattr(method, field) for field in METHOD_EDITABLE_FIELDS}
