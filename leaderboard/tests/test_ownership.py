@@ -232,3 +232,30 @@ def test_a_rename_never_names_a_method_the_owner_may_not_see(owned):
     with pytest.raises(ValidationError) as err:
         method_update(method=method, actor=alice, data={"name": "HIDDEN-gem"})
     assert "Hidden Gem" not in str(err.value) and "taken" in str(err.value)
+
+
+def test_social_sign_in_is_offered_when_configured(client, tmp_path):
+    """With GitHub's and ORCID's variables set, the sign-in page offers both (settings are read at start-up:
+    the check runs in a child pytest with those variables, on a throw-away SQLite database)."""
+    import os
+    import subprocess
+    import sys
+
+    if os.environ.get("VADI_GITHUB_CLIENT_ID"):  # the child
+        page = client.get(reverse("account_login") + "?next=/submit/").content.decode()
+        assert "/accounts/github/login/" in page and "/accounts/orcid/login/" in page
+        return
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "CACHE_URL")},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'social.sqlite3'}",
+        "VADI_GITHUB_CLIENT_ID": "gh-id",
+        "VADI_GITHUB_SECRET": "gh-secret",
+        "VADI_ORCID_CLIENT_ID": "orcid-id",
+        "VADI_ORCID_SECRET": "orcid-secret",
+    }
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", f"{__file__}::test_social_sign_in_is_offered_when_configured", "-q",
+         "-p", "no:cacheprovider", "--create-db"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-2000:]
