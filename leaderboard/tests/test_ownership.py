@@ -182,6 +182,10 @@ def test_withdraw_view_answers_other_403_hidden_404_and_owner_withdraws(owned, c
     assert "Withdrawn" in home and "Owned net" in home
     page = client.get(reverse("leaderboard:method-detail", args=[method.key])).content.decode()
     assert f"submission #{submission.pk} withdrawn by its owner" in page
+    detail = client.get(reverse("leaderboard:submission-detail", args=[submission.pk])).content.decode()
+    assert "<dt>Withdrawn</dt>" in detail
+    client.force_login(UserFactory(username="carol"))  # a withdrawn submission is not published: hidden
+    assert client.get(reverse("leaderboard:submission-detail", args=[submission.pk])).status_code == 404
 
 
 def test_account_page_creates_and_rotates_the_token(client):
