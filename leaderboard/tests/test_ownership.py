@@ -238,6 +238,7 @@ def test_a_rename_never_names_a_method_the_owner_may_not_see(owned):
     assert "Hidden Gem" not in str(err.value) and "taken" in str(err.value)
 
 
+@pytest.mark.slow
 def test_social_sign_in_is_offered_when_configured(client, tmp_path):
     """With GitHub's and ORCID's variables set, the sign-in page offers both (settings are read at start-up:
     the check runs in a child pytest with those variables, on a throw-away SQLite database)."""
@@ -263,3 +264,14 @@ def test_social_sign_in_is_offered_when_configured(client, tmp_path):
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-2000:]
+
+
+def test_an_account_made_before_sign_up_existed_confirms_its_address_on_first_sign_in(client, mailoutbox):
+    """Users made with ``createsuperuser`` or the shell have no confirmed address: the site asks for one."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("olduser", email="old@example.org", password="an-old-Passphrase-9")
+    response = client.post(reverse("account_login"), {"login": "olduser", "password": "an-old-Passphrase-9"})
+    assert response.status_code == 302 and response["Location"] == reverse("account_email_verification_sent")
+    assert mailoutbox and mailoutbox[-1].to == ["old@example.org"]
+    assert client.get(reverse("submissions:new")).status_code == 302  # not signed in yet
