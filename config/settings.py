@@ -130,6 +130,43 @@ else:
 # ------------------------------------------------------------------------------
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://vadi-default")}
 
+# ACCOUNTS (django-allauth: sign-up with a verified e-mail address, sign-in, password reset)
+# ------------------------------------------------------------------------------
+# https://docs.allauth.org/en/latest/account/configuration.html
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"  # no sign-in (and no upload) before the address is confirmed
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGOUT_REDIRECT_URL = "leaderboard:home"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[VisionAD] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("VADI_ACCOUNT_HTTP_PROTOCOL", default="http" if DEBUG else "https")
+# Social sign-in is offered only for the providers whose client id and secret are set.
+# GitHub: https://github.com/settings/developers; ORCID: https://orcid.org/developer-tools
+# (VADI_ORCID_BASE_DOMAIN=sandbox.orcid.org for ORCID's sandbox).
+SOCIALACCOUNT_PROVIDERS: dict[str, dict] = {}
+if env("VADI_GITHUB_CLIENT_ID", default="") and env("VADI_GITHUB_SECRET", default=""):
+    SOCIALACCOUNT_PROVIDERS["github"] = {
+        "APPS": [{"client_id": env("VADI_GITHUB_CLIENT_ID"), "secret": env("VADI_GITHUB_SECRET")}],
+        "SCOPE": ["user:email"],
+    }
+if env("VADI_ORCID_CLIENT_ID", default="") and env("VADI_ORCID_SECRET", default=""):
+    SOCIALACCOUNT_PROVIDERS["orcid"] = {
+        "APPS": [{"client_id": env("VADI_ORCID_CLIENT_ID"), "secret": env("VADI_ORCID_SECRET")}],
+        "BASE_DOMAIN": env("VADI_ORCID_BASE_DOMAIN", default="orcid.org"),
+        "MEMBER_API": False,
+    }
+SOCIAL_PROVIDER_APPS = [f"allauth.socialaccount.providers.{name}" for name in SOCIALACCOUNT_PROVIDERS]
+SOCIALACCOUNT_EMAIL_VERIFICATION = "mandatory"
+SOCIALACCOUNT_EMAIL_REQUIRED = True
+
+# E-MAIL (the console in development; production sets DJANGO_EMAIL_URL, e.g.
+# smtp+tls://user:password@smtp.example.org:587)
+# ------------------------------------------------------------------------------
+globals().update(env.email_url("DJANGO_EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", default="VisionAD Leaderboard <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # APPS
 # ------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -144,6 +181,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    *SOCIAL_PROVIDER_APPS,
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "leaderboard",
@@ -160,6 +201,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -184,7 +226,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "submissions:new"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's sign-in, by username
+    "allauth.account.auth_backends.AuthenticationBackend",  # the site's: username or e-mail
+]
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

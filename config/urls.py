@@ -1,4 +1,4 @@
-"""Root URL configuration: the public site, the REST API under /api/v1/, docs and admin."""
+"""Root URL configuration: the public site, the REST API under /api/v1/, docs, admin and accounts."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -16,5 +16,7 @@ urlpatterns = [
     path("api/v1/", include("leaderboard.api_urls")),
     re_path(r"^api/", ApiNotFoundApi.as_view(), name="api-not-found"),
     path("submit/", include("leaderboard.urls_submit")),
+    path("accounts/me/", include("leaderboard.urls_account")),
+    path("accounts/", include("allauth.urls")),
     path("", include("leaderboard.urls")),
 ]

@@ -37,12 +37,26 @@ class SuiteAdmin(admin.ModelAdmin):
     filter_horizontal = ("categories",)
 
 
+class MethodChangeInline(admin.TabularInline):
+    """The owner's edits and withdrawals (``services.ownership``), for the record: read-only."""
+
+    model = models.MethodChange
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "kind", "actor", "changes", "submission", "note", "is_public")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(models.Method)
 class MethodAdmin(admin.ModelAdmin):
     """Names are validated by ``Method.clean``: NFKC form, and no look-alike of another method's name."""
 
-    list_display = ("key", "name", "family", "algorithm_key", "is_baseline")
-    search_fields = ("key", "name")
+    list_display = ("key", "name", "owner", "family", "algorithm_key", "is_baseline")
+    search_fields = ("key", "name", "authors")
+    inlines = (MethodChangeInline,)
 
 
 @admin.register(models.Submission)
@@ -55,6 +69,7 @@ class SubmissionAdmin(admin.ModelAdmin):
         "uuid", "owner", "method", "suite", "archive", "archive_size", "archive_sha256", "visibility",
         "status", "review_status", "progress", "progress_message", "error_message", "error_detail", "attempts",
         "started_at", "finished_at", "heartbeat_at", "celery_task_id", "dispatched_at", "quota_exempt",
+        "withdrawn_at",
     )
     actions = ("approve_submissions", "reject_submissions")
 

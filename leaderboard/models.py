@@ -99,6 +99,8 @@ class Method(TimeStampedModel):
     family = models.CharField(max_length=40, blank=True, choices=FAMILY_CHOICES)
     secondary_family = models.CharField(max_length=40, blank=True, choices=FAMILY_CHOICES)
     description = models.TextField(blank=True)
+    # Who made it: authors or a team, as its owner writes them (free text).
+    authors = models.CharField(max_length=500, blank=True)
     paper_title = models.CharField(max_length=300, blank=True)
     paper_url = models.URLField(blank=True)
     code_url = models.URLField(blank=True)
@@ -260,12 +262,19 @@ class Submission(Job):
     # retries, ground truth or stored archive unavailable): such a submission does not count
     # against the daily quota. Every other submission of the window counts, failed ones included.
     quota_exempt = models.BooleanField(default=False)
+    # Set when its owner withdrew it (``services.ownership.submission_withdraw``): its results
+    # left the leaderboard for good; the row and its results stay, for the record.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"Submission {self.pk} ({self.method}, {self.status})"
+
+    @property
+    def is_withdrawn(self) -> bool:
+        return self.withdrawn_at is not None
 
 
 class BenchmarkRun(Job):
@@ -407,3 +416,50 @@ class Localisation(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"Localisation of {self.result}: {self.n_localised}/{self.n_anomalies}"
+
+
+class MethodChangeKind(models.TextChoices):
+    EDITED = "edited", "Description edited"
+    WITHDRAWN = "withdrawn", "Submission withdrawn"
+
+
+class MethodChange(TimeStampedModel):
+    """One change an owner (or staff) made to a method: what changed, when, by whom.
+
+    ``changes`` maps each edited field to ``[old, new]``. A withdrawal names its submission.
+    ``is_public``: shown to everyone who may see the method; a withdrawal of a submission that
+    was never published (private, held, rejected) is shown to its owner and staff only.
+    """
+
+    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="changes")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="method_changes"
+    )
+    kind = models.CharField(max_length=20, choices=MethodChangeKind.choices)
+    changes = models.JSONField(default=dict, blank=True)
+    submission = models.ForeignKey(
+        Submission, null=True, blank=True, on_delete=models.SET_NULL, related_name="method_changes"
+    )
+    note = models.TextField(blank=True)
+    is_public = models.BooleanField(default=True)
+
+    #: How the history names each edited field.
+    FIELD_LABELS: ClassVar[dict[str, str]] = {
+        "name": "display name",
+        "authors": "authors or team",
+        "paper_title": "paper title",
+        "paper_url": "paper link",
+        "code_url": "code link",
+        "description": "description",
+    }
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.method}: {self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def changed_fields(self) -> list[str]:
+        """The edited fields' labels, in the order the edit form shows them."""
+        return [label for field, label in self.FIELD_LABELS.items() if field in self.changes]

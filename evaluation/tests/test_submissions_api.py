@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import get_resolver, reverse
 from rest_framework.authtoken.models import Token
@@ -100,9 +101,11 @@ def test_form_upload_when_signed_in(bundle, client, tiny_data_root, django_captu
     path, categories = bundle
     form_url = reverse("submissions:new")
     response = client.get(form_url)
-    assert response.status_code == 302 and reverse("submissions:login") in response["Location"]
-    user()
-    response = client.post(reverse("submissions:login"), {"username": "alice", "password": "pw-123456"})
+    assert response.status_code == 302 and reverse("account_login") in response["Location"]
+    alice = user(email="alice@example.org")
+    EmailAddress.objects.create(user=alice, email=alice.email, verified=True, primary=True)  # sign-up confirmed it
+    login = reverse("account_login") + f"?next={form_url}"
+    response = client.post(login, {"login": "alice", "password": "pw-123456", "next": form_url})
     assert response.status_code == 302 and response["Location"] == form_url
     page = client.get(form_url)
     assert page.status_code == 200 and b"Upload and score" in page.content and SUITE_KEY.encode() in page.content

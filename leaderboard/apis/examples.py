@@ -139,6 +139,7 @@ _METHOD = {
     "secondary_family": "",
     "description": "Locally aware patch features of a frozen ImageNet CNN, subsampled into a greedy coreset memory "
     "bank; anomaly = distance to the nearest normal patch.",
+    "authors": "Karsten Roth, Latha Pemula, Joaquin Zepeda, Bernhard Schölkopf, Thomas Brox, Peter Gehler",
     "paper_title": "Towards Total Recall in Industrial Anomaly Detection",
     "paper_url": "https://arxiv.org/abs/2106.08265",
     "code_url": "https://github.com/amazon-science/patchcore-inspection",
@@ -204,6 +205,7 @@ _SUBMISSION = {
     "started_at": "2026-11-30T14:30:03.002811Z",
     "finished_at": "2026-11-30T14:31:40.530174Z",
     "results_url": "https://leaderboard.example.org/api/v1/results/?submission=42&current=false",
+    "withdrawn_at": None,
 }
 
 SUBMISSION = response("scored", _SUBMISSION)

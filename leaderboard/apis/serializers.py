@@ -104,8 +104,8 @@ class MethodOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Method
         fields = [
-            "key", "name", "family", "secondary_family", "description", "paper_title", "paper_url", "code_url",
-            "code_licence", "deviations", "schedule", "map_variants", "is_baseline",
+            "key", "name", "family", "secondary_family", "description", "authors", "paper_title", "paper_url",
+            "code_url", "code_licence", "deviations", "schedule", "map_variants", "is_baseline",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -128,6 +128,9 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
     suite = serializers.SlugRelatedField(slug_field="key", read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
     results_url = serializers.SerializerMethodField(help_text="This submission's results in the results list.")
+    withdrawn_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When its owner withdrew it (its results left the leaderboard)."
+    )
 
     class Meta:
         model = Submission
@@ -148,6 +151,7 @@ class SubmissionOutputSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "results_url",
+            "withdrawn_at",
         ]
         read_only_fields = fields
 

@@ -1,8 +1,9 @@
 """Who may see what: the one visibility rule, for pages and the API alike.
 
 * Anonymous visitors and other users see only what is **published**: a benchmark run once its
-  results are published; a submission once it is scored, public and not held or rejected by a
-  review; the results of those; and a method once it has at least one such result.
+  results are published; a submission once it is scored, public, not held or rejected by a
+  review and not withdrawn by its owner; the results of those; and a method once it has at
+  least one such result.
 * An **owner** also sees their own submissions (queued, failed, private, held for review,
   rejected), their results, and the methods they own.
 * **Staff** (and the system itself: management commands, workers) see everything.
@@ -59,12 +60,13 @@ def viewer_of(user) -> Viewer:
 
 
 def published_submission_q(prefix: str = "") -> Q:
-    """Submissions that anyone may see: scored, public, not held or rejected (``prefix`` for a relation)."""
+    """Submissions that anyone may see: scored, public, not held, rejected or withdrawn (``prefix`` for a relation)."""
     return Q(
         **{
             f"{prefix}status": JobStatus.DONE,
             f"{prefix}visibility": Visibility.PUBLIC,
             f"{prefix}review_status__in": PUBLISHED_REVIEW_STATES,
+            f"{prefix}withdrawn_at__isnull": True,
         }
     )
 

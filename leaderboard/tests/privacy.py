@@ -28,6 +28,7 @@ from leaderboard.services.benchmark_jobs import (
     benchmark_job_progress,
 )
 from leaderboard.services.localisation import localisation_record
+from leaderboard.services.ownership import submission_withdraw
 from leaderboard.services.results import result_record
 from leaderboard.services.submissions import (
     SUBMISSION_JOBS,
@@ -207,8 +208,19 @@ def build_world(catalog) -> World:
         description="zq-queued-description",
     )
     world.hide(["zq-queued-description"], seen_by=owner_and_staff)
+    # Published, then withdrawn by its owner: its results left the board; the history stays private.
+    withdrawn = SubmissionFactory(owner=alice, method=alice_method("withdrawn"), suite=vadi, status=JobStatus.QUEUED)
+    _finish(withdrawn, _per_category(cats, 0.5843))
+    submission_withdraw(submission=withdrawn, actor=alice, note="zq-withdraw-note")
+    world.hide([*shown(0.5843), "zq-withdraw-note"], seen_by=owner_and_staff)
     world.submissions.update(
-        private=private, held=held, rejected=rejected, failed=failed, invalid=invalid, queued=queued
+        private=private,
+        held=held,
+        rejected=rejected,
+        failed=failed,
+        invalid=invalid,
+        queued=queued,
+        withdrawn=withdrawn,
     )
     world.hide([alice.username, tokens["alice"].key], seen_by=owner_and_staff)
     world.hide([tokens["carol"].key], seen_by={"other", "staff"})

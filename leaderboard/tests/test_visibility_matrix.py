@@ -76,6 +76,40 @@ def _hidden_name_uploads(world: World, url: str, field: str) -> list:
     return posts
 
 
+#: django-allauth's pages (sign-in, sign-up, e-mail, password, social): one URL each.
+ALLAUTH_PAGES = {
+    "accounts/login/": "/accounts/login/",
+    "accounts/logout/": "/accounts/logout/",
+    "accounts/inactive/": "/accounts/inactive/",
+    "accounts/signup/": "/accounts/signup/",
+    "accounts/reauthenticate/": "/accounts/reauthenticate/",
+    "accounts/reauthenticate/code/": "/accounts/reauthenticate/code/",
+    "accounts/reauthenticate/code/confirm/": "/accounts/reauthenticate/code/confirm/",
+    "accounts/email/": "/accounts/email/",
+    "accounts/confirm-email/": "/accounts/confirm-email/",
+    "accounts/^confirm-email/(?P<key>[-:\\w]+)/$": "/accounts/confirm-email/zq-no-such-key/",
+    "accounts/password/change/": "/accounts/password/change/",
+    "accounts/password/set/": "/accounts/password/set/",
+    "accounts/password/reset/": "/accounts/password/reset/",
+    "accounts/password/reset/done/": "/accounts/password/reset/done/",
+    "accounts/password/reset/key/done/": "/accounts/password/reset/key/done/",
+    "accounts/^password/reset/key/(?P<uidb36>[0-9A-Za-z]+)-(?P<key>.+)/$": "/accounts/password/reset/key/1-zq/",
+    "accounts/login/code/confirm/": "/accounts/login/code/confirm/",
+    "accounts/3rdparty/": "/accounts/3rdparty/",
+    "accounts/3rdparty/login/cancelled/": "/accounts/3rdparty/login/cancelled/",
+    "accounts/3rdparty/login/error/": "/accounts/3rdparty/login/error/",
+    "accounts/3rdparty/signup/": "/accounts/3rdparty/signup/",
+    "accounts/social/connections/": "/accounts/social/connections/",
+    "accounts/social/login/cancelled/": "/accounts/social/login/cancelled/",
+    "accounts/social/login/error/": "/accounts/social/login/error/",
+    "accounts/social/signup/": "/accounts/social/signup/",
+}
+
+
+def _fixed(url: str) -> Callable[[World], list]:
+    return lambda world: [url]
+
+
 CASES: dict[str, Callable[[World], list]] = {
     # Pages
     "": lambda w: [
@@ -87,10 +121,10 @@ CASES: dict[str, Callable[[World], list]] = {
         "/?evaluator=test-eval",
     ],
     "datasets/<slug:key>/": lambda w: [*_downloads("/datasets/mvtec/"), *_downloads("/datasets/visa/?sort=pl")],
-    "suites/<slug:suite>/categories/": lambda w: [
-        u for m in METRICS for u in _downloads(f"/suites/vadi/categories/?metric={m}")
-    ]
-    + ["/suites/vadi/categories/?provenance=server_scored&dataset=mvtec"],
+    "suites/<slug:suite>/categories/": lambda w: (
+        [u for m in METRICS for u in _downloads(f"/suites/vadi/categories/?metric={m}")]
+        + ["/suites/vadi/categories/?provenance=server_scored&dataset=mvtec"]
+    ),
     "suites/<slug:suite>/evidence/<slug:method>/<slug:metric>/": lambda w: [
         u for m in _every(w, "methods") for u in _downloads(f"/suites/vadi/evidence/{m.key}/pl/")
     ],
@@ -116,6 +150,25 @@ CASES: dict[str, Callable[[World], list]] = {
     "submit/login/": lambda w: ["/submit/login/"],
     "submit/logout/": lambda w: ["/submit/logout/"],
     "submit/token/": lambda w: ["/submit/token/"],
+    # Accounts: the user's own pages (leaderboard/urls_account.py) and django-allauth's
+    "accounts/me/": lambda w: ["/accounts/me/"],
+    "accounts/me/token/": lambda w: ["/accounts/me/token/"],
+    "accounts/me/methods/<slug:key>/edit/": lambda w: [
+        *_method_urls(w, "/accounts/me/methods/{}/edit/"),
+        *[
+            ("POST", "/accounts/me/methods/bob-public-net/edit/", {"name": m.name.replace("o", "\u043e").upper()})
+            for m in _every(w, "methods")
+        ],
+    ],
+    "accounts/me/submissions/<int:pk>/withdraw/": lambda w: (
+        [
+            ("POST", f"/accounts/me/submissions/{s.pk}/withdraw/", {"next": "/accounts/me/"})
+            for s in _every(w, "submissions")
+            if s.status == "done" and not s.withdrawn_at and s.owner.username != "alice-zqowner"
+        ]
+        + [f"/accounts/me/submissions/{s.pk}/withdraw/" for s in _every(w, "submissions")]
+    ),
+    **{route: _fixed(url) for route, url in ALLAUTH_PAGES.items()},
     # API
     "api/v1/schema/": lambda w: ["/api/v1/schema/"],
     "api/v1/docs/": lambda w: ["/api/v1/docs/"],
@@ -171,6 +224,7 @@ DETAIL_ROUTES = {
     "runs/<int:pk>/spec.json": "/runs/{pk}/spec.json",
     "api/v1/benchmark-runs/<int:pk>/": "/api/v1/benchmark-runs/{pk}/",
     "methods/<slug:key>/": "/methods/{key}/",
+    "accounts/me/methods/<slug:key>/edit/": "/accounts/me/methods/{key}/edit/",
     "api/v1/methods/<slug:key>/": "/api/v1/methods/{key}/",
     "suites/<slug:suite>/evidence/<slug:method>/<slug:metric>/": "/suites/vadi/evidence/{key}/pl/",
 }
@@ -314,6 +368,7 @@ def _hidden_from(world: World, role: str) -> dict[str, list]:
             s.status == JobStatus.DONE
             and s.visibility == Visibility.PUBLIC
             and s.review_status in (ReviewStatus.NONE, ReviewStatus.APPROVED)
+            and s.withdrawn_at is None
         )
 
     return {

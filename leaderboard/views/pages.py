@@ -36,6 +36,7 @@ from ..selectors.localisation import (
     method_defect_table,
 )
 from ..selectors.metrics import UnknownMetricError, metric_list
+from ..selectors.ownership import method_can_edit, method_change_list, submission_can_withdraw
 from ..selectors.reported import method_reported_comparison
 from ..selectors.results import category_result_table, method_result_table, method_timings, source_result_table
 from ..selectors.visibility import viewer_of
@@ -262,6 +263,7 @@ def method_detail(request, key: str):
     download = _download(request, exports.method_results_export(key, tables.results))
     if download is not None:
         return download
+    submissions = list(jobs.submission_list(viewer=viewer, method_key=key)[:50])
     return render(
         request,
         "leaderboard/method_detail.html",
@@ -276,7 +278,11 @@ def method_detail(request, key: str):
             "defects": method_defect_table(method_key=key),
             "reported": method_reported_comparison(method_key=key),
             "runs": list(jobs.benchmark_run_list(viewer=viewer, method_key=key)[:50]),
-            "submissions": list(jobs.submission_list(viewer=viewer, method_key=key)[:50]),
+            "submissions": submissions,
+            # Ownership: the owner's edit link and withdraw buttons, the change history.
+            "can_edit": method_can_edit(method=method, user=request.user),
+            "withdrawable": {s.pk for s in submissions if submission_can_withdraw(submission=s, user=request.user)},
+            "changes": list(method_change_list(method=method, viewer=viewer)[:100]),
         },
     )
 

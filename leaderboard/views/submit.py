@@ -1,4 +1,4 @@
-"""Upload pages: the submission form (signed-in users), sign in/out, the user's API token.
+"""Upload pages: the submission form (signed-in users), sign out, the user's API token.
 
 The status page of a submission is the site's (``leaderboard:submission-detail``); the form
 redirects there. Uploads stream to a temporary file (``TemporaryFileUploadHandler``) and are
@@ -20,6 +20,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic import RedirectView
 
 from ..models import Visibility
 from ..selectors import catalog, jobs
@@ -35,7 +36,8 @@ from ..services.submissions import (
 )
 from ..uploads import BundleSizeLimitHandler
 
-LOGIN_URL = reverse_lazy("submissions:login")
+#: Sign-in (with a link to sign up): django-allauth's page.
+LOGIN_URL = reverse_lazy("account_login")
 
 
 class SubmissionForm(forms.Form):
@@ -133,12 +135,11 @@ def api_token_rotate(request):
 
 
 @method_decorator(never_cache, name="dispatch")
-class LoginView(auth_views.LoginView):
-    template_name = "submissions/login.html"
-    redirect_authenticated_user = True
+class LoginView(RedirectView):
+    """The old sign-in address: now the site's account sign-in (which offers sign-up too)."""
 
-    def get_default_redirect_url(self):
-        return reverse("submissions:new")
+    pattern_name = "account_login"
+    query_string = True
 
 
 @method_decorator(never_cache, name="dispatch")
