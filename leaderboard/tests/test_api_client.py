@@ -90,8 +90,13 @@ def test_generated_client_lists_the_leaderboard_uploads_and_reads_the_status(wor
         assert created.api_url.endswith(f"/api/v1/submissions/{created.id}/")
 
         status = submissions_retrieve.sync(client=alice, id=created.id)
-        assert isinstance(status, models.SubmissionOutput), status
+        assert isinstance(status, models.SubmissionDetailOutput), status
         assert status.id == created.id and status.status == models.JobStatusEnum.DONE and status.progress == 1.0
+        # the answer holds the per-category results, typed by the schema
+        assert len(status.results) == 2 and all(row.category.startswith("synthetic/") for row in status.results)
+        values = [value for row in status.results for value in row.metrics.additional_properties.values()]
+        assert values and all(0.0 <= value <= 1.0 for value in values)
+        assert status.results_url.endswith(f"/api/v1/results/?submission={created.id}&current=false")
 
         # Errors come back as the schema's Error model, typed like the rest.
         missing = submissions_retrieve.sync(client=alice, id=created.id + 1000)
