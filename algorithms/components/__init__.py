@@ -36,6 +36,10 @@ here rather than being copied. The catalogue, one line per public name (what, sh
     between whole flattened ``(B, C, h, w)`` maps (RD4AD, PPDm).
     ``cosine_distance_map(teacher, student, size)``: ``(B, size, size)`` sum over levels of per-pixel
     ``1 - cos``, bilinear (``align_corners=True``) to ``size`` (RD4AD's and PPDm's map, before smoothing).
+    ``SplitBranchBlock(in, out, width=, stride=)``: UniNet's bottleneck-embedding block, the two channel
+    halves through two 3x3 conv-BN-ReLU-conv-BN branches (the second with biases), 1x1 fuse, residual
+    (official ``AttnBottleneck`` with ``halve=2`` after its ``merge_kernel``; Wei et al. 2025).
+    ``BOTTLENECK_KINDS``: ``BLOCK_KINDS`` plus ``"split"`` (``OneClassBottleneck(kind="split")``: UniNet).
 ``feature_extractor``
     ``FeatureExtractor(backbone, layers, pretrained=..., weights_path=...)``: frozen timm
     ``features_only`` backbone; ``(B, 3, S, S)`` images to a list of ``(B, C_l, S/s_l, S/s_l)`` maps;

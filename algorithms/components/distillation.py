@@ -14,8 +14,9 @@ identical outputs to anomalib's RD4AD modules with copied weights
 (``algorithms/tests/test_reverse_distillation.py``); anomalib's OCBE also defines an unused
 ``conv4``/``bn4``, which we omit, and builds the OCBE non-wide for ``wide_resnet50_2``, where we
 follow the original RD4AD code (wide bottleneck blocks, ``width_per_group=128``). UniNet (Wei et
-al., CVPR 2025) uses both unchanged; PPDm (DMAD, Liu et al., CVPR 2023) changes the bottleneck's
-input.
+al., CVPR 2025) uses the decoder unchanged and the bottleneck's multi-scale fusion unchanged, but
+its embedding blocks are split-branch blocks (``kind="split"``, :class:`SplitBranchBlock`); PPDm
+(DMAD, Liu et al., CVPR 2023) changes the bottleneck's input.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ from torch import nn
 
 __all__ = [
     "BLOCK_KINDS",
+    "BOTTLENECK_KINDS",
     "OneClassBottleneck",
     "ResidualBlock",
     "ReverseDecoder",
+    "SplitBranchBlock",
     "cosine_distance_map",
     "global_cosine_loss",
     "residual_stage",
 ]
 
 BLOCK_KINDS = ("basic", "bottleneck")
+#: Blocks the one-class bottleneck's embedding accepts: RD4AD's two and UniNet's split-branch block.
+BOTTLENECK_KINDS = (*BLOCK_KINDS, "split")
 
 
 def _conv_bn(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, up: bool = False) -> list[nn.Module]:
@@ -94,16 +99,76 @@ class ResidualBlock(nn.Module):
         return self.relu(out)
 
 
+class SplitBranchBlock(nn.Module):
+    """UniNet's bottleneck-embedding block: the input's two channel halves through two conv branches.
+
+    Wei et al., CVPR 2025, official code ``pangdatangtt/UniNet`` @ ``7b3469f``, ``UniNet_lib/resnet.py``
+    (``AttnBottleneck`` with ``halve=2``, as ``BN_layer`` builds it). Each half of the ``in_channels``
+    goes through 3x3 conv (``stride``) -> BN -> ReLU -> 3x3 conv -> BN, to ``width / 2`` channels;
+    the two results are concatenated, projected by a 1x1 conv + BN to ``out_channels``, added to the
+    shortcut (1x1 conv + BN when the shape changes) and passed through a ReLU. The official block
+    declares the second branch with 7x7 kernels, but ``BN_layer.__init__`` calls ``merge_kernel``,
+    which replaces both 7x7 convolutions by 3x3 convolutions *with bias* before they are ever used;
+    the block that trains therefore has two 3x3 branches, the second with biases (zero at
+    initialisation; a bias before a training-mode BatchNorm never receives a gradient). The
+    official block's ``bn7`` is never used and is omitted here. anomalib 2.7's
+    ``AttentionBottleneck`` is the same block.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts (``in_channels`` even).
+    width : int
+        Channels of the two branches together (even); ResNet convention ``out / 4 * width_factor``.
+    stride : int
+        1 or 2 (both branches and the shortcut down-sample).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, width: int, stride: int = 1) -> None:
+        super().__init__()
+        if in_channels % 2 or width % 2:
+            raise ValueError(f"split-branch blocks need even in_channels and width, got {in_channels} and {width}")
+        half_in, half = in_channels // 2, width // 2
+
+        def branch(bias: bool) -> nn.Sequential:
+            first = nn.Conv2d(half_in, half, 3, stride=stride, padding=1, bias=bias)
+            second = nn.Conv2d(half, half, 3, padding=1, bias=bias)
+            return nn.Sequential(first, nn.BatchNorm2d(half), nn.ReLU(inplace=True), second, nn.BatchNorm2d(half))
+
+        self.branch_a = branch(bias=False)
+        self.branch_b = branch(bias=True)  # the official "7x7" branch after merge_kernel: 3x3 with bias
+        nn.init.zeros_(self.branch_b[0].bias)
+        nn.init.zeros_(self.branch_b[3].bias)
+        self.fuse = nn.Sequential(nn.Conv2d(width, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+        if stride != 1 or in_channels != out_channels:
+            shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+            self.shortcut = nn.Sequential(shortcut, nn.BatchNorm2d(out_channels))
+        else:
+            self.shortcut = nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        out = self.fuse(torch.cat([self.branch_a(a), self.branch_b(b)], dim=1))
+        out += self.shortcut(x)
+        return self.relu(out)
+
+
 def residual_stage(
     in_ch: int, out_ch: int, blocks: int, *, kind: str, width_factor: int, stride: int = 1, up: bool = False
 ) -> nn.Sequential:
     """A ResNet stage: ``blocks`` residual blocks, the first changing ``in_ch`` to ``out_ch`` (and the size).
 
-    Bottleneck blocks have ``out_ch / 4 * width_factor`` inner channels (ResNets' ``planes *
-    base_width / 64``); RD4AD's OCBE embedding and decoder stages, and PPDm's OCBE on its
-    VQ-augmented input.
+    Bottleneck (and split-branch) blocks have ``out_ch / 4 * width_factor`` inner channels (ResNets'
+    ``planes * base_width / 64``); RD4AD's OCBE embedding and decoder stages, PPDm's OCBE on its
+    VQ-augmented input, and UniNet's OCBE embedding (``kind="split"``, no up-sampling).
     """
-    width = max(1, out_ch // 4 * width_factor) if kind == "bottleneck" else out_ch
+    width = max(1, out_ch // 4 * width_factor) if kind in ("bottleneck", "split") else out_ch
+    if kind == "split":
+        if up:
+            raise ValueError("split-branch blocks do not up-sample (they are UniNet's bottleneck blocks)")
+        first = SplitBranchBlock(in_ch, out_ch, width=width, stride=stride)
+        return nn.Sequential(first, *[SplitBranchBlock(out_ch, out_ch, width=width) for _ in range(blocks - 1)])
     first = ResidualBlock(in_ch, out_ch, kind=kind, width=width, stride=stride, up=up)
     rest = [ResidualBlock(out_ch, out_ch, kind=kind, width=width) for _ in range(blocks - 1)]
     return nn.Sequential(first, *rest)
@@ -114,11 +179,14 @@ class OneClassBottleneck(nn.Module):
 
     Scales 1 and 2 are brought to scale 3 by stride-2 3x3 convolutions (``c1 -> c2 -> c3`` and
     ``c2 -> c3``), concatenated with scale 3 (``3 * c3`` channels) and compressed by ResNet blocks
-    to ``2 * c3`` channels at half the size.
+    to ``2 * c3`` channels at half the size: RD4AD's ``"basic"`` / ``"bottleneck"`` blocks, or
+    UniNet's ``"split"`` blocks (:class:`SplitBranchBlock`; the fusion is the same).
     """
 
     def __init__(self, channels: Sequence[int], *, blocks: int, kind: str, width_factor: int) -> None:
         super().__init__()
+        if kind not in BOTTLENECK_KINDS:
+            raise ValueError(f"bottleneck block kind must be one of {BOTTLENECK_KINDS}, got {kind!r}")
         c1, c2, c3 = channels
         self.down1 = nn.Sequential(
             *_conv_bn(c1, c2, 3, stride=2), nn.ReLU(inplace=True), *_conv_bn(c2, c3, 3, stride=2), nn.ReLU(inplace=True)
