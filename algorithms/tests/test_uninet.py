@@ -164,9 +164,7 @@ def test_pair_loss_on_hand_computed_examples():
         uninet_pair_loss(student, teacher, temperature=2.0, lambda_weight=1.0, margin=0.0), torch.tensor(cos_loss)
     )
     # six pairs are summed; a batch of two equal images gives the same mean
-    torch.testing.assert_close(
-        uninet_loss([student] * 6, [teacher] * 6, temperature=2.0), torch.tensor(6 * expected)
-    )
+    torch.testing.assert_close(uninet_loss([student] * 6, [teacher] * 6, temperature=2.0), torch.tensor(6 * expected))
     torch.testing.assert_close(
         uninet_pair_loss(student.expand(2, 2, 1, 2), teacher.expand(2, 2, 1, 2), temperature=2.0),
         torch.tensor(expected),
@@ -197,7 +195,9 @@ def test_feature_selection_by_hand_and_its_weights_train():
     theta = torch.sigmoid(torch.tensor(-3.0)) + 0.5
     outs = dfs3([student] * 6, [teacher] * 6)
     for i in (1, 4):
-        torch.testing.assert_close(outs[i], student * torch.tensor([0.25, 0.75]).view(1, 1, 1, 2) * (theta + factor - 1))
+        torch.testing.assert_close(
+            outs[i], student * torch.tensor([0.25, 0.75]).view(1, 1, 1, 2) * (theta + factor - 1)
+        )
     # theta sits at the kink of the min at initialisation; its gradient is the one from below, not zero
     dfs([student], [teacher])[0].sum().backward()
     assert dfs.weights[0].grad is not None and float(dfs.weights[0].grad.abs().sum()) > 0
@@ -210,14 +210,22 @@ def test_weighted_decision_score_by_hand_and_against_the_official_numpy_mechanis
     summed = torch.arange(16.0).view(1, 4, 4)
     maps = [torch.ones(1, 2, 2)] * 5 + [torch.full((1, 2, 2), 5.0)]  # maxima 1,1,1,1,1,5: only the 5 is kept
     # w = alpha * 5 = 0.5 -> k = 8: mean of 8..15
-    torch.testing.assert_close(weighted_decision_score(maps, summed, alpha=0.1, beta=1e-3, sigma=0), torch.tensor([11.5]))
+    torch.testing.assert_close(
+        weighted_decision_score(maps, summed, alpha=0.1, beta=1e-3, sigma=0), torch.tensor([11.5])
+    )
     # the floor beta: w = 0.25 -> k = 4
-    torch.testing.assert_close(weighted_decision_score(maps, summed, alpha=0.0, beta=0.25, sigma=0), torch.tensor([13.5]))
+    torch.testing.assert_close(
+        weighted_decision_score(maps, summed, alpha=0.0, beta=0.25, sigma=0), torch.tensor([13.5])
+    )
     # all maxima equal: no probability exceeds the mean -> w = beta
     equal = [torch.ones(1, 2, 2)] * 6
-    torch.testing.assert_close(weighted_decision_score(equal, summed, alpha=0.1, beta=0.25, sigma=0), torch.tensor([13.5]))
+    torch.testing.assert_close(
+        weighted_decision_score(equal, summed, alpha=0.1, beta=0.25, sigma=0), torch.tensor([13.5])
+    )
     # k never below 1 (the maximum)
-    torch.testing.assert_close(weighted_decision_score(maps, summed, alpha=0.0, beta=1e-6, sigma=0), torch.tensor([15.0]))
+    torch.testing.assert_close(
+        weighted_decision_score(maps, summed, alpha=0.0, beta=1e-6, sigma=0), torch.tensor([15.0])
+    )
 
     # against the official mechanism (``UniNet_lib/mechanism.py``) written with numpy and scipy
     generator = torch.Generator().manual_seed(0)

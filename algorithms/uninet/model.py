@@ -242,7 +242,9 @@ class UniNetModel(nn.Module):
             width_factor = 2 if backbone.startswith("wide_") else 1
         self.channels = list(channels)
         self.reduction = reductions[2] * 2  # the bottleneck's stride
-        self.bottleneck = OneClassBottleneck(channels, blocks=bottleneck_blocks, kind="split", width_factor=width_factor)
+        self.bottleneck = OneClassBottleneck(
+            channels, blocks=bottleneck_blocks, kind="split", width_factor=width_factor
+        )
         self.student = ReverseDecoder(channels, blocks=decoder_blocks, kind=block, width_factor=width_factor)
         self.dfs = DomainFeatureSelection(channels)
         # The official BN_layer and de-ResNet initialise every Conv2d (not the transposed ones)
