@@ -260,7 +260,7 @@ def test_training_moves_the_target_teacher_not_the_source_and_is_seeded(tmp_path
     assert any(k.endswith("conv1.weight") for k in moved)  # and its weights (lr 1e-6)
     drift = model.model.target.model.conv1.weight.detach() - calibrated["model.conv1.weight"]
     assert float(drift.abs().max()) < 1e-4
-    assert any(float(w.abs().max()) > 0 for w in model.model.dfs.weights)  # DFS trains
+    assert any(float(w.detach().abs().max()) > 0 for w in model.model.dfs.weights)  # DFS trains
     # seeded: the same seed gives the same weights and predictions, another seed others
     again = create_algorithm("uninet", tiny=True)
     other = create_algorithm("uninet", tiny=True, seed=1)
