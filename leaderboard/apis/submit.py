@@ -201,6 +201,13 @@ class ValidationOutputSerializer(serializers.Serializer):
     problems = ProblemSerializer(many=True, help_text="Every problem found (empty when valid).")
 
 
+@extend_schema_serializer(component_name="SubmissionCheck")
+class ValidateInputSerializer(SubmissionListCreateApi.InputSerializer):
+    """The upload's fields; an empty file is one more problem in the answer, not a 400."""
+
+    archive = serializers.FileField(allow_empty_file=True, help_text="The bundle zip.")
+
+
 class SubmissionValidateApi(APIView):
     """Dry run of an upload: every validation against the published ids; nothing scored, written or counted."""
 
@@ -231,7 +238,7 @@ class SubmissionValidateApi(APIView):
             "Answers 200 with every problem at once: `valid` is true when the list is empty.\n\n"
             "From the command line: `python -m algorithms bundle --check bundle.zip --server https://<host>`."
         ),
-        request={"multipart/form-data": SubmissionListCreateApi.InputSerializer},
+        request={"multipart/form-data": ValidateInputSerializer},
         responses={
             200: ValidationOutputSerializer,
             413: OpenApiResponse(
@@ -260,7 +267,7 @@ class SubmissionValidateApi(APIView):
     def post(self, request):
         if self.size_limit is not None and self.size_limit.exceeded:
             raise BundleTooLarge(self.size_limit.message)
-        payload = SubmissionListCreateApi.InputSerializer(data=request.data)
+        payload = ValidateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         problems = submission_validate(
