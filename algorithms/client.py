@@ -284,6 +284,8 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
     metrics: list[str] = []
     for row in results:
         metrics += [m for m in row.get("metrics", {}) if m not in metrics]
+    order = ("image_auroc", "pixel_auroc", "aupro", "pl")  # the leaderboard's columns first, then any others
+    metrics.sort(key=lambda m: (order.index(m) if m in order else len(order), m))
     width = max(len("category"), *(len(row["category"]) for row in results))
     lines = [f"{'category':<{width}}  " + "  ".join(f"{m:>11}" for m in metrics)]
     for row in sorted(results, key=lambda r: r["category"]):
