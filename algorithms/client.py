@@ -5,7 +5,7 @@
 (``GET /api/v1/submissions/<id>/``) until it is ``done`` or ``failed``, and prints the
 per-category results or the error; exit code 0 when scored, 1 otherwise.
 
-The API token (your account page on the site, ``/submit/token/``) is read from the environment
+The API token (your account page on the site, ``/accounts/me/``) is read from the environment
 variable ``VADI_TOKEN``, else from the file ``$XDG_CONFIG_HOME/vadi/token``
 (``~/.config/vadi/token``), which holds the token alone (keep it ``chmod 600``).
 
@@ -58,8 +58,8 @@ def api_token(explicit: str | None = None) -> str:
         token = ""
     if not token:
         raise ClientError(
-            f"no API token: set {TOKEN_ENV}, or write the token to {path} (create one on the site's "
-            "/submit/token/ page)"
+            f"no API token: set {TOKEN_ENV}, or write the token to {path} (create one on the site's account "
+            "page, /accounts/me/)"
         )
     return token
 
