@@ -90,7 +90,7 @@ def test_generated_client_lists_the_leaderboard_uploads_and_reads_the_status(wor
         assert created.api_url.endswith(f"/api/v1/submissions/{created.id}/")
 
         status = submissions_retrieve.sync(client=alice, id=created.id)
-        assert isinstance(status, models.SubmissionOutput), status
+        assert isinstance(status, models.SubmissionDetailOutput), status  # with its per-category results
         assert status.id == created.id and status.status == models.JobStatusEnum.DONE and status.progress == 1.0
 
         # Errors come back as the schema's Error model, typed like the rest.
