@@ -78,3 +78,33 @@ def test_help_lists_every_subcommand(capsys):
     out = capsys.readouterr().out
     for command in ("list", "check", "run", "bundle", "submit"):
         assert command in out
+
+
+def test_upload_body_streams_the_file_and_counts_every_byte(tmp_path):
+    from algorithms.client import _MultipartBody
+
+    payload = tmp_path / "b.zip"
+    payload.write_bytes(bytes(range(256)) * 1000)
+    counted = []
+    body = _MultipartBody({"method": "My method", "suite": "mvtec"}, "archive", payload, on_read=counted.append)
+    chunks = iter(lambda: body.read(8192), b"")
+    raw = b"".join(chunks)
+    assert len(raw) == body.length == sum(counted)
+    boundary = body.content_type.split("boundary=")[1].encode()
+    assert raw.startswith(b"--" + boundary) and raw.endswith(b"--" + boundary + b"--\r\n")
+    assert b'name="suite"\r\n\r\nmvtec\r\n' in raw
+    assert b'filename="b.zip"\r\nContent-Type: application/zip\r\n\r\n' + payload.read_bytes() + b"\r\n--" in raw
+
+
+def test_token_from_the_environment_then_the_config_file(tmp_path, monkeypatch):
+    from algorithms.client import ClientError, api_token
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("VADI_TOKEN", raising=False)
+    with pytest.raises(ClientError, match="no API token: set VADI_TOKEN"):
+        api_token()
+    (tmp_path / "vadi").mkdir()
+    (tmp_path / "vadi" / "token").write_text("from-file\n")
+    assert api_token() == "from-file"
+    monkeypatch.setenv("VADI_TOKEN", "from-env")
+    assert api_token() == "from-env"
