@@ -1,11 +1,12 @@
-"""Command line: ``python -m algorithms list|check|run|bundle``.
+"""Command line: ``python -m algorithms list|check|run|bundle|submit``.
 
 Examples
 --------
 ``python -m algorithms list``
 ``python -m algorithms check --config algorithms/configs/synthetic_cpu.py`` (validate; print the runs)
 ``python -m algorithms run --config algorithms/configs/synthetic_cpu.py --device cpu --out var/runs/demo``
-``python -m algorithms bundle ...`` (see ``algorithms/bundle.py``)
+``python -m algorithms bundle ...`` (see ``algorithms/bundle.py``; ``bundle --check BUNDLE`` checks one)
+``python -m algorithms submit bundle.zip --server URL`` (see ``algorithms/client.py``)
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed here so that ``--help`` shows every subcommand; ``main`` hands its arguments to
     # ``algorithms.bundle`` (its own parser: ``python -m algorithms bundle --help``).
     sub.add_parser("bundle", help="write (or check) a submission bundle from a run directory", add_help=False)
+    sub.add_parser(
+        "submit", help="upload a bundle to a leaderboard server, follow its scoring, print the results", add_help=False
+    )
     return parser
 
 
@@ -143,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bundle
 
         return int(bundle.main(argv[1:]) or 0)
+    if argv and argv[0] == "submit":
+        from . import client
+
+        return int(client.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -10,6 +10,7 @@ A bundle turns any model's outputs into an upload (``docs/bundle-format.md``)::
 Use :func:`write_bundle` from Python, or turn a runner output directory into a bundle::
 
     python -m algorithms bundle --predictions RUN_DIR --method NAME --suite SUITE --out FILE.zip
+    python -m algorithms bundle --check FILE.zip [--server URL]     # every problem at once, before uploading
 
 No Django, no torch: numpy and the standard library only.
 """
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BundleWriteError", "bundle_from_predictions", "main", "write_bundle"]
+__all__ = ["BundleWriteError", "bundle_from_predictions", "check_bundle", "main", "write_bundle"]
 
 FORMAT_VERSION = 1
 MIN_MAP_SIDE = 64
@@ -148,6 +149,7 @@ def write_bundle(
     categories: Mapping[str, Mapping[str, Any]],
     dtype: str | None = None,
     description: str = "",
+    partial: bool = False,
 ) -> Path:
     """Write a bundle zip for upload to the leaderboard.
 
@@ -171,11 +173,17 @@ def write_bundle(
         are not, as the evaluator computes in float32 anyway.
     description : str, optional
         Free text stored in the manifest.
+    partial : bool, optional
+        By default the categories must be exactly the suite's, as the server requires, for a
+        suite this library knows (``algorithms.data.SUITES``; other suite keys are left to the
+        server): a bundle covering 1 of 9 categories is refused before anything is written.
+        ``partial=True`` writes it anyway (e.g. to try the format on one category; the server
+        will refuse it).
 
     Returns
     -------
     Path
-        The written file.
+        The written file, readable by others (mode ``0o644`` less the umask), as files are.
 
     Raises
     ------
@@ -192,6 +200,8 @@ def write_bundle(
     if not categories:
         raise BundleWriteError("categories is empty")
     target = _DTYPES[dtype] if dtype else None
+    if not partial:
+        _check_suite(suite, list(categories), partial_hint=True, unknown_ok=True)
 
     prepared: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
     for key in sorted(categories):
@@ -238,11 +248,18 @@ def write_bundle(
                 for member, array in (("scores.npy", scores), ("maps.npy", maps)):
                     with zf.open(f"{key}/{member}", "w", force_zip64=array.nbytes > (1 << 30)) as fp:
                         np.lib.format.write_array(fp, array, allow_pickle=False)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it owner-only; a bundle is an ordinary file
         os.replace(tmp_name, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _find_predictions(run_dir: Path) -> list[tuple[str, Path, dict]]:
@@ -285,6 +302,7 @@ def bundle_from_predictions(
     suite: str,
     variant: str | None = None,
     dtype: str | None = None,
+    partial: bool = False,
 ) -> Path:
     """Build a bundle from a runner output directory holding per-category ``predictions.npz``.
 
@@ -305,7 +323,8 @@ def bundle_from_predictions(
     found = _find_predictions(root)
     if not found:
         raise BundleWriteError(f"{root}: no predictions.npz found (run with save_predictions=True)")
-    _check_suite(suite, [key for key, _, _ in found])
+    if not partial:
+        _check_suite(suite, [key for key, _, _ in found])
     categories: dict[str, dict[str, Any]] = {}
     for key, npz, results in found:
         try:
@@ -333,10 +352,10 @@ def bundle_from_predictions(
             if isinstance(exc, BundleWriteError):
                 raise
             raise BundleWriteError(f"{npz}: cannot be read ({exc})") from exc
-    return write_bundle(out, method=method, suite=suite, categories=categories, dtype=dtype)
+    return write_bundle(out, method=method, suite=suite, categories=categories, dtype=dtype, partial=True)
 
 
-def _check_suite(suite: str, keys: list[str]) -> None:
+def _check_suite(suite: str, keys: list[str], *, partial_hint: bool = False, unknown_ok: bool = False) -> None:
     try:
         from algorithms import data
     except ImportError:  # pragma: no cover - the data package is part of this library
@@ -345,33 +364,302 @@ def _check_suite(suite: str, keys: list[str]) -> None:
     if not suites:
         return
     if suite not in suites:
+        if unknown_ok:  # a suite this library does not know (a server's own): the server checks it
+            return
         raise BundleWriteError(f"unknown suite {suite!r}; expected one of {', '.join(suites)}")
     wanted = set(data.list_categories(suite))
     missing = sorted(wanted - set(keys))
     extra = sorted(set(keys) - wanted)
     if missing:
-        raise BundleWriteError(f"suite {suite!r} needs predictions for {', '.join(missing)}")
+        covered = len(wanted) - len(missing)
+        shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+        message = (
+            f"suite {suite!r} has {len(wanted)} categories and the bundle covers {covered}; the server scores only "
+            f"complete bundles: add {shown}"
+        )
+        if extra:
+            message += f"; {', '.join(extra[:10])} {'is' if len(extra) == 1 else 'are'} not in suite {suite!r}"
+        if partial_hint:
+            message += " (or pass partial=True to write an incomplete bundle anyway, e.g. to try the format)"
+        raise BundleWriteError(message)
     if extra:
         raise BundleWriteError(f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not in suite {suite!r}")
 
 
+# -- checking a bundle before upload -----------------------------------------------------------
+
+_MANIFEST_KEYS = {"format_version", "method", "suite", "categories", "description"}
+
+
+def _prefix_to_strip(unknown: Sequence[str], expected: Sequence[str]) -> str | None:
+    """The one prefix that turns every unknown id into a published one (``/data/mvtec/bottle/``), else None."""
+    valid, prefixes = set(expected), set()
+    for image_id in unknown[:200]:
+        cuts = [i for i, char in enumerate(image_id) if char == "/" and image_id[i + 1 :] in valid]
+        if not cuts:
+            return None
+        prefixes.add(image_id[: cuts[0] + 1])
+    if len(prefixes) != 1:
+        return None
+    (prefix,) = prefixes
+    return None if any(image_id.startswith(prefix) for image_id in expected) else prefix
+
+
+def _ids_problems(key: str, ids: list[str], expected: Sequence[str] | None) -> list[str]:
+    name = f"{key}/ids.txt"
+    problems = []
+    seen: set[str] = set()
+    for line_no, image_id in enumerate(ids, start=1):
+        if not image_id.strip():
+            problems.append(f"{name}: line {line_no} is empty")
+        elif image_id != image_id.strip():
+            problems.append(f"{name}: line {line_no}: id {image_id!r} has leading or trailing whitespace")
+        elif image_id in seen:
+            problems.append(f"{name}: duplicate id {image_id!r}")
+        seen.add(image_id)
+    if expected is None:
+        return problems
+    valid = set(expected)
+    unknown = [image_id for image_id in ids if image_id.strip() and image_id not in valid]
+    if unknown:
+        text = (
+            f"{name}: {len(unknown)} unknown id(s), e.g. {', '.join(map(repr, unknown[:3]))}; use the ids published "
+            f"for this category (one of them: {expected[0]!r})"
+        )
+        prefix = _prefix_to_strip(unknown, expected)
+        if prefix is not None:
+            text += f"; your ids look like published ids with the prefix {prefix!r} in front: strip it"
+        problems.append(text)
+    absent = [image_id for image_id in expected if image_id not in seen]
+    if absent:
+        problems.append(
+            f"{name}: missing {len(absent)} of the category's {len(expected)} test ids, e.g. "
+            f"{', '.join(map(repr, absent[:3]))}"
+        )
+    return problems
+
+
+def _array_problems(zf: zipfile.ZipFile, name: str, *, ndim: int, n: int) -> list[str]:
+    try:
+        with zf.open(name) as fp:
+            version = np.lib.format.read_magic(fp)
+            if version not in ((1, 0), (2, 0)):
+                return [f"{name}: uses .npy format version {version[0]}.{version[1]}; write version 1.0 or 2.0"]
+            npy = np.lib.format
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read_header(fp, max_header_size=10_000)
+            if dtype.str not in ("<f2", "<f4"):
+                return [f"{name}: has dtype {dtype.str} ({dtype}); use float16 or float32 (little-endian)"]
+            what = "(N,)" if ndim == 1 else "(N, H, W)"
+            if len(shape) != ndim:
+                return [f"{name}: has shape {shape}; expected {what} with N = {n}"]
+            if shape[0] != n:
+                return [f"{name}: has {shape[0]:,} rows; the category has {n} test images"]
+            if ndim == 3 and not all(MIN_MAP_SIDE <= side <= MAX_MAP_SIDE for side in shape[1:]):
+                return [f"{name}: maps are {shape[1]} x {shape[2]}; each side must be between {MIN_MAP_SIDE} and "
+                        f"{MAX_MAP_SIDE} pixels"]  # fmt: skip
+            data = fp.read()
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        return [f"{name}: cannot be read as a .npy file ({exc})"]
+    expected_bytes = int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected_bytes:
+        return [f"{name}: holds {len(data):,} data bytes; shape {shape} needs {expected_bytes:,}"]
+    array = np.frombuffer(data, dtype=dtype)
+    if not np.isfinite(array).all():
+        return [f"{name}: contains NaN or infinite values"]
+    return []
+
+
+def check_bundle(
+    path: str | os.PathLike, *, expected_ids: Mapping[str, Sequence[str]] | None = None, suite: str | None = None
+) -> list[str]:
+    """Every problem of a bundle found on this machine, at once (an empty list: none found).
+
+    The manifest (keys, format version, suite), the suite's category set (``expected_ids``'s
+    keys, else the suite's categories in ``algorithms.data``), the member set, each category's
+    ``ids.txt`` (against ``expected_ids`` when given: the ids the server publishes) and its
+    ``.npy`` headers, shapes, dtypes and values. The server's dry run
+    (``POST /api/v1/submissions/validate/``, ``--check --server``) is the authority: it also checks
+    the archive's structure byte by byte, the method name and the server's limits.
+    """
+    problems: list[str] = []
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        return [f"not a readable zip archive ({exc})"]
+    with zf:
+        names = set(zf.namelist())
+        try:
+            manifest = json.loads(zf.read("manifest.json").decode("utf-8-sig"))
+        except KeyError:
+            return ["manifest.json: missing member"]
+        except (ValueError, zipfile.BadZipFile) as exc:
+            return [f"manifest.json: not UTF-8 JSON ({exc})"]
+        if not isinstance(manifest, dict):
+            return ["manifest.json: must hold one JSON object"]
+        extra_keys = sorted(set(manifest) - _MANIFEST_KEYS)
+        if extra_keys:
+            problems.append(f"manifest.json: unknown key(s) {', '.join(extra_keys)}")
+        version = manifest.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            problems.append(f"manifest.json: format_version must be the integer {FORMAT_VERSION}, got {version!r}")
+        declared = manifest.get("categories")
+        if not isinstance(declared, list) or not all(isinstance(key, str) for key in declared) or not declared:
+            return [*problems, "manifest.json: categories must be a non-empty list of category keys"]
+        given_suite = manifest.get("suite")
+        if suite is not None and given_suite != suite:
+            problems.append(f"manifest.json: the manifest says suite {given_suite!r} but you chose {suite!r}")
+        wanted: list[str] | None = list(expected_ids) if expected_ids is not None else None
+        if wanted is None and isinstance(given_suite, str):
+            try:
+                from algorithms import data
+
+                if given_suite in getattr(data, "SUITES", {}):
+                    wanted = list(data.list_categories(given_suite))
+            except ImportError:  # pragma: no cover
+                pass
+        if wanted is not None:
+            missing = [key for key in wanted if key not in declared]
+            if missing:
+                problems.append(
+                    f"manifest.json: missing categor{'y' if len(missing) == 1 else 'ies'} "
+                    f"{', '.join(map(repr, missing[:10]))}{', ...' if len(missing) > 10 else ''} of suite "
+                    f"{given_suite!r} ({len(declared)} of {len(wanted)} present)"
+                )
+            extra = [key for key in declared if key not in wanted]
+            if extra:
+                problems.append(f"manifest.json: {', '.join(map(repr, extra[:10]))} not in suite {given_suite!r}")
+        members = {"manifest.json"}
+        for key in declared:
+            members.update(f"{key}/{member}" for member in ("ids.txt", "scores.npy", "maps.npy"))
+        directories = {name for name in names if name.endswith("/")}
+        for name in sorted(names - members - directories):
+            problems.append(f"{name}: unexpected member")
+        for name in sorted(members - names):
+            problems.append(f"{name}: missing member")
+        for key in declared:
+            ids_name = f"{key}/ids.txt"
+            if ids_name not in names:
+                continue
+            try:
+                text = zf.read(ids_name).decode("utf-8").removeprefix("\ufeff")
+            except (UnicodeDecodeError, zipfile.BadZipFile) as exc:
+                problems.append(f"{ids_name}: not UTF-8 text ({exc})")
+                continue
+            lines = text.split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            ids = [line.removesuffix("\r") for line in lines]
+            expected = None if expected_ids is None or key not in expected_ids else list(expected_ids[key])
+            problems += _ids_problems(key, ids, expected)
+            n = len(expected) if expected is not None else len(ids)
+            for member, ndim in (("scores.npy", 1), ("maps.npy", 3)):
+                if f"{key}/{member}" in names:
+                    problems += _array_problems(zf, f"{key}/{member}", ndim=ndim, n=n)
+    return problems
+
+
+def _local_expected_ids(suite: str, keys: Sequence[str]) -> dict[str, list[str]] | None:
+    """The test ids of ``keys`` from the datasets on this machine, or None when any is not here."""
+    try:
+        from algorithms import data
+
+        if suite not in getattr(data, "SUITES", {}):
+            return None
+        return {key: [str(i) for i in data.load_category(key).test_ids] for key in data.list_categories(suite)}
+    except Exception:  # the datasets are not on this machine (DatasetError, a missing folder, ...)
+        return None
+
+
+def _server_expected_ids(server: str, suite: str) -> dict[str, list[str]]:
+    from algorithms.client import ClientError, _error_text, _get, published_test_ids
+
+    url = server.rstrip("/") + f"/api/v1/suites/{suite}/"
+    status, body, headers = _get(url, token=None, timeout=60)
+    if status != 200:
+        raise ClientError(f"suite {suite!r}: {_error_text(status, body, headers)}")
+    return {key: published_test_ids(server, key) for key in body.get("categories", [])}
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """``bundle --check BUNDLE [--server URL]``: every problem, locally and (with a token) on the server."""
+    from algorithms.client import ClientError, api_token, format_problems, validate_remote
+
+    path = Path(args.check)
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return 2
+    try:
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read("manifest.json").decode("utf-8-sig"))
+        suite = args.suite or str(manifest.get("suite"))
+    except Exception:  # reported by check_bundle below
+        suite = args.suite
+    expected, source = None, "not checked against the published ids (give --server, or have the datasets here)"
+    try:
+        if args.server and suite:
+            expected, source = _server_expected_ids(args.server, suite), f"the ids published by {args.server}"
+        elif suite:
+            expected = _local_expected_ids(suite, [])
+            if expected is not None:
+                source = "the ids of the datasets on this machine"
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = check_bundle(path, expected_ids=expected, suite=args.suite or None)
+    print(f"local check ({source}): " + (f"{len(problems)} problem(s)" if problems else "no problems"))
+    for problem in problems:
+        print(f"  - {problem}")
+    ok = not problems
+    if args.server:
+        try:
+            token = api_token()
+        except ClientError as exc:
+            print(f"server check skipped: {exc}")
+            return 0 if ok else 1
+        try:
+            report = validate_remote(path, server=args.server, token=token, method=args.method or "",
+                                     suite=args.suite or "")  # fmt: skip
+        except ClientError as exc:
+            print(f"error: server check: {exc}", file=sys.stderr)
+            return 2
+        print(f"server check ({args.server}): " + format_problems(report.get("problems", [])))
+        ok = ok and bool(report.get("valid"))
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m algorithms bundle``: predictions directory -> bundle zip. Returns the exit code."""
+    """``python -m algorithms bundle``: predictions -> bundle zip, or ``--check BUNDLE``; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m algorithms bundle",
-        description="Turn a runner output directory (per-category predictions.npz) into an upload bundle.",
+        description=(
+            "Turn a runner output directory (per-category predictions.npz) into an upload bundle, or check a "
+            "bundle (--check BUNDLE) before spending an upload: every problem at once, here and, with --server, "
+            "on the server (its dry run: no quota used; the token from $VADI_TOKEN or ~/.config/vadi/token)."
+        ),
     )
-    parser.add_argument("--predictions", required=True, type=Path, help="runner output directory (RUN_DIR)")
-    parser.add_argument("--method", required=True, help="method name shown on the leaderboard")
-    parser.add_argument("--suite", required=True, help="suite key: vadi, mvtec, visa or synthetic")
-    parser.add_argument("--out", required=True, type=Path, help="bundle zip to write")
+    parser.add_argument("--check", metavar="BUNDLE", default=None, help="check this bundle instead of writing one")
+    parser.add_argument("--server", default=None, help="with --check: the server's URL (published ids, dry run)")
+    parser.add_argument("--predictions", type=Path, help="runner output directory (RUN_DIR)")
+    parser.add_argument("--method", help="method name shown on the leaderboard")
+    parser.add_argument("--suite", help="suite key: vadi, mvtec, visa or synthetic")
+    parser.add_argument("--out", type=Path, help="bundle zip to write")
     parser.add_argument("--variant", default=None, help="map variant to submit (default: the primary one)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default=None, help="storage dtype (default: as saved)")
+    parser.add_argument(
+        "--partial", action="store_true", help="write a bundle without every category of the suite (never scored)"
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        return _cmd_check(args)
+    missing = [f"--{name}" for name in ("predictions", "method", "suite", "out") if getattr(args, name) in (None, "")]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --check BUNDLE)")
     try:
         path = bundle_from_predictions(
-            args.predictions, args.out, method=args.method, suite=args.suite, variant=args.variant, dtype=args.dtype
-        )
+            args.predictions, args.out, method=args.method, suite=args.suite, variant=args.variant, dtype=args.dtype,
+            partial=args.partial,
+        )  # fmt: skip
     except BundleWriteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

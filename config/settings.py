@@ -107,6 +107,8 @@ VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES = env.int("VADI_BUNDLE_MAX_UNCOMPRESSED_BYTES
 VADI_BUNDLE_MAX_MEMBERS = env.int("VADI_BUNDLE_MAX_MEMBERS", default=512)
 VADI_BUNDLE_MAX_COMPRESSION_RATIO = env.float("VADI_BUNDLE_MAX_COMPRESSION_RATIO", default=1100.0)
 VADI_SUBMISSIONS_PER_DAY = env.int("VADI_SUBMISSIONS_PER_DAY", default=5)
+# The dry run (POST /api/v1/submissions/validate/) costs no quota; it has its own rate per user.
+VADI_VALIDATE_RATE = env.str("VADI_VALIDATE_RATE", default="60/hour")
 VADI_SUBMISSIONS_CONCURRENT = env.int("VADI_SUBMISSIONS_CONCURRENT", default=2)
 # Stuck-job detection: a running job whose heartbeat is older than this is requeued (up to
 # VADI_MAX_ATTEMPTS attempts in all), then failed with "worker lost".

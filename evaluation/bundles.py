@@ -57,8 +57,10 @@ __all__ = [
     "CategoryLayout",
     "Manifest",
     "Precheck",
+    "check",
     "member_names",
     "precheck",
+    "unknown_ids_message",
 ]
 
 FORMAT_VERSION = 1
@@ -1238,6 +1240,50 @@ def _parse_manifest(raw: bytes) -> Manifest:
     return Manifest(version, method.strip(), suite, tuple(categories), description)
 
 
+def _prefix_to_strip(unknown: Sequence[str], expected: Sequence[str]) -> str | None:
+    """The prefix that every unknown id has in front of a valid id (``/data/mvtec/bottle/``), or None.
+
+    Generic: whatever the published ids are, an unknown id counts when cutting it after some
+    ``/`` leaves a valid id; the prefix is offered only when every unknown id examined (the
+    first 200) has the same one and no valid id starts with it.
+    """
+    valid = set(expected)
+    prefixes = set()
+    for image_id in unknown[:200]:
+        found = None
+        cut = image_id.find("/")
+        while cut != -1:
+            if image_id[cut + 1 :] in valid:
+                found = image_id[: cut + 1]
+                break
+            cut = image_id.find("/", cut + 1)
+        if found is None:
+            return None
+        prefixes.add(found)
+        if len(prefixes) > 1:
+            return None
+    if len(prefixes) != 1:
+        return None
+    (prefix,) = prefixes
+    if any(image_id.startswith(prefix) for image_id in expected):
+        return None
+    return prefix
+
+
+def unknown_ids_message(unknown: Sequence[str], expected: Sequence[str]) -> str:
+    """What an ``ids.txt`` with ids the category does not have is told: examples, a valid id, the prefix to strip."""
+    message = (
+        f"{len(unknown)} unknown id(s), e.g. {', '.join(_shown(i) for i in unknown[:3])}; use the ids published "
+        "for this category"
+    )
+    if expected:
+        message += f" (one of them: {_shown(expected[0])})"
+    prefix = _prefix_to_strip(unknown, expected)
+    if prefix is not None:
+        message += f"; your ids look like published ids with the prefix {_shown(prefix)} in front: strip it"
+    return message
+
+
 def _parse_ids(raw: bytes, expected: Sequence[str], name: str) -> np.ndarray:
     """``order[i]``: the expected index of line ``i`` of ``ids.txt``."""
     n = len(expected)
@@ -1272,11 +1318,7 @@ def _parse_ids(raw: bytes, expected: Sequence[str], name: str) -> np.ndarray:
         positions[image_id] = line_no - 1
     unknown = [image_id for image_id in ids if image_id not in index]
     if unknown:
-        raise BundleError(
-            f"{len(unknown)} unknown id(s), e.g. {', '.join(_shown(i) for i in unknown[:3])}; use the ids published "
-            "for this category",
-            member=name,
-        )
+        raise BundleError(unknown_ids_message(unknown, expected), member=name)
     absent = [image_id for image_id in expected if image_id not in positions]
     if absent:
         raise BundleError(
@@ -1401,22 +1443,30 @@ class BundleReader:
         return self._manifest
 
     def _check_categories(self, manifest: Manifest, suite: str, keys: Sequence[str]) -> None:
+        for problem in self._category_problems(manifest, suite, keys):
+            raise problem
+
+    def _category_problems(self, manifest: Manifest, suite: str, keys: Sequence[str]) -> Iterator[BundleError]:
         missing = [key for key in keys if key not in manifest.categories]
         if missing:
-            raise BundleError(
+            yield BundleError(
                 f"missing categor{'y' if len(missing) == 1 else 'ies'} {', '.join(map(repr, missing[:10]))}"
                 f"{', ...' if len(missing) > 10 else ''} of suite {suite!r}",
                 member=MANIFEST_NAME,
             )
         extra = [key for key in manifest.categories if key not in set(keys)]
         if extra:
-            raise BundleError(
+            yield BundleError(
                 f"categor{'y' if len(extra) == 1 else 'ies'} {', '.join(_shown(key) for key in extra[:10])}"
                 f"{', ...' if len(extra) > 10 else ''} {'is' if len(extra) == 1 else 'are'} not in suite {suite!r}",
                 member=MANIFEST_NAME,
             )
 
     def _check_member_set(self, keys: Sequence[str]) -> None:
+        for problem in self._member_set_problems(keys):
+            raise problem
+
+    def _member_set_problems(self, keys: Sequence[str]) -> Iterator[BundleError]:
         expected = {MANIFEST_NAME}
         for key in keys:
             expected.update(member_names(key))
@@ -1424,21 +1474,22 @@ class BundleReader:
         for name, entry in self._infos.items():
             if name in expected:
                 if entry.is_dir:
-                    raise BundleError("is a directory entry, not a file", member=name)
+                    yield BundleError("is a directory entry, not a file", member=name)
                 continue
             if entry.is_dir and name in parents:
                 stream = self._stream(name)  # a directory entry on the way to an expected member: empty
                 stream.finish()
                 continue
             if _is_archive_name(name):
-                raise BundleError("nested archives are not allowed in a bundle", member=name)
-            raise BundleError(
+                yield BundleError("nested archives are not allowed in a bundle", member=name)
+                continue
+            yield BundleError(
                 "unexpected member (a bundle holds only manifest.json and <dataset>/<category>/"
                 "{ids.txt, scores.npy, maps.npy} for the suite's categories)",
                 member=name,
             )
         for name in sorted(expected - self._infos.keys()):
-            raise self._missing(name)
+            yield self._missing(name)
 
     # -- upload-time check ----------------------------------------------------------------------
 
@@ -1514,6 +1565,85 @@ class BundleReader:
                 progress(done, len(expected_keys), key)
         self._summary = BundleSummary(manifest, layouts, self._budget.used, len(self._infos))
         return self._summary
+
+    def check(
+        self,
+        *,
+        suite: str | None,
+        expected_ids: Mapping[str, Sequence[str]] | None,
+        method: str | Sequence[str] | None = None,
+    ) -> list[BundleError]:
+        """Every problem that :meth:`validate` (and the upload's :meth:`precheck`) would find, at once.
+
+        A dry run: nothing is scored. Where :meth:`validate` stops at the first problem, this goes
+        on: the manifest against ``suite`` and ``method``, the categories missing and extra, the
+        member set, then each member of each category the bundle and the suite share (its ids,
+        its scores, its maps) on its own. Only a problem that leaves nothing to check stops it
+        (an unreadable manifest, the archive's uncompressed budget spent).
+
+        ``expected_ids`` is None when the suite is not known: then only the manifest and member
+        set are checked. Returns the problems (an empty list: the bundle would be accepted).
+        """
+        problems: list[BundleError] = []
+
+        def add(problem: BundleError) -> None:
+            if str(problem) not in {str(seen) for seen in problems}:
+                problems.append(problem)
+
+        self._budget = _Budget(self.limits.max_uncompressed_bytes)
+        self._manifest = None
+        try:
+            manifest = self.read_manifest()
+        except BundleError as problem:
+            return [problem]
+        if suite is not None and manifest.suite != suite:
+            add(BundleError(
+                f"the manifest says suite {manifest.suite!r} but the submission is for suite {suite!r}: choose suite "
+                f"{manifest.suite!r}, or make the bundle for suite {suite!r}",
+                member=MANIFEST_NAME,
+            ))  # fmt: skip
+        if method is not None:
+            names = [method] if isinstance(method, str) else list(method)
+            if names and manifest.method.casefold() not in {name.casefold() for name in names}:
+                add(BundleError(
+                    f"the manifest names method {manifest.method!r} but the submission is for {names[0]!r}: choose "
+                    f'method {manifest.method!r}, or change the manifest\'s "method" to {names[0]!r}',
+                    member=MANIFEST_NAME,
+                ))  # fmt: skip
+        keys = list(expected_ids) if expected_ids is not None else list(manifest.categories)
+        if expected_ids is not None:
+            for problem in self._category_problems(manifest, suite or manifest.suite, keys):
+                add(problem)
+        try:
+            for problem in self._member_set_problems(manifest.categories):
+                add(problem)
+        except BundleError as problem:
+            add(problem)
+        if expected_ids is None:
+            return problems
+        for key in (key for key in keys if key in manifest.categories):
+            expected = list(expected_ids[key])
+            ids_name, scores_name, maps_name = member_names(key)
+            order = None
+            try:
+                if ids_name in self._infos:
+                    order = _parse_ids(self._read_small(ids_name, limit=self.limits.max_ids_bytes), expected, ids_name)
+            except BundleError as problem:
+                add(problem)
+
+            def row_id(row: int, order=order, expected=expected) -> str:
+                return f", id {_shown(expected[order[row]])}" if order is not None and 0 <= row < len(order) else ""
+
+            for name, ndim in ((scores_name, 1), (maps_name, 3)):
+                if name not in self._infos:
+                    continue
+                try:
+                    self._scan_array(name, ndim=ndim, n=len(expected), row_id=row_id)
+                except BundleError as problem:
+                    add(problem)
+                    if "uncompressed limit" in str(problem):
+                        return problems  # the budget is spent: every later read would say the same
+        return problems
 
     def _validate_category(self, key: str, expected: list[str]) -> CategoryLayout:
         ids_name, scores_name, maps_name = member_names(key)
@@ -1752,3 +1882,26 @@ def precheck(
     """
     with BundleReader(source, limits=limits) as reader:
         return reader.precheck(suite=suite, method=method, categories=categories)
+
+
+def check(
+    source: str | Path | BinaryIO,
+    *,
+    suite: str | None = None,
+    expected_ids: Mapping[str, Sequence[str]] | None = None,
+    method: str | Sequence[str] | None = None,
+    limits: BundleLimits | None = None,
+) -> list[BundleError]:
+    """Every problem of a bundle at once (a dry run of the upload and the worker's validation).
+
+    ``expected_ids``: category key -> the published test ids of each category of ``suite`` (the
+    suite's exact category set); None checks the archive, the manifest and its member set only.
+    Returns a list of :class:`BundleError` (empty: valid). An archive whose structure cannot be
+    read is one problem (nothing else can be checked).
+    """
+    try:
+        reader = BundleReader(source, limits=limits)
+    except BundleError as problem:
+        return [problem]
+    with reader:
+        return reader.check(suite=suite, expected_ids=expected_ids, method=method)

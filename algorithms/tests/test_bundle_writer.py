@@ -24,7 +24,8 @@ def _categories(maps, scores=None) -> dict:
 def _refused(tmp_path, maps, *, dtype="float16", scores=None, match) -> str:
     out = tmp_path / "b.zip"
     with pytest.raises(BundleWriteError, match=match) as info:
-        write_bundle(out, method="m", suite="synthetic", categories=_categories(maps, scores), dtype=dtype)
+        write_bundle(out, method="m", suite="synthetic", partial=True, categories=_categories(maps, scores),
+                     dtype=dtype)  # fmt: skip
     assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporary left
     return str(info.value)
 
@@ -52,7 +53,7 @@ def test_float16_collapse_of_3000_plus_uniform_is_refused(tmp_path):
     assert f"merge {before:,} distinct values into {after:,}" in message
     assert "changing their ranking" in message and "dtype='float32'" in message
     # float32 (or None: the input is float32) keeps every value
-    path = write_bundle(tmp_path / "ok.zip", method="m", suite="synthetic", categories=_categories(maps))
+    path = write_bundle(tmp_path / "ok.zip", method="m", suite="synthetic", partial=True, categories=_categories(maps))
     np.testing.assert_array_equal(_stored(path), maps)
 
 
@@ -76,7 +77,7 @@ def test_rounding_that_keeps_the_ranking_is_accepted_and_scores_the_same(tmp_pat
     levels = grid + step * rng.uniform(-0.4, 0.4, size=grid.shape).astype(np.float32)
     maps = rng.choice(levels, size=(N, side, side)).astype(np.float32)
     assert not np.array_equal(maps.astype(np.float16).astype(np.float32), maps)  # lossy, order kept
-    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", categories=_categories(maps),
+    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", partial=True, categories=_categories(maps),
                         dtype="float16")  # fmt: skip
     stored = _stored(path)
     assert stored.dtype == np.float16
@@ -94,12 +95,13 @@ def test_rounding_that_keeps_the_ranking_is_accepted_and_scores_the_same(tmp_pat
 def test_values_already_in_float16_and_existing_ties_are_accepted(tmp_path):
     rng = np.random.default_rng(2)
     exact = rng.random((N, 64, 64)).astype(np.float16).astype(np.float32)
-    path = write_bundle(tmp_path / "a.zip", method="m", suite="synthetic", categories=_categories(exact),
+    path = write_bundle(tmp_path / "a.zip", method="m", suite="synthetic", partial=True, categories=_categories(exact),
                         dtype="float16")  # fmt: skip
     np.testing.assert_array_equal(_stored(path).astype(np.float32), exact)
     tied = np.full((N, 64, 64), 0.1, np.float32)  # 0.1 is not a float16, but equal values stay equal
     tied[:, :10] = 0.7
-    write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", categories=_categories(tied), dtype="float16")
+    write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", partial=True, categories=_categories(tied),
+                 dtype="float16")  # fmt: skip
 
 
 def test_uniform_float32_maps_do_not_fit_float16(tmp_path):
@@ -120,5 +122,5 @@ def test_scores_are_checked_too(tmp_path):
 def test_float64_maps_are_cast_to_float32_the_evaluators_precision(tmp_path):
     # maps are evaluated in float32 (evaluation.metrics.to_protocol), so this cast changes no metric
     maps = 3000 + np.random.default_rng(4).random((N, 64, 64)) * 1e-6
-    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", categories=_categories(maps))
+    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", partial=True, categories=_categories(maps))
     np.testing.assert_array_equal(_stored(path), maps.astype(np.float32))

@@ -63,7 +63,9 @@ def valid_categories(spec: Spec) -> dict[str, dict]:
 
 
 def write_valid(path: Path, spec: Spec, categories: dict[str, dict] | None = None) -> Path:
-    return write_bundle(path, method=spec.method, suite=spec.suite, categories=categories or valid_categories(spec))
+    return write_bundle(
+        path, method=spec.method, suite=spec.suite, categories=categories or valid_categories(spec), partial=True
+    )
 
 
 def npy_bytes(array: np.ndarray, *, version: tuple[int, int] | None = None) -> bytes:

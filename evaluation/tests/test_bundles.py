@@ -382,17 +382,17 @@ def test_writer_refuses_bad_arrays_and_writes_nothing(tmp_path):
         categories = {**good, "synthetic/aa": {**good["synthetic/aa"], **change}}
         dtype = "float16" if message == "overflows float16" else None
         with pytest.raises(BundleWriteError, match=message):
-            write_bundle(out, method="m", suite="synthetic", categories=categories, dtype=dtype)
+            write_bundle(out, method="m", suite="synthetic", partial=True, categories=categories, dtype=dtype)
         assert not out.exists()
     with pytest.raises(BundleWriteError, match="<dataset>/<category>"):
-        write_bundle(out, method="m", suite="synthetic", categories={"flat": good["synthetic/aa"]})
+        write_bundle(out, method="m", suite="synthetic", partial=True, categories={"flat": good["synthetic/aa"]})
     assert list(tmp_path.iterdir()) == []
 
 
 def test_writer_casts_float64_to_float32_and_keeps_float16(tmp_path):
     categories = valid_categories(SPEC)
     categories["synthetic/aa"]["maps"] = categories["synthetic/aa"]["maps"].astype(np.float64)
-    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", categories=categories)
+    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", partial=True, categories=categories)
     with BundleReader(path) as reader:
         summary = reader.validate(suite="synthetic", expected_ids=SPEC.ids)
     assert summary.categories["synthetic/aa"].maps_dtype == np.float32
@@ -452,7 +452,7 @@ def test_cli_reports_ambiguous_variants_and_missing_predictions(tmp_path, capsys
 
 def test_cli_checks_the_suite_against_the_dataset_registry(tmp_path):
     run = _predictions_dir(tmp_path, valid_categories(SPEC))
-    with pytest.raises(BundleWriteError, match=r"suite 'synthetic' needs predictions for|not in suite"):
+    with pytest.raises(BundleWriteError, match=r"suite .synthetic. has 9 categories and|not in suite"):
         bundle_from_predictions(run, tmp_path / "b.zip", method="m", suite="synthetic")
     with pytest.raises(BundleWriteError, match="unknown suite 'nope'"):
         bundle_from_predictions(run, tmp_path / "b.zip", method="m", suite="nope")

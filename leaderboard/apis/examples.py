@@ -53,8 +53,7 @@ LEADERBOARD = response(
         "categories": ["mvtec/bottle", "mvtec/cable", "...", "visa/pipe_fryum"],
         "metrics": METRICS,
         "sort_metric": "pl",
-        "aggregation": "mean over categories, each weighted equally; std = population std (ddof=0) across "
-        "categories",
+        "aggregation": "mean over categories, each weighted equally; std = population std (ddof=0) across categories",
         "provenance": None,
         "evaluator_version": "vadi-eval-1.0@256",
         "evaluator_versions": ["vadi-eval-1.0@256"],
@@ -334,4 +333,28 @@ STAFF_BENCHMARK_RUNS_CREATED = response(
         "jobs": [{**job, **_QUEUED_JOB} for job in STAFF_BENCHMARK_RUN.value["jobs"]],
     },
     status=201,
+)
+
+VALIDATION_VALID = response("valid", {"valid": True, "problems": []}, status=200)
+VALIDATION_PROBLEMS = response(
+    "problems",
+    {
+        "valid": False,
+        "problems": [
+            {
+                "field": "archive",
+                "member": "manifest.json",
+                "message": "Invalid bundle: manifest.json: missing category 'mvtec/zipper' of suite 'mvtec'",
+            },
+            {
+                "field": "archive",
+                "member": "mvtec/bottle/ids.txt",
+                "message": "Invalid bundle: mvtec/bottle/ids.txt: 1 unknown id(s), e.g. "
+                "'/data/mvtec/bottle/test/good/000.png'; use the ids published for this category (one of them: "
+                "'test/broken_large/003.png'); your ids look like published ids with the prefix "
+                "'/data/mvtec/bottle/' in front: strip it",
+            },
+        ],
+    },
+    status=200,
 )

@@ -75,6 +75,8 @@ API_INDEX = (
     ("results", "api-result-list", {}, "per-category results"),
     ("submissions", "api-submission-list", {}, "submissions (GET) and uploads (POST, token)"),
     ("submission", "api-submission-detail", {"pk": "{id}"}, "one submission"),
+    ("submission_validate", "api-submission-validate", {},
+     "dry run of an upload (POST, token): every problem at once, no quota used"),
     ("benchmark_runs", "api-benchmark-run-list", {}, "re-benchmark runs"),
     ("benchmark_run", "api-benchmark-run-detail", {"pk": "{id}"}, "one re-benchmark run"),
 )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Upload API: ``POST /api/v1/submissions/`` (multipart; token or session authentication).
+"""Upload API: ``POST /api/v1/submissions/`` (multipart; token or session authentication), and its
+dry run ``POST /api/v1/submissions/validate/`` (every problem at once; nothing scored or written).
 
 ``GET`` on the same URL lists submissions (the public API's ``SubmissionListApi``, inherited);
 status is read from ``/api/v1/submissions/<id>/`` or the page ``/submissions/<id>/``.
@@ -15,9 +16,11 @@ from rest_framework.exceptions import APIException, Throttled
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import APIView
 
 from ..models import Visibility
-from ..services.submissions import QuotaExceeded, submission_create
+from ..services.submissions import QuotaExceeded, submission_create, submission_validate
 from ..uploads import BundleSizeLimitHandler
 from . import examples
 from .errors import ErrorSerializer
@@ -168,3 +171,106 @@ class SubmissionListCreateApi(SubmissionListApi):
             raise serializers.ValidationError(detail) from exc
         body = SubmissionCreatedSerializer(submission, context={"request": request}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": body["api_url"]})
+
+
+class ValidateRateThrottle(UserRateThrottle):
+    """The dry run's own rate limit per user: ``VADI_VALIDATE_RATE`` (e.g. ``"60/hour"``), read on every request."""
+
+    scope = "submission_validate"
+
+    def get_rate(self):
+        from django.conf import settings
+
+        return getattr(settings, "VADI_VALIDATE_RATE", "60/hour")
+
+    def allow_request(self, request, view):
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+
+class ProblemSerializer(serializers.Serializer):
+    field = serializers.ChoiceField(choices=["archive", "suite", "method"], help_text="The upload field to change.")
+    member = serializers.CharField(allow_null=True, help_text="The archive member at fault, when there is one.")
+    message = serializers.CharField(help_text="What is wrong and what to change.")
+
+
+@extend_schema_serializer(component_name="SubmissionValidation")
+class ValidationOutputSerializer(serializers.Serializer):
+    valid = serializers.BooleanField(help_text="True when an upload of this bundle would be accepted and scored.")
+    problems = ProblemSerializer(many=True, help_text="Every problem found (empty when valid).")
+
+
+@extend_schema_serializer(component_name="SubmissionCheck")
+class ValidateInputSerializer(SubmissionListCreateApi.InputSerializer):
+    """The upload's fields; an empty file is one more problem in the answer, not a 400."""
+
+    archive = serializers.FileField(allow_empty_file=True, help_text="The bundle zip.")
+
+
+class SubmissionValidateApi(APIView):
+    """Dry run of an upload: every validation against the published ids; nothing scored, written or counted."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [ValidateRateThrottle]
+    invalid_example = examples.error(
+        400, "invalid", "archive: No file was submitted.", {"archive": ["No file was submitted."]}
+    )
+
+    def initialize_request(self, request, *args, **kwargs):
+        self.size_limit = None
+        if request.method == "POST":
+            self.size_limit = BundleSizeLimitHandler(request)
+            request.upload_handlers.insert(0, self.size_limit)
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="submissions_validate",
+        summary="Check a bundle without submitting it (dry run; no quota used)",
+        description=(
+            "Runs every validation of an upload (`POST /api/v1/submissions/`, same fields) and of the scoring "
+            "worker against the published test ids: the archive's structure, the manifest against the suite "
+            "and method, the suite's category set, the member set, each category's ids, and each `.npy` "
+            "member's header, shape, dtype and values. Scores nothing, writes nothing and does not count "
+            "against the daily submission quota; it has its own rate limit (`VADI_VALIDATE_RATE`, per user). "
+            "Answers 200 with every problem at once: `valid` is true when the list is empty.\n\n"
+            "From the command line: `python -m algorithms bundle --check bundle.zip --server https://<host>`."
+        ),
+        request={"multipart/form-data": ValidateInputSerializer},
+        responses={
+            200: ValidationOutputSerializer,
+            413: OpenApiResponse(
+                ErrorSerializer,
+                description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`.",
+                examples=[examples.error(413, "bundle_too_large", "the bundle is larger than the limit")],
+            ),
+            429: OpenApiResponse(
+                ErrorSerializer,
+                description="Over the dry run's rate limit (`VADI_VALIDATE_RATE`); `Retry-After` says when to retry.",
+                examples=[examples.error(429, "throttled", "Request was throttled. Expected available in 52 seconds.")],
+            ),
+        },
+        examples=[
+            examples.request(
+                "curl",
+                {"method": "My method", "suite": "mvtec", "archive": "bundle.zip", "visibility": "public"},
+                description='curl -H "Authorization: Token <key>" -F archive=@bundle.zip '
+                "https://<host>/api/v1/submissions/validate/",
+                media_type="multipart/form-data",
+            ),
+            examples.VALIDATION_VALID,
+            examples.VALIDATION_PROBLEMS,
+        ],
+    )
+    def post(self, request):
+        if self.size_limit is not None and self.size_limit.exceeded:
+            raise BundleTooLarge(self.size_limit.message)
+        payload = ValidateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        problems = submission_validate(
+            owner=request.user, archive=data["archive"], suite_key=data["suite"], method_name=data["method"]
+        )
+        return Response({"valid": not problems, "problems": problems}, status=status.HTTP_200_OK)

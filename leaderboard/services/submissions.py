@@ -454,6 +454,89 @@ def submission_create(
     return submission
 
 
+# Dry run --------------------------------------------------------------------------------------
+
+
+def submission_validate(
+    *, owner, archive, suite_key: str | None = None, method_name: str | None = None
+) -> list[dict[str, str | None]]:
+    """Every problem an upload of ``archive`` would meet, at once; scores nothing, writes nothing.
+
+    The dry run of :func:`submission_create` and of the worker's validation together: the file
+    (size, zip signature), the archive's structure, the manifest against the form (suite and
+    method, which default to the manifest's when empty), the method name (one ``owner`` may
+    use), the suite's category set (missing and extra categories), the member set, and for every
+    category the bundle and the suite share its ids against the **published** test ids
+    (``Category.test_ids``) and its ``.npy`` headers, shapes, dtypes and values. No quota is
+    checked or used: the API view has its own rate limit (``VADI_VALIDATE_RATE``).
+
+    Returns
+    -------
+    list of dict
+        ``{"field": "archive" | "suite" | "method", "member": str | None, "message": str}`` per
+        problem, in the order found; empty when the upload would be accepted and scored.
+    """
+    from evaluation.bundles import BundleReader
+
+    problems: list[dict[str, str | None]] = []
+
+    def add(field: str, message: str, member: str | None = None) -> None:
+        problems.append({"field": field, "member": member, "message": message})
+
+    def add_validation(exc: ValidationError, default_field: str) -> None:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {default_field: exc.messages}
+        for field, messages in errors.items():
+            for message in messages:
+                add(field if field in ("archive", "suite", "method") else default_field, message)
+
+    suite_known = bool(suite_key) and Suite.objects.filter(key=suite_key).exists()
+    if suite_key and not suite_known:
+        known = ", ".join(Suite.objects.values_list("key", flat=True)) or "none yet"
+        add("suite", f"unknown suite {suite_key!r} (known: {known})")
+    if method_name:
+        try:
+            method_name_check(owner=owner, name=method_name)
+        except ValidationError as exc:
+            add_validation(exc, "method")
+    try:
+        _check_upload(archive)
+    except ValidationError as exc:
+        add_validation(exc, "archive")
+        return problems
+    try:
+        with BundleReader(archive, limits=bundle_limits()) as reader:
+            try:
+                manifest = reader.read_manifest()
+            except BundleError as exc:
+                add("archive", INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True), exc.member)
+                return problems
+            chosen = suite_key if suite_known else manifest.suite  # an unknown form suite is reported above
+            suite = Suite.objects.filter(key=chosen).first()
+            expected = None
+            if suite is None:
+                known = ", ".join(Suite.objects.values_list("key", flat=True)) or "none yet"
+                add("archive", public_message(
+                    f"{INVALID_BUNDLE_PREFIX}manifest.json: the manifest names suite {manifest.suite!r}, which this "
+                    f"server does not have (known: {known}); make the bundle for one of these",
+                    own_input=True,
+                ), "manifest.json")  # fmt: skip
+            elif suite is not None:
+                expected = {
+                    key: [str(image_id) for image_id in (ids or [])]
+                    for key, ids in suite.categories.order_by("key").values_list("key", "test_ids")
+                }
+            if method_name and not manifest_method_matches(manifest.method, name=method_name):
+                add("method", _method_mismatch(manifest.method, method_name), "manifest.json")
+            for problem in reader.check(suite=suite.key if suite else None, expected_ids=expected):
+                add("archive", INVALID_BUNDLE_PREFIX + public_message(problem, own_input=True), problem.member)
+    except BundleError as exc:
+        add("archive", INVALID_BUNDLE_PREFIX + public_message(exc, own_input=True), exc.member)
+    except (ValueError, LookupError, ArithmeticError, RecursionError, MemoryError):
+        logger.exception("dry-run validation crashed on an archive; refused")
+        add("archive", UNREADABLE_MESSAGE)
+    return problems
+
+
 # Sending to the workers -----------------------------------------------------------------------
 
 

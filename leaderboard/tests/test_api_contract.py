@@ -58,7 +58,7 @@ MAX_EXAMPLES = 5
 # Operations whose answers depend on the caller: uploads and the caller's own submissions, and
 # what staff alone may see or do. (Methods and results follow from the submissions.)
 ROLE_DEPENDENT = {
-    "user": ["submissions_create", "submissions_list", "submissions_retrieve"],
+    "user": ["submissions_create", "submissions_validate", "submissions_list", "submissions_retrieve"],
     "staff": [
         "staff_benchmark_runs_list", "staff_benchmark_runs_create", "staff_benchmark_runs_retrieve",
         "benchmark_runs_list", "benchmark_runs_retrieve",
@@ -90,6 +90,7 @@ def world(live_server, settings, tiny_data_root, tmp_path):
     settings.DATASET_ROOTS = {**settings.DATASET_ROOTS, "synthetic": str(tiny_data_root)}
     settings.VADI_SUBMISSIONS_PER_DAY = 10_000
     settings.VADI_SUBMISSIONS_CONCURRENT = 10_000
+    settings.VADI_VALIDATE_RATE = "100000/hour"  # the dry run's own limit is tested in test_submissions_validate.py
     make_catalog(tiny_data_root)
     method_sync_from_registry()
     alice, root = user("alice"), user("root", is_staff=True)

@@ -202,6 +202,10 @@ CASES: dict[str, Callable[[World], list]] = {
         *_hidden_name_uploads(w, "/api/v1/submissions/", "method"),
     ],
     "api/v1/submissions/<int:pk>/": lambda w: [f"/api/v1/submissions/{s.pk}/" for s in _every(w, "submissions")],
+    "api/v1/submissions/validate/": lambda w: [
+        "/api/v1/submissions/validate/",
+        *_hidden_name_uploads(w, "/api/v1/submissions/validate/", "method"),
+    ],
     "api/v1/benchmark-runs/": lambda w: [
         "/api/v1/benchmark-runs/?limit=1000",
         *[f"/api/v1/benchmark-runs/?method={m.key}" for m in _every(w, "methods")],
