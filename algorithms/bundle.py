@@ -2,15 +2,21 @@
 
 A bundle turns any model's outputs into an upload (``docs/bundle-format.md``)::
 
-    manifest.json                       {"format_version": 1, "method": ..., "suite": ..., "categories": [...]}
-    <dataset>/<category>/ids.txt        one test-image id per line (the ids the server publishes)
+    manifest.json                       {"format_version": 2, "method": ..., "suite": ..., "categories": [...]}
+    <dataset>/<category>/ids.txt        one test-image id per line (the opaque ids the server publishes)
     <dataset>/<category>/scores.npy     (N,)      float16 | float32
     <dataset>/<category>/maps.npy       (N, H, W) float16 | float32, 64 <= H, W <= 1024
 
 Use :func:`write_bundle` from Python, or turn a runner output directory into a bundle::
 
-    python -m algorithms bundle --predictions RUN_DIR --method NAME --suite SUITE --out FILE.zip
+    python -m algorithms bundle --predictions RUN_DIR --method NAME --suite SUITE --out FILE.zip \
+        --id-table ids.json
     python -m algorithms bundle --check FILE.zip [--server URL]     # every problem at once, before uploading
+
+The runner names test images by their path (``test/good/004.png``); the server publishes opaque
+ids and, for suites whose ground truth is public, the id -> file-name table
+(``GET /api/v1/categories/<key>/test-files``): pass it as ``id_tables`` (``--id-table``) and the
+writer translates. Blind-suite images are downloaded already named by their id.
 
 No Django, no torch: numpy and the standard library only.
 """
@@ -29,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BundleWriteError", "bundle_from_predictions", "check_bundle", "main", "write_bundle"]
+__all__ = ["BundleWriteError", "bundle_from_predictions", "check_bundle", "load_id_tables", "main", "write_bundle"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MIN_MAP_SIDE = 64
 MAX_MAP_SIDE = 1024
 _DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
@@ -141,6 +147,54 @@ def _check_ids(ids: Any, *, key: str) -> list[str]:
     return out
 
 
+def _translate_ids(ids: list[str], table: Mapping[str, str], *, key: str) -> list[str]:
+    """File names -> published ids through the server's ``{id: file name}`` table of ``key``."""
+    by_file = {str(file): str(image_id) for image_id, file in table.items()}
+    if len(by_file) != len(table):
+        raise BundleWriteError(f"{key}: the id table names a file twice")
+    out = []
+    for image_id in ids:
+        if image_id in by_file:
+            out.append(by_file[image_id])
+        elif image_id in table:  # already a published id
+            out.append(image_id)
+        else:
+            raise BundleWriteError(
+                f"{key}: {image_id!r} is neither a file name nor an id of the id table; download the table of "
+                "this category again (GET /api/v1/categories/<key>/test-files)"
+            )
+    if len(set(out)) != len(out):
+        raise BundleWriteError(f"{key}: two rows name the same test image")
+    return out
+
+
+def load_id_tables(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Read id tables saved from the server: ``{category key: {id: file name}}``.
+
+    Accepts that mapping, one ``test-files`` answer (``{"category": key, "files": {...}}``) or a
+    list of such answers.
+    """
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleWriteError(f"{path}: cannot read the id table ({exc})") from exc
+    answers = payload if isinstance(payload, list) else [payload]
+    tables: dict[str, dict[str, str]] = {}
+    for answer in answers:
+        if (
+            isinstance(answer, dict)
+            and isinstance(answer.get("category"), str)
+            and isinstance(answer.get("files"), dict)
+        ):
+            tables[answer["category"]] = {str(k): str(v) for k, v in answer["files"].items()}
+        elif isinstance(answer, dict) and all(isinstance(v, dict) for v in answer.values()):
+            for key, table in answer.items():
+                tables[str(key)] = {str(k): str(v) for k, v in table.items()}
+        else:
+            raise BundleWriteError(f"{path}: not an id table (expected the JSON of GET .../test-files)")
+    return tables
+
+
 def write_bundle(
     path: str | os.PathLike,
     *,
@@ -150,6 +204,8 @@ def write_bundle(
     dtype: str | None = None,
     description: str = "",
     partial: bool = False,
+    id_tables: Mapping[str, Mapping[str, str]] | None = None,
+    format_version: int = FORMAT_VERSION,
 ) -> Path:
     """Write a bundle zip for upload to the leaderboard.
 
@@ -179,6 +235,14 @@ def write_bundle(
         server): a bundle covering 1 of 9 categories is refused before anything is written.
         ``partial=True`` writes it anyway (e.g. to try the format on one category; the server
         will refuse it).
+    id_tables : mapping, optional
+        Category key -> the server's ``{published id: file name}`` table
+        (``GET /api/v1/categories/<key>/test-files``): ids given as file names (the runner's
+        ``test/good/004.png``) are written as the published ids. Categories without a table
+        are written with their ids as given (they must be the published ids).
+    format_version : {2, 1}
+        2 (the default): ``ids.txt`` holds the published opaque ids. 1: file-path ids, still
+        accepted for suites whose ground truth is public (never for the blind suite).
 
     Returns
     -------
@@ -199,6 +263,12 @@ def write_bundle(
         raise BundleWriteError(f"dtype must be one of {sorted(_DTYPES)} or None, got {dtype!r}")
     if not categories:
         raise BundleWriteError("categories is empty")
+    if format_version not in (1, 2) or isinstance(format_version, bool):
+        raise BundleWriteError(f"format_version must be 2 (or 1), got {format_version!r}")
+    if id_tables and format_version == 1:
+        raise BundleWriteError(
+            "id_tables translate file names to format-2 ids; do not combine them with format_version=1"
+        )
     target = _DTYPES[dtype] if dtype else None
     if not partial:
         _check_suite(suite, list(categories), partial_hint=True, unknown_ok=True)
@@ -213,6 +283,8 @@ def write_bundle(
         if missing:
             raise BundleWriteError(f"{key}: missing {', '.join(sorted(missing))}")
         ids = _check_ids(entry["ids"], key=key)
+        if id_tables and key in id_tables:
+            ids = _translate_ids(ids, id_tables[key], key=key)
         scores = _as_float_array(entry["scores"], dtype=target, what=f"{key}: scores")
         maps = _as_float_array(entry["maps"], dtype=target, what=f"{key}: maps", protocol_dtype=_DTYPES["float32"])
         n = len(ids)
@@ -228,7 +300,7 @@ def write_bundle(
         prepared[key] = (ids, scores, maps)
 
     manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version,
         "method": method.strip(),
         "suite": suite,
         "categories": list(prepared),
@@ -272,8 +344,10 @@ def _find_predictions(run_dir: Path) -> list[tuple[str, Path, dict]]:
                 payload = json.loads(candidate.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(payload, dict) and payload.get("schema", "").startswith("vadi-run/") and payload.get(
-                "category"
+            if (
+                isinstance(payload, dict)
+                and payload.get("schema", "").startswith("vadi-run/")
+                and payload.get("category")
             ):
                 results = payload
                 break
@@ -303,6 +377,8 @@ def bundle_from_predictions(
     variant: str | None = None,
     dtype: str | None = None,
     partial: bool = False,
+    id_tables: Mapping[str, Mapping[str, str]] | None = None,
+    format_version: int = FORMAT_VERSION,
 ) -> Path:
     """Build a bundle from a runner output directory holding per-category ``predictions.npz``.
 
@@ -337,9 +413,7 @@ def bundle_from_predictions(
                         f"{npz}: several map variants ({', '.join(variants)}); choose one with --variant"
                     )
                 if f"map__{chosen}" not in names:
-                    raise BundleWriteError(
-                        f"{npz}: no map variant {chosen!r}; it has {', '.join(variants) or 'none'}"
-                    )
+                    raise BundleWriteError(f"{npz}: no map variant {chosen!r}; it has {', '.join(variants) or 'none'}")
                 for required in ("ids", "scores"):
                     if required not in names:
                         raise BundleWriteError(f"{npz}: missing array {required!r}")
@@ -352,7 +426,16 @@ def bundle_from_predictions(
             if isinstance(exc, BundleWriteError):
                 raise
             raise BundleWriteError(f"{npz}: cannot be read ({exc})") from exc
-    return write_bundle(out, method=method, suite=suite, categories=categories, dtype=dtype, partial=True)
+    return write_bundle(
+        out,
+        method=method,
+        suite=suite,
+        categories=categories,
+        dtype=dtype,
+        partial=True,
+        id_tables=id_tables,
+        format_version=format_version,
+    )
 
 
 def _check_suite(suite: str, keys: list[str], *, partial_hint: bool = False, unknown_ok: bool = False) -> None:
@@ -649,6 +732,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--partial", action="store_true", help="write a bundle without every category of the suite (never scored)"
     )
+    parser.add_argument(
+        "--id-table",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON saved from GET /api/v1/categories/<key>/test-files (repeatable): file names -> published ids",
+    )
+    parser.add_argument(
+        "--format-version", type=int, choices=(1, 2), default=FORMAT_VERSION, help="1: path ids (public suites only)"
+    )
     args = parser.parse_args(argv)
     if args.check:
         return _cmd_check(args)
@@ -656,10 +749,20 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)} (or --check BUNDLE)")
     try:
+        tables: dict[str, dict[str, str]] = {}
+        for table_path in args.id_table:
+            tables.update(load_id_tables(table_path))
         path = bundle_from_predictions(
-            args.predictions, args.out, method=args.method, suite=args.suite, variant=args.variant, dtype=args.dtype,
+            args.predictions,
+            args.out,
+            method=args.method,
+            suite=args.suite,
+            variant=args.variant,
+            dtype=args.dtype,
             partial=args.partial,
-        )  # fmt: skip
+            id_tables=tables or None,
+            format_version=args.format_version,
+        )
     except BundleWriteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -91,7 +91,33 @@ DATASET_ROOTS = {
     "mvtec": env("VADI_MVTEC_ROOT", default=str(VADI_DATA_ROOT / "mvtec")),
     "visa": env("VADI_VISA_ROOT", default=str(VADI_DATA_ROOT / "visa")),
     "synthetic": env("VADI_SYNTHETIC_ROOT", default=str(VADI_DATA_ROOT / "synthetic")),
+    # The blind suite (generated here with VADI_BLIND_SEED; its ground truth never leaves the server).
+    "blind": env("VADI_BLIND_ROOT", default=str(VADI_DATA_ROOT / "blind")),
 }
+
+# OPAQUE TEST IDS AND THE BLIND SUITE (docs/bundle-format.md, "Test-image ids")
+# ------------------------------------------------------------------------------
+#: HMAC key of the published test-image ids (``algorithms.data.ids``). Changing it changes every
+#: published id (re-run ``manage.py sync_catalog``). Required when DJANGO_DEBUG is off.
+VADI_TEST_ID_KEY = env("VADI_TEST_ID_KEY", default="")
+#: Seed of the blind suite's generator: a secret, never in the repository or an API answer.
+VADI_BLIND_SEED = env("VADI_BLIND_SEED", default="")
+if not DEBUG and (not VADI_TEST_ID_KEY or not VADI_BLIND_SEED):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "VADI_TEST_ID_KEY and VADI_BLIND_SEED must be set to secret values when DJANGO_DEBUG is off "
+        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' and a random integer)"
+    )
+VADI_TEST_ID_KEY = VADI_TEST_ID_KEY or "insecure-dev-test-id-key"
+VADI_BLIND_SEED = int(VADI_BLIND_SEED or 1_000_003)  # the dev/test default only (DEBUG)
+#: Sizes of the generated blind suite (``manage.py blind_generate``; the demo passes smaller ones).
+VADI_BLIND_IMAGE_SIZE = env.int("VADI_BLIND_IMAGE_SIZE", default=256)
+VADI_BLIND_N_TRAIN = env.int("VADI_BLIND_N_TRAIN", default=200)
+VADI_BLIND_N_TEST_GOOD = env.int("VADI_BLIND_N_TEST_GOOD", default=40)
+VADI_BLIND_N_TEST_DEFECT = env.int("VADI_BLIND_N_TEST_DEFECT", default=60)
+#: Scored submissions per user to the blind suite per 24 hours (against probing the hidden labels).
+VADI_BLIND_SUBMISSIONS_PER_DAY = env.int("VADI_BLIND_SUBMISSIONS_PER_DAY", default=1)
 # Where benchmark workers keep run outputs (results JSON, checkpoints).
 VADI_RUNS_ROOT = Path(env("VADI_RUNS_ROOT", default=str(VAR_DIR / "runs")))
 # The run configs that re-benchmarks (admin, staff API, manage.py rebenchmark) may name.

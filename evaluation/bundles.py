@@ -63,7 +63,11 @@ __all__ = [
     "unknown_ids_message",
 ]
 
-FORMAT_VERSION = 1
+#: The format written today: ``ids.txt`` holds the opaque ids the server publishes.
+FORMAT_VERSION = 2
+#: The formats read: version 1 (path ids such as ``test/good/004.png``) only for suites whose
+#: ground truth is public (the caller passes their path ids as ``legacy_ids``).
+FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 IDS_NAME = "ids.txt"
 SCORES_NAME = "scores.npy"
@@ -1187,10 +1191,11 @@ def _parse_manifest(raw: bytes) -> Manifest:
         raise BundleError(f"unknown key(s) {shown}", member=member)
     version = payload["format_version"]
     if isinstance(version, bool) or not isinstance(version, int):
-        raise BundleError(f"format_version must be the integer 1, got {_json_type(version)}", member=member)
-    if version != FORMAT_VERSION:
+        raise BundleError(f"format_version must be the integer 2 (or 1), got {_json_type(version)}", member=member)
+    if version not in FORMAT_VERSIONS:
         raise BundleError(
-            f"format_version {_shown(version, 24)} is not supported (this server reads version {FORMAT_VERSION})",
+            f"format_version {_shown(version, 24)} is not supported (this server reads versions 1 and 2; "
+            f"write version {FORMAT_VERSION})",
             member=member,
         )
     method = payload["method"]
@@ -1523,7 +1528,15 @@ class BundleReader:
 
     # -- full validation ------------------------------------------------------------------------
 
-    def validate(self, *, suite: str, expected_ids: Mapping[str, Sequence[str]], progress=None) -> BundleSummary:
+    def validate(
+        self,
+        *,
+        suite: str,
+        expected_ids: Mapping[str, Sequence[str]],
+        legacy_ids: Mapping[str, Sequence[str]] | None = None,
+        allow_legacy: bool = True,
+        progress=None,
+    ) -> BundleSummary:
         """Check the whole bundle against a suite; nothing is scored until this passes.
 
         Parameters
@@ -1532,7 +1545,12 @@ class BundleReader:
             The suite key the bundle must declare.
         expected_ids : mapping of str to sequence of str
             Category key -> the published test-image ids, in the server's (ground-truth) order.
-            The manifest must list exactly these categories.
+            The manifest must list exactly these categories. A format-2 bundle uses these.
+        legacy_ids : mapping of str to sequence of str, optional
+            The same images' format-1 ids (their paths), in the same order, for a format-1
+            bundle; None: a format-1 bundle uses ``expected_ids`` too.
+        allow_legacy : bool
+            False for a blind suite: a format-1 bundle is refused.
         progress : callable, optional
             Called as ``progress(done, total, key)`` after each category.
 
@@ -1554,6 +1572,15 @@ class BundleReader:
                 f"{manifest.suite!r} submission, or make the bundle for suite {suite!r}",
                 member=MANIFEST_NAME,
             )
+        if manifest.format_version == 1:
+            if not allow_legacy:
+                raise BundleError(
+                    f"format_version 1 (file-path ids) is not accepted for suite {suite!r}, whose ground truth is "
+                    f"not public; write format_version {FORMAT_VERSION} with the ids the server publishes",
+                    member=MANIFEST_NAME,
+                )
+            if legacy_ids is not None:
+                expected_ids = legacy_ids
         expected_keys = list(expected_ids)
         self._check_categories(manifest, suite, expected_keys)
         self._check_member_set(expected_keys)

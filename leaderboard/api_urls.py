@@ -15,6 +15,7 @@ urlpatterns = [
     path("categories/", public.CategoryListApi.as_view(), name="api-category-list"),
     # Before the detail route: ``<path:key>/`` would otherwise swallow ``.../test-ids``.
     path("categories/<path:key>/test-ids", public.CategoryTestIdsApi.as_view(), name="api-category-test-ids"),
+    path("categories/<path:key>/test-files", public.CategoryTestFilesApi.as_view(), name="api-category-test-files"),
     path("categories/<path:key>/", public.CategoryDetailApi.as_view(), name="api-category-detail"),
     path("methods/", public.MethodListApi.as_view(), name="api-method-list"),
     path("methods/<slug:key>/", public.MethodDetailApi.as_view(), name="api-method-detail"),

@@ -36,6 +36,8 @@ class Dataset(TimeStampedModel):
     description = models.TextField(blank=True)
     url = models.URLField(blank=True)
     order = models.PositiveSmallIntegerField(default=0)
+    # False for a blind dataset: its id -> file-name table, labels and masks are never published.
+    ground_truth_public = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["order", "key"]
@@ -50,8 +52,11 @@ class Category(TimeStampedModel):
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="categories")
     key = models.CharField(max_length=100, unique=True)
     name = models.CharField(max_length=100)
-    # Published ids of the test images, in the order bundles must follow (never labels/masks).
+    # Published ids of the test images: opaque keyed hashes (``algorithms.data.ids``), sorted.
     test_ids = models.JSONField(default=list, blank=True)
+    # {opaque id: image path relative to the category root}; server-side. Published (the
+    # ``test-files`` route) only when the dataset's ground truth is public.
+    test_files = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["dataset__order", "key"]
@@ -69,6 +74,8 @@ class Suite(TimeStampedModel):
     description = models.TextField(blank=True)
     categories = models.ManyToManyField(Category, related_name="suites")
     order = models.PositiveSmallIntegerField(default=0)
+    # A blind suite: ground truth only on the server, v2 bundles only, its own submission limit.
+    is_blind = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["order", "key"]

@@ -21,7 +21,10 @@ from .core import (
     read_image,
     read_mask,
 )
+from .ids import opaque_id, opaque_id_table
 from .registry import (
+    BLIND_CATEGORIES,
+    BLIND_SUITES,
     DATASETS,
     MVTEC_CATEGORIES,
     SUITES,
@@ -33,6 +36,8 @@ from .registry import (
 )
 
 __all__ = [
+    "BLIND_CATEGORIES",
+    "BLIND_SUITES",
     "DATASETS",
     "IMAGE_SUFFIXES",
     "MVTEC_CATEGORIES",
@@ -48,6 +53,8 @@ __all__ = [
     "list_categories",
     "load_category",
     "make_loader",
+    "opaque_id",
+    "opaque_id_table",
     "read_image",
     "read_mask",
 ]

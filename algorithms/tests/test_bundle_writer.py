@@ -124,3 +124,34 @@ def test_float64_maps_are_cast_to_float32_the_evaluators_precision(tmp_path):
     maps = 3000 + np.random.default_rng(4).random((N, 64, 64)) * 1e-6
     path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", partial=True, categories=_categories(maps))
     np.testing.assert_array_equal(_stored(path), maps.astype(np.float32))
+
+
+def test_writer_translates_file_names_through_the_published_id_table(tmp_path):
+    """Format 2: the runner's file-name ids become the server's opaque ids (``id_tables``)."""
+    import json
+    import zipfile
+
+    from algorithms.bundle import BundleWriteError, load_id_tables, write_bundle
+    from algorithms.data import opaque_id_table
+
+    files = ["test/good/000.png", "test/crack/000.png"]
+    table = opaque_id_table("k", "synthetic/woven", files)  # {id: file}, as GET .../test-files answers
+    answer = tmp_path / "files.json"
+    answer.write_text(json.dumps({"category": "synthetic/woven", "count": 2, "files": table}))
+    tables = load_id_tables(answer)
+    assert tables == {"synthetic/woven": table}
+    entry = {"ids": files, "scores": np.array([0.1, 0.9]), "maps": np.zeros((2, 64, 64), np.float32)}
+    path = write_bundle(tmp_path / "b.zip", method="m", suite="synthetic", categories={"synthetic/woven": entry},
+                        id_tables=tables)  # fmt: skip
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(zf.read("manifest.json"))["format_version"] == 2
+        written = zf.read("synthetic/woven/ids.txt").decode().split()
+    by_file = {f: i for i, f in table.items()}
+    assert written == [by_file[f] for f in files] and all("/" not in i for i in written)
+    with pytest.raises(BundleWriteError, match="neither a file name nor an id"):
+        write_bundle(tmp_path / "c.zip", method="m", suite="synthetic",
+                     categories={"synthetic/woven": {**entry, "ids": ["test/good/000.png", "other.png"]}},
+                     id_tables=tables)  # fmt: skip
+    with pytest.raises(BundleWriteError, match="format_version=1"):
+        write_bundle(tmp_path / "d.zip", method="m", suite="synthetic", categories={"synthetic/woven": entry},
+                     id_tables=tables, format_version=1)  # fmt: skip

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
@@ -105,16 +107,27 @@ def _dataset_category(key: str):
         raise GroundTruthUnavailable(f"the ground truth of {key} is not available on this server: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class _Truth:
+    """A ground truth under the ids the bundle was checked against (opaque or, format 1, paths)."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+
+
 class _GroundTruths(Mapping):
     """Category key -> ground truth at the evaluation size, loaded when first asked for."""
 
-    def __init__(self, categories: Mapping[str, object], size: int) -> None:
+    def __init__(self, categories: Mapping[str, object], size: int, ids: Mapping[str, list[str]]) -> None:
         self._categories = categories
         self._size = size
+        self._ids = ids
 
     def __getitem__(self, key: str):
         try:
-            return self._categories[key].ground_truth(size=self._size)
+            truth = self._categories[key].ground_truth(size=self._size)
+            return _Truth(ids=np.array(self._ids[key], dtype=str), labels=truth.labels, masks=truth.masks)
         except Exception as exc:
             if _retried(exc) or isinstance(exc, SoftTimeLimitExceeded):
                 raise
@@ -136,28 +149,32 @@ def _check_method(manifest_method: str, submission: Submission) -> None:
     )
 
 
-def _expected_ids(submission: Submission) -> tuple[dict[str, list[str]], dict[str, object]]:
+def _expected_ids(submission: Submission) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, object]]:
+    """``(opaque ids, path ids, dataset categories)`` per category, both id lists in ground-truth order."""
+    from algorithms.data import opaque_id
+
     rows = {category.key: category for category in submission.suite.categories.order_by("key")}
     if not rows:
         raise GroundTruthUnavailable(f"suite {submission.suite.key!r} has no categories on this server")
-    datasets, expected = {}, {}
+    datasets, expected, legacy = {}, {}, {}
     for key, category in rows.items():
         datasets[key] = _dataset_category(key)
-        ids = [str(image_id) for image_id in datasets[key].test_ids]
+        paths = [str(image_id) for image_id in datasets[key].test_ids]
+        ids = [opaque_id(settings.VADI_TEST_ID_KEY, key, path) for path in paths]
         published = list(category.test_ids or [])
         if published and sorted(published) != sorted(ids):
             raise GroundTruthUnavailable(
                 f"the published test ids of {key} differ from the dataset on disk; an admin must re-sync the catalog"
             )
-        expected[key] = ids
-    return expected, datasets
+        expected[key], legacy[key] = ids, paths
+    return expected, legacy, datasets
 
 
 def _score(submission: Submission, lease: JobLease) -> str:
     from evaluation.metrics import EVAL_SIZE, EVALUATOR_VERSION
     from evaluation.scoring import score_bundle, suspicion_check
 
-    expected, datasets = _expected_ids(submission)
+    expected, legacy, datasets = _expected_ids(submission)
     total = len(expected)
 
     def validated(done: int, total: int, key: str) -> None:
@@ -179,11 +196,20 @@ def _score(submission: Submission, lease: JobLease) -> str:
             raise
         raise ArchiveUnavailable(f"the stored archive of submission {submission.pk} cannot be opened: {exc}") from exc
     with handle, BundleReader(handle, limits=bundle_limits()) as reader:
-        summary = reader.validate(suite=submission.suite.key, expected_ids=expected, progress=validated)
+        summary = reader.validate(
+            suite=submission.suite.key,
+            expected_ids=expected,
+            legacy_ids=legacy,
+            allow_legacy=not submission.suite.is_blind,
+            progress=validated,
+        )
         _check_method(summary.manifest.method, submission)
         submission_scoring_start(lease, progress=VALIDATION_SHARE, message=f"bundle valid; scoring {total} categories")
         localisations: dict = {}  # PL explained, per category (recorded for public ground truth only)
-        results = score_bundle(reader, _GroundTruths(datasets, EVAL_SIZE), progress=scored, localisations=localisations)
+        used = {key: reader.expected_ids(key) for key in expected}
+        results = score_bundle(
+            reader, _GroundTruths(datasets, EVAL_SIZE, used), progress=scored, localisations=localisations
+        )
         layouts = summary.categories
 
     report = suspicion_check(results)

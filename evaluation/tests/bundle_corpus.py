@@ -63,8 +63,14 @@ def valid_categories(spec: Spec) -> dict[str, dict]:
 
 
 def write_valid(path: Path, spec: Spec, categories: dict[str, dict] | None = None) -> Path:
+    """A valid bundle with the spec's ids as given: format 1 (the corpus's ids are file paths)."""
     return write_bundle(
-        path, method=spec.method, suite=spec.suite, categories=categories or valid_categories(spec), partial=True
+        path,
+        method=spec.method,
+        suite=spec.suite,
+        categories=categories or valid_categories(spec),
+        partial=True,
+        format_version=1,
     )
 
 
@@ -942,22 +948,22 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
         ),
         BadBundle(
             "manifest_version",
-            _M + r"format_version 2 is not supported",
-            _manifest(lambda spec: manifest_bytes(spec, format_version=2)),
+            _M + r"format_version 3 is not supported",
+            _manifest(lambda spec: manifest_bytes(spec, format_version=3)),
         ),
         BadBundle(
             "manifest_version_bool",
-            _M + r"format_version must be the integer 1, got true",
+            _M + r"format_version must be the integer 2 \(or 1\), got true",
             _manifest(lambda spec: manifest_bytes(spec, format_version=True)),
         ),
         BadBundle(
             "manifest_version_string",
-            _M + r"format_version must be the integer 1, got the string '1'",
+            _M + r"format_version must be the integer 2 \(or 1\), got the string '1'",
             _manifest(lambda spec: manifest_bytes(spec, format_version="1")),
         ),
         BadBundle(
             "manifest_version_float",
-            _M + r"format_version must be the integer 1, got the number 1\.0",
+            _M + r"format_version must be the integer 2 \(or 1\), got the number 1\.0",
             _manifest(lambda spec: manifest_bytes(spec, format_version=1.0)),
         ),
         BadBundle(

@@ -398,7 +398,7 @@ def test_writer_casts_float64_to_float32_and_keeps_float16(tmp_path):
     assert summary.categories["synthetic/aa"].maps_dtype == np.float32
     assert summary.categories["synthetic/bb"].maps_dtype == np.float16
     manifest = json.loads(zipfile.ZipFile(path).read("manifest.json"))
-    assert manifest == {"format_version": 1, "method": "m", "suite": "synthetic", "categories": sorted(SPEC.ids)}
+    assert manifest == {"format_version": 2, "method": "m", "suite": "synthetic", "categories": sorted(SPEC.ids)}
 
 
 def _predictions_dir(tmp_path, categories, *, variants=("anomaly_map",), with_json=True):

@@ -126,7 +126,24 @@ CATEGORY_TEST_IDS = response(
     {
         "category": "mvtec/bottle",
         "count": 3,
-        "test_ids": ["test/broken_large/003.png", "test/good/011.png", "test/contamination/000.png"],
+        "test_ids": [
+            "0b9c1f4e7a2d5c8b3e6f1a4d7c0b9e2f",
+            "5e8a1d4c7b0f3e6a9d2c5b8e1f4a7d0c",
+            "c3f6a9d2e5b8c1f4a7d0e3b6c9f2a5d8",
+        ],
+    },
+    description="Trimmed: a real answer lists every test image of the category.",
+)
+
+CATEGORY_TEST_FILES = response(
+    "mvtec/bottle",
+    {
+        "category": "mvtec/bottle",
+        "count": 2,
+        "files": {
+            "0b9c1f4e7a2d5c8b3e6f1a4d7c0b9e2f": "test/good/011.png",
+            "5e8a1d4c7b0f3e6a9d2c5b8e1f4a7d0c": "test/broken_large/003.png",
+        },
     },
     description="Trimmed: a real answer lists every test image of the category.",
 )

@@ -354,7 +354,7 @@ class CategoryDetailApi(PublicApi):
 
 
 class CategoryTestIdsApi(PublicApi):
-    """The public ids of a category's test images, in the order a bundle must follow (no labels)."""
+    """The public ids of a category's test images: opaque keyed hashes, sorted (no labels, no file names)."""
 
     parameter_examples = {"key": "mvtec/bottle"}
 
@@ -374,6 +374,42 @@ class CategoryTestIdsApi(PublicApi):
         category = _category_or_404(key)
         ids = list(category.test_ids or [])
         return Response({"category": category.key, "count": len(ids), "test_ids": ids})
+
+
+class CategoryTestFilesApi(PublicApi):
+    """The id -> file-name table of a category whose ground truth is public (MVTec AD, VisA, synthetic).
+
+    With it a bundle can be made from a local copy of the dataset (``write_bundle(id_tables=...)``).
+    A blind category answers 404: its file names would reveal the labels.
+    """
+
+    parameter_examples = {"key": "mvtec/bottle"}
+
+    @extend_schema(
+        parameters=[CATEGORY_KEY],
+        responses=inline_serializer(
+            "CategoryTestFiles",
+            {
+                "category": serializers.CharField(),
+                "count": serializers.IntegerField(min_value=0),
+                "files": serializers.DictField(child=serializers.CharField()),
+            },
+        ),
+        examples=[examples.CATEGORY_TEST_FILES],
+    )
+    def get(self, request, key: str):
+        if "\x00" in key:
+            raise Http404(f"no category {key!r}")
+        try:
+            files = catalog.category_test_files(key=key)
+        except Category.DoesNotExist:
+            raise Http404(f"no category {key!r}") from None
+        except catalog.GroundTruthNotPublic:
+            raise Http404(
+                f"category {key!r} belongs to a blind suite: its file names are not published (download its "
+                "images, already named by their ids)"
+            ) from None
+        return Response({"category": key, "count": len(files), "files": files})
 
 
 class MethodListApi(PublicListApi):
@@ -505,6 +541,7 @@ __all__ = [
     "BenchmarkRunListApi",
     "CategoryDetailApi",
     "CategoryListApi",
+    "CategoryTestFilesApi",
     "CategoryTestIdsApi",
     "DatasetDetailApi",
     "DatasetListApi",

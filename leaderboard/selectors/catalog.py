@@ -20,7 +20,7 @@ def dataset_get(*, key: str) -> Dataset:
 
 def category_list(*, dataset_key: str | None = None, suite_key: str | None = None) -> QuerySet[Category]:
     """Categories (without their id lists loaded), with the dataset joined."""
-    qs = Category.objects.select_related("dataset").defer("test_ids").order_by("dataset__order", "key")
+    qs = Category.objects.select_related("dataset").defer("test_ids", "test_files").order_by("dataset__order", "key")
     if dataset_key:
         qs = qs.filter(dataset__key=dataset_key)
     if suite_key:
@@ -29,7 +29,23 @@ def category_list(*, dataset_key: str | None = None, suite_key: str | None = Non
 
 
 def category_get(*, key: str) -> Category:
-    return Category.objects.select_related("dataset").get(key=key)
+    return Category.objects.select_related("dataset").defer("test_files").get(key=key)
+
+
+class GroundTruthNotPublic(Exception):
+    """The category belongs to a blind dataset: its id -> file-name table is not published."""
+
+
+def category_test_files(*, key: str) -> dict[str, str]:
+    """``{published id: file name}`` of a category whose ground truth is public.
+
+    Raises ``Category.DoesNotExist``, or :class:`GroundTruthNotPublic` for a blind category
+    (its file names hold the labels: ``test/good/...``).
+    """
+    category = Category.objects.select_related("dataset").get(key=key)
+    if not category.dataset.ground_truth_public:
+        raise GroundTruthNotPublic(key)
+    return dict(category.test_files or {})
 
 
 def suite_exists(*, key: str) -> bool:

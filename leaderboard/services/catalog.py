@@ -40,6 +40,14 @@ DATASET_INFO: dict[str, dict] = {
         "description": "Generated textures with exact defect masks; used by the demo and the tests.",
     },
     "folder": {"name": "Folder", "order": 9, "url": "", "description": "A dataset in the generic folder layout."},
+    "blind": {
+        "name": "Blind",
+        "order": 4,
+        "url": "",
+        "description": "Synthetic categories generated on this server with a secret seed; the ground truth "
+        "never leaves the server.",
+        "ground_truth_public": False,
+    },
 }
 
 #: Display metadata for the suites; the order puts VADI first.
@@ -55,6 +63,13 @@ SUITE_INFO: dict[str, dict] = {
         "name": "Synthetic",
         "order": 3,
         "description": "Generated categories with exact masks (the demo suite).",
+    },
+    "blind": {
+        "name": "Blind",
+        "order": 4,
+        "description": "Synthetic textures and objects (easy and hard) generated on this server with a secret "
+        "seed. Test images are published without labels; ground truth never leaves the server.",
+        "is_blind": True,
     },
 }
 
@@ -77,7 +92,9 @@ def _on_disk(roots: Mapping[str, object], key: str) -> bool:
 def catalog_sync(*, suites: Iterable[str] | None = None, roots: Mapping[str, object] | None = None) -> None:
     """Create or update the Dataset, Category and Suite rows of ``suites`` (default: all of them).
 
-    Test-image ids are read from disk only for categories whose folder exists under their
+    Test-image ids are opaque (``algorithms.data.ids``, keyed by ``VADI_TEST_ID_KEY``): the
+    sorted ids in ``test_ids``, the id -> path table in ``test_files``. They are read from disk only
+    for categories whose folder exists under their
     dataset root; a dataset or category that is absent (MVTec AD and VisA usually are on a
     development machine) keeps the ids it had. A category folder that exists but is malformed
     raises ``DatasetError`` (a ``ValueError``) naming the problem, and nothing is written.
@@ -108,16 +125,26 @@ def catalog_sync(*, suites: Iterable[str] | None = None, roots: Mapping[str, obj
                         "order": info["order"],
                         "url": info.get("url", ""),
                         "description": info.get("description", ""),
+                        "ground_truth_public": info.get("ground_truth_public", True),
                     },
                 )
             defaults = {"dataset": datasets[dataset_key], "name": key.partition("/")[2]}
             if _on_disk(roots, key):
-                defaults["test_ids"] = list(data.load_category(key, roots=roots).test_ids)
+                table = data.opaque_id_table(
+                    settings.VADI_TEST_ID_KEY, key, data.load_category(key, roots=roots).test_ids
+                )
+                defaults["test_ids"] = list(table)
+                defaults["test_files"] = table
             categories[key], _ = Category.objects.update_or_create(key=key, defaults=defaults)
         info = SUITE_INFO.get(suite_key, {"name": suite_key.title(), "order": 8, "description": ""})
         suite, _ = Suite.objects.update_or_create(
             key=suite_key,
-            defaults={"name": info["name"], "order": info["order"], "description": info["description"]},
+            defaults={
+                "name": info["name"],
+                "order": info["order"],
+                "description": info["description"],
+                "is_blind": info.get("is_blind", False),
+            },
         )
         suite.categories.set([categories[key] for key in keys])
     leaderboard_cache_invalidate()

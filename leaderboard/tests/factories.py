@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import factory
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from algorithms.data import opaque_id_table
 from leaderboard import models
 
 
@@ -33,7 +35,11 @@ class CategoryFactory(factory.django.DjangoModelFactory):
     dataset = factory.SubFactory(DatasetFactory)
     name = factory.Sequence(lambda n: f"cat{n:02d}")
     key = factory.LazyAttribute(lambda o: f"{o.dataset.key}/{o.name}")
-    test_ids = factory.LazyFunction(lambda: ["test/good/000.png", "test/crack/001.png"])
+    # Opaque ids, as catalog_sync publishes them (algorithms.data.ids), and their file names.
+    test_files = factory.LazyAttribute(
+        lambda o: opaque_id_table(settings.VADI_TEST_ID_KEY, o.key, ["test/good/000.png", "test/crack/001.png"])
+    )
+    test_ids = factory.LazyAttribute(lambda o: list(o.test_files))
 
 
 class SuiteFactory(factory.django.DjangoModelFactory):

@@ -115,7 +115,11 @@ def test_catalog_endpoints_and_test_ids(api, world):
     detail = api.get("/api/v1/categories/visa/pcb1/").json()
     assert detail == {"key": "visa/pcb1", "name": "pcb1", "dataset": "visa", "n_test_ids": 2}
     ids = api.get("/api/v1/categories/visa/pcb1/test-ids").json()
-    assert ids == {"category": "visa/pcb1", "count": 2, "test_ids": ["test/good/000.png", "test/crack/001.png"]}
+    assert ids["category"] == "visa/pcb1" and ids["count"] == 2
+    assert all(len(i) == 32 and "/" not in i for i in ids["test_ids"]) and ids["test_ids"] == sorted(ids["test_ids"])
+    files = api.get("/api/v1/categories/visa/pcb1/test-files").json()  # public ground truth: the table is published
+    assert sorted(files["files"]) == ids["test_ids"]
+    assert sorted(files["files"].values()) == ["test/crack/001.png", "test/good/000.png"]
     text = str(ids) + str(detail)
     assert "label" not in text and "mask" not in text  # ground truth is never served
     methods = api.get("/api/v1/methods/").json()["results"]

@@ -39,7 +39,9 @@ def test_catalog_sync_reads_test_ids_where_a_root_exists(tmp_path):
     generate_suite(root, categories=[name], image_size=32, n_train=2, n_test_good=2, n_test_defect=2, workers=1)
     catalog_sync(suites=["synthetic"], roots={"synthetic": root})
     category = Category.objects.get(key=name)
-    assert len(category.test_ids) == 4 and all(i.startswith("test/") for i in category.test_ids)
+    assert len(category.test_ids) == 4 and all(len(i) == 32 and "/" not in i for i in category.test_ids)  # opaque
+    assert sorted(category.test_files) == category.test_ids
+    assert all(path.startswith("test/") for path in category.test_files.values())
 
 
 def test_catalog_sync_rejects_unknown_suite():
