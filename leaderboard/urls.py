@@ -2,13 +2,15 @@
 
 from django.urls import path
 
-from .views import pages
+from .views import blind, pages
 
 app_name = "leaderboard"
 
 urlpatterns = [
     path("", pages.home, name="home"),
     path("datasets/<slug:key>/", pages.dataset_detail, name="dataset-detail"),
+    path("blind/", blind.blind_suite, name="blind"),
+    path("blind/<slug:name>/<slug:split>.zip", blind.blind_download, name="blind-download"),
     path("suites/<slug:suite>/categories/", pages.breakdown, name="breakdown"),
     path("suites/<slug:suite>/evidence/<slug:method>/<slug:metric>/", pages.evidence, name="evidence"),
     path("categories/<path:key>/", pages.category_detail, name="category-detail"),

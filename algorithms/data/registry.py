@@ -1,8 +1,10 @@
 """Category keys, suites and dataset roots.
 
 A category key is ``<dataset>/<category>``: ``mvtec/bottle``, ``visa/pcb1``, ``synthetic/woven``,
-``folder/<name>``. Roots come from explicit overrides, else the environment
-(``VADI_MVTEC_ROOT``, ``VADI_VISA_ROOT``, ``VADI_SYNTHETIC_ROOT``, ``VADI_FOLDER_ROOT``), else
+``folder/<name>``, ``blind/<name>`` (the blind suite: generated on the server with a secret seed,
+its ground truth never published). Roots come from explicit overrides, else the environment
+(``VADI_MVTEC_ROOT``, ``VADI_VISA_ROOT``, ``VADI_SYNTHETIC_ROOT``, ``VADI_FOLDER_ROOT``,
+``VADI_BLIND_ROOT``), else
 ``<VADI_DATA_ROOT or ./var/data>/<dataset>``.
 """
 
@@ -16,6 +18,8 @@ from .core import Category, DatasetError
 from .layouts import read_mvtec_layout, read_visa_category
 
 __all__ = [
+    "BLIND_CATEGORIES",
+    "BLIND_SUITES",
     "DATASETS",
     "MVTEC_CATEGORIES",
     "SUITES",
@@ -40,8 +44,14 @@ SYNTHETIC_CATEGORIES: tuple[str, ...] = (
     "woven", "grain", "grid", "leather", "brushed_metal", "washer", "screw", "pill", "pcb",
 )  # fmt: skip
 
+#: The blind suite: synthetic-generator categories (textures and objects, easy and hard) written on
+#: the server with a secret seed; users get images only, the ground truth never leaves the server.
+BLIND_CATEGORIES: tuple[str, ...] = ("woven", "grid", "washer", "screw")
+#: Suites whose ground truth is not public (no id -> file-name table, v2 bundles only).
+BLIND_SUITES: frozenset[str] = frozenset({"blind"})
+
 #: Dataset names with a root; ``folder`` holds user categories, one sub-folder each.
-DATASETS: tuple[str, ...] = ("mvtec", "visa", "synthetic", "folder")
+DATASETS: tuple[str, ...] = ("mvtec", "visa", "synthetic", "folder", "blind")
 _ENV_VARS = {name: f"VADI_{name.upper()}_ROOT" for name in DATASETS}
 
 SUITES: dict[str, tuple[str, ...]] = {
@@ -49,13 +59,19 @@ SUITES: dict[str, tuple[str, ...]] = {
     "visa": tuple(f"visa/{c}" for c in VISA_CATEGORIES),
     "vadi": tuple(f"mvtec/{c}" for c in MVTEC_CATEGORIES) + tuple(f"visa/{c}" for c in VISA_CATEGORIES),
     "synthetic": tuple(f"synthetic/{c}" for c in SYNTHETIC_CATEGORIES),
+    "blind": tuple(f"blind/{c}" for c in BLIND_CATEGORIES),
 }
 
-_KNOWN = {"mvtec": MVTEC_CATEGORIES, "visa": VISA_CATEGORIES, "synthetic": SYNTHETIC_CATEGORIES}
+_KNOWN = {
+    "mvtec": MVTEC_CATEGORIES,
+    "visa": VISA_CATEGORIES,
+    "synthetic": SYNTHETIC_CATEGORIES,
+    "blind": BLIND_CATEGORIES,
+}
 
 
 def list_categories(suite: str) -> list[str]:
-    """The category keys of a suite (``mvtec``, ``visa``, ``vadi``, ``synthetic``), in display order."""
+    """The category keys of a suite (``mvtec``, ``visa``, ``vadi``, ``synthetic``, ``blind``), in display order."""
     try:
         return list(SUITES[suite])
     except (KeyError, TypeError):

@@ -107,6 +107,20 @@ def submissions_concurrent() -> int:
     return int(getattr(settings, "VADI_SUBMISSIONS_CONCURRENT", 2))
 
 
+def blind_submissions_per_day() -> int:
+    return int(getattr(settings, "VADI_BLIND_SUBMISSIONS_PER_DAY", 1))
+
+
+def blind_limit_message(limit: int | None = None) -> str:
+    """The blind suite's limit and its reason, as the suite's page and a refusal state them."""
+    limit = blind_submissions_per_day() if limit is None else limit
+    return (
+        f"The blind suite scores at most {limit} submission{'' if limit == 1 else 's'} per user in 24 hours, "
+        "and shows only category-level metrics: its labels are secret, and many scored uploads (or per-image "
+        "figures) would let anyone probe them."
+    )
+
+
 def bundle_max_bytes() -> int:
     return int(getattr(settings, "VADI_BUNDLE_MAX_BYTES", 1 << 30))
 
@@ -155,8 +169,11 @@ def counted_today_q(*, since) -> Q:
     return Q(created_at__gte=since) & Q(quota_exempt=False)
 
 
-def submission_quota_check(*, owner) -> None:
-    """Raise :class:`QuotaExceeded` when ``owner`` may not submit now (call with the user row locked)."""
+def submission_quota_check(*, owner, suite: Suite | None = None) -> None:
+    """Raise :class:`QuotaExceeded` when ``owner`` may not submit now (call with the user row locked).
+
+    A blind suite has its own, stricter limit (``VADI_BLIND_SUBMISSIONS_PER_DAY``) on top.
+    """
     mine = Submission.objects.filter(owner=owner)
     active = mine.filter(status__in=Submission.ACTIVE_STATUSES).count()
     limit = submissions_concurrent()
@@ -183,6 +200,15 @@ def submission_quota_check(*, owner) -> None:
             code="daily_quota",
             retry_after_s=wait_s,
         )
+    if suite is not None and suite.is_blind:
+        blind_today = mine.filter(counted_today_q(since=since), suite=suite).count()
+        limit = blind_submissions_per_day()
+        if blind_today >= limit:
+            raise QuotaExceeded(
+                f"you have made {blind_today} submission(s) to the {suite.name} suite in the last 24 hours "
+                f"(limit {limit}). {blind_limit_message(limit)}",
+                code="blind_quota",
+            )
 
 
 def _duration(seconds: float) -> str:
@@ -352,6 +378,13 @@ def submission_precheck(archive, *, suite_key: str | None = None, method_name: s
     _precheck(
         archive, field="suite" if manifest.suite != suite_key else "archive", suite=suite_key, categories=categories
     )
+    if suite.is_blind and manifest.format_version == 1:
+        raise ValidationError(
+            {"archive": (
+                f"{INVALID_BUNDLE_PREFIX}manifest.json: format_version 1 (file-path ids) is not accepted for the "
+                f"{suite.name} suite; write format_version 2 with the ids of the downloaded images (their file names)"
+            )}
+        )  # fmt: skip
     if method_name and not manifest_method_matches(manifest.method, name=method_name):
         raise ValidationError({"method": _method_mismatch(manifest.method, method_name)})
     return checked
@@ -422,7 +455,7 @@ def submission_create(
     try:
         with transaction.atomic():
             get_user_model().objects.select_for_update().only("pk").get(pk=owner.pk)
-            submission_quota_check(owner=owner)
+            submission_quota_check(owner=owner, suite=suite)
             method = method_for_user(owner=owner, name=method_name)
             if not manifest_method_matches(checked.manifest.method, name=method.name, key=method.key):
                 raise ValidationError({"method": _method_mismatch(checked.manifest.method, method.name)})

@@ -121,6 +121,8 @@ CASES: dict[str, Callable[[World], list]] = {
         "/?evaluator=test-eval",
     ],
     "datasets/<slug:key>/": lambda w: [*_downloads("/datasets/mvtec/"), *_downloads("/datasets/visa/?sort=pl")],
+    "blind/": lambda w: _downloads("/blind/"),
+    "blind/<slug:name>/<slug:split>.zip": lambda w: ["/blind/woven/test.zip", "/blind/woven/train.zip"],
     "suites/<slug:suite>/categories/": lambda w: (
         [u for m in METRICS for u in _downloads(f"/suites/vadi/categories/?metric={m}")]
         + ["/suites/vadi/categories/?provenance=server_scored&dataset=mvtec"]
@@ -186,6 +188,7 @@ CASES: dict[str, Callable[[World], list]] = {
     "api/v1/suites/<slug:key>/": lambda w: ["/api/v1/suites/vadi/"],
     "api/v1/categories/": lambda w: ["/api/v1/categories/", "/api/v1/categories/?suite=vadi"],
     "api/v1/categories/<path:key>/test-ids": lambda w: ["/api/v1/categories/mvtec/bottle/test-ids"],
+    "api/v1/categories/<path:key>/test-files": lambda w: ["/api/v1/categories/mvtec/bottle/test-files"],
     "api/v1/categories/<path:key>/": lambda w: ["/api/v1/categories/mvtec/bottle/"],
     "api/v1/methods/": lambda w: ["/api/v1/methods/", "/api/v1/methods/?limit=1000"],
     "api/v1/methods/<slug:key>/": lambda w: [f"/api/v1/methods/{m.key}/" for m in _every(w, "methods")],
