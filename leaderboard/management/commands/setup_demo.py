@@ -1,6 +1,11 @@
-"""Prepare the demo leaderboard: catalog, methods, the synthetic suite and real reproduced numbers.
+"""Prepare the demo leaderboard: catalog, methods, the synthetic and blind suites and real reproduced numbers.
 
-    manage.py setup_demo [--config synthetic_cpu] [--force]
+    manage.py setup_demo [--config synthetic_cpu] [--force] [--no-blind]
+
+The blind suite (``services.blind``) is generated small for the demo (its four categories at the
+demo's image size, ``--blind-n-train`` / ``--blind-n-test-good`` / ``--blind-n-test-defect``
+images) with the secret seed ``VADI_BLIND_SEED``, and every method is benchmarked on it too, so
+the Blind board starts with the library's methods.
 
 Idempotent: the synthetic suite is generated only when missing, and a method that already has a
 complete published run of the same config on the suite is not run again (``--force`` redoes it).
@@ -26,6 +31,7 @@ from leaderboard.services.benchmark_runs import (
     benchmark_config_load,
     benchmark_runs_create,
 )
+from leaderboard.services.blind import blind_suite_generate
 
 MARKER = ".vadi-suite.json"
 
@@ -45,6 +51,10 @@ class Command(BaseCommand):
         parser.add_argument("--n-test-good", type=int, default=25)
         parser.add_argument("--n-test-defect", type=int, default=35)
         parser.add_argument("--device", default="cpu", help="cpu (default), auto or cuda:N")
+        parser.add_argument("--no-blind", action="store_true", help="skip the blind suite")
+        parser.add_argument("--blind-n-train", type=int, default=50)
+        parser.add_argument("--blind-n-test-good", type=int, default=12)
+        parser.add_argument("--blind-n-test-defect", type=int, default=18)
 
     def _log(self, message: str) -> None:
         self.stdout.write(f"[setup_demo {time.monotonic() - self._t0:6.1f}s] {message}")
@@ -80,6 +90,16 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self._ensure_suite(options)
         catalog_sync()
+        suites = ["synthetic"]
+        if not options["no_blind"]:
+            blind_suite_generate(
+                image_size=options["image_size"],
+                n_train=options["blind_n_train"],
+                n_test_good=options["blind_n_test_good"],
+                n_test_defect=options["blind_n_test_defect"],
+            )
+            suites.append("blind")
+            self._log("blind suite present (generated with the secret seed)")
         methods = method_sync_from_registry()
         self._log(f"catalog and {len(methods)} methods synced")
 
@@ -91,18 +111,23 @@ class Command(BaseCommand):
             self._log(f"config {config.name!r} has no entry for {', '.join(skipped)}: not benchmarked")
         if not chosen:
             raise CommandError(f"no method to benchmark with config {config.name!r}")
-        try:
-            with job_progress_bar():  # "k of N jobs" and a time estimate on a terminal, eager tasks too
-                runs = benchmark_runs_create(
-                    methods=chosen,
-                    suites=["synthetic"],
-                    config=config,
-                    device=options["device"],
-                    skip_complete=not options["force"],
-                )
-        except BenchmarkRequestError as exc:
-            raise CommandError(str(exc)) from exc
+        runs = []
+        with job_progress_bar():  # "k of N jobs" and a time estimate on a terminal, eager tasks too
+            for suite in suites:  # one run per method and suite, so that each run page links to its suite
+                try:
+                    runs += benchmark_runs_create(
+                        methods=chosen,
+                        suites=[suite],
+                        config=config,
+                        device=options["device"],
+                        skip_complete=not options["force"],
+                    )
+                except BenchmarkRequestError as exc:
+                    raise CommandError(str(exc)) from exc
         self._log(f"runs: {', '.join(f'{r.pk} ({r.method.key})' for r in runs)}")
         runs = runs_wait(runs, write=self._log)
         runs_summary(runs, write=self._log)
-        self._log(f"done in {time.monotonic() - self._t0:.1f} s; the leaderboard shows the synthetic suite")
+        self._log(
+            f"done in {time.monotonic() - self._t0:.1f} s; the leaderboard shows the synthetic suite"
+            + (" and the Blind board (/blind/)" if "blind" in suites else "")
+        )
