@@ -98,19 +98,29 @@ DATASET_ROOTS = {
 # OPAQUE TEST IDS AND THE BLIND SUITE (docs/bundle-format.md, "Test-image ids")
 # ------------------------------------------------------------------------------
 #: HMAC key of the published test-image ids (``algorithms.data.ids``). Changing it changes every
-#: published id (re-run ``manage.py sync_catalog``). Required when DJANGO_DEBUG is off.
+#: published id (re-run ``manage.py sync_catalog``). Unset: a fixed development key with
+#: DJANGO_DEBUG on; with DJANGO_DEBUG off, a key derived from DJANGO_SECRET_KEY (a secret that is
+#: required there), so no published default ever keys production ids. Set it explicitly so that
+#: rotating DJANGO_SECRET_KEY does not change the ids.
 VADI_TEST_ID_KEY = env("VADI_TEST_ID_KEY", default="")
-#: Seed of the blind suite's generator: a secret, never in the repository or an API answer.
+#: Seed of the blind suite's generator: a secret, never in the repository or an API answer
+#: (unset: a development seed with DJANGO_DEBUG on, else derived from DJANGO_SECRET_KEY).
 VADI_BLIND_SEED = env("VADI_BLIND_SEED", default="")
-if not DEBUG and (not VADI_TEST_ID_KEY or not VADI_BLIND_SEED):
-    from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured(
-        "VADI_TEST_ID_KEY and VADI_BLIND_SEED must be set to secret values when DJANGO_DEBUG is off "
-        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))' and a random integer)"
-    )
-VADI_TEST_ID_KEY = VADI_TEST_ID_KEY or "insecure-dev-test-id-key"
-VADI_BLIND_SEED = int(VADI_BLIND_SEED or 1_000_003)  # the dev/test default only (DEBUG)
+
+def _derived_secret(label: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(SECRET_KEY.encode(), label.encode(), hashlib.sha256).hexdigest()
+
+
+if DEBUG:
+    VADI_TEST_ID_KEY = VADI_TEST_ID_KEY or "insecure-dev-test-id-key"
+    VADI_BLIND_SEED = int(VADI_BLIND_SEED or 1_000_003)
+else:
+    VADI_TEST_ID_KEY = VADI_TEST_ID_KEY or _derived_secret("vadi-test-id-key")
+    VADI_BLIND_SEED = int(VADI_BLIND_SEED or int(_derived_secret("vadi-blind-seed")[:12], 16))
 #: Sizes of the generated blind suite (``manage.py blind_generate``; the demo passes smaller ones).
 VADI_BLIND_IMAGE_SIZE = env.int("VADI_BLIND_IMAGE_SIZE", default=256)
 VADI_BLIND_N_TRAIN = env.int("VADI_BLIND_N_TRAIN", default=200)

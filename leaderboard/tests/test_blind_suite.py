@@ -281,3 +281,23 @@ def test_route_walk_fails_on_a_leak(blind):
     category = Category.objects.get(key=blind[1][0])
     file_name = next(iter(category.test_files.values()))
     assert file_name.lower() in _body(type("A", (), {"content": f"<td>{file_name}</td>".encode()})()).lower()
+
+
+def test_production_never_uses_the_development_id_key_or_seed():
+    """DJANGO_DEBUG off without VADI_TEST_ID_KEY / VADI_BLIND_SEED: both derived from the secret key."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; django.setup(); "
+        "from django.conf import settings as s; print(s.VADI_TEST_ID_KEY); print(s.VADI_BLIND_SEED)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("VADI_TEST_ID_KEY", "VADI_BLIND_SEED")}
+    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="p" * 10 + "a-long-random-production-secret-key-0987654321")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    key, seed = proc.stdout.split()
+    assert key != "insecure-dev-test-id-key" and len(key) == 64 and int(seed) != 1_000_003

@@ -29,6 +29,7 @@ from ..selectors.visibility import viewer_of
 from ..services.accounts import api_token_rotate as token_rotate
 from ..services.submissions import (
     QuotaExceeded,
+    blind_submissions_per_day,
     bundle_max_bytes,
     submission_create,
     submissions_concurrent,
@@ -117,6 +118,7 @@ def _submission_new(request, limiter: BundleSizeLimitHandler):
         "my_methods": catalog.method_list(viewer=viewer_of(request.user), owner=request.user),
         "token": api_token_get(user=request.user),
         "per_day": submissions_per_day(),
+        "blind_per_day": blind_submissions_per_day(),
         "concurrent": submissions_concurrent(),
         "active": jobs.submission_active_count(owner=request.user),
         "max_mib": bundle_max_bytes() // (1 << 20),
