@@ -95,7 +95,9 @@ def prepare(work: Path) -> None:
                 maps = (0.8 * blurred + 0.5 * rng.random(blurred.shape, dtype=np.float32)).astype(np.float16)
                 scores = (0.6 * gt.labels + rng.random(len(gt.ids))).astype(np.float32)
                 categories[f"{dataset}/{name}"] = {"ids": list(gt.ids), "scores": scores, "maps": maps}
-        write_bundle(work / "bundle.zip", method="Throughput bench", suite=SUITE, categories=categories)
+        write_bundle(
+            work / "bundle.zip", method="Throughput bench", suite=SUITE, categories=categories, format_version=1
+        )  # path ids: format 1, read for public suites
     print(json.dumps({"bundle_bytes": (work / "bundle.zip").stat().st_size}))
 
 
@@ -123,9 +125,10 @@ def score(work: Path) -> None:
 
     (work / "var" / "db.sqlite3").unlink(missing_ok=True)
     call_command("migrate", verbosity=0, interactive=False)
+    from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from algorithms.data import load_category
+    from algorithms.data import load_category, opaque_id_table
     from evaluation.services.submissions import submission_score
     from leaderboard.models import Category, Dataset, JobStatus, Result, Suite
     from leaderboard.services import submissions as submissions_service
@@ -138,7 +141,10 @@ def score(work: Path) -> None:
         for name in table:
             key = f"{dataset}/{name}"
             ids = load_category(key).test_ids
-            rows.append(Category.objects.create(key=key, dataset=ds, name=name, test_ids=list(ids)))
+            id_table = opaque_id_table(settings.VADI_TEST_ID_KEY, key, ids)  # as catalog_sync publishes them
+            rows.append(
+                Category.objects.create(key=key, dataset=ds, name=name, test_ids=list(id_table), test_files=id_table)
+            )
     suite.categories.set(rows)
     owner = get_user_model().objects.create_user("bench", password="pw-123456")
     path = work / "bundle.zip"
