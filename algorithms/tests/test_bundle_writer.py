@@ -155,3 +155,31 @@ def test_writer_translates_file_names_through_the_published_id_table(tmp_path):
     with pytest.raises(BundleWriteError, match="format_version=1"):
         write_bundle(tmp_path / "d.zip", method="m", suite="synthetic", categories={"synthetic/woven": entry},
                      id_tables=tables, format_version=1)  # fmt: skip
+
+
+def test_cli_bundle_with_id_tables_writes_the_published_ids(tmp_path, capsys):
+    """``python -m algorithms bundle --id-table``: the runner's predictions (file-name ids) -> format 2."""
+    import json
+    import zipfile
+
+    from algorithms.bundle import main
+    from algorithms.data import list_categories, opaque_id_table
+
+    files = ["test/good/000.png", "test/hole/000.png"]
+    answers = []
+    for key in list_categories("synthetic"):
+        out = tmp_path / "run" / key
+        out.mkdir(parents=True)
+        np.savez(out / "predictions.npz", ids=np.array(files), scores=np.array([0.1, 0.9], np.float32),
+                 map__anomaly_map=np.zeros((2, 64, 64), np.float32))  # fmt: skip
+        answers.append({"category": key, "count": 2, "files": opaque_id_table("k", key, files)})
+    (tmp_path / "ids.json").write_text(json.dumps(answers))
+    code = main(["--predictions", str(tmp_path / "run"), "--method", "m", "--suite", "synthetic",
+                 "--out", str(tmp_path / "b.zip"), "--id-table", str(tmp_path / "ids.json")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with zipfile.ZipFile(tmp_path / "b.zip") as zf:
+        assert json.loads(zf.read("manifest.json"))["format_version"] == 2
+        written = zf.read("synthetic/woven/ids.txt").decode().split()
+    woven = next(a for a in answers if a["category"] == "synthetic/woven")
+    by_file = {f: i for i, f in woven["files"].items()}
+    assert written == [by_file[f] for f in files]
