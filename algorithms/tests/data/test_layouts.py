@@ -47,7 +47,8 @@ class TestSuites:
 
 class TestRoots:
     def test_precedence_override_env_default(self, monkeypatch, tmp_path):
-        for name in ("VADI_DATA_ROOT", "VADI_MVTEC_ROOT", "VADI_VISA_ROOT", "VADI_SYNTHETIC_ROOT", "VADI_FOLDER_ROOT"):
+        for name in ("VADI_DATA_ROOT", "VADI_MVTEC_ROOT", "VADI_VISA_ROOT", "VADI_SYNTHETIC_ROOT", "VADI_FOLDER_ROOT",
+                     "VADI_BLIND_ROOT"):  # fmt: skip
             monkeypatch.delenv(name, raising=False)
         assert dataset_roots()["visa"] == Path("var/data/visa")
         monkeypatch.setenv("VADI_DATA_ROOT", str(tmp_path / "base"))
@@ -58,6 +59,7 @@ class TestRoots:
             "visa": tmp_path / "base" / "visa",
             "synthetic": tmp_path / "syn",
             "folder": tmp_path / "base" / "folder",
+            "blind": tmp_path / "base" / "blind",
         }
         with pytest.raises(DatasetError, match="unknown dataset"):
             dataset_roots({"kolektor": tmp_path})
