@@ -144,6 +144,17 @@ def test_blind_bundle_is_scored_and_the_second_upload_is_refused(blind, tmp_path
     assert "Median distance" in board
     with pytest.raises(QuotaExceeded, match=r"limit 1\).*probe"):
         _upload(owner, path)
+    # The API says the same, with 429.
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=owner)
+    with open(path, "rb") as handle:
+        answer = Client().post(
+            "/api/v1/submissions/",
+            {"suite": "blind", "visibility": "public", "archive": handle},
+            HTTP_AUTHORIZATION=f"Token {token.key}",
+        )
+    assert answer.status_code == 429 and "probe" in answer.json()["error"]["message"], answer.content
     assert Submission.objects.filter(owner=owner).count() == 1
 
 
