@@ -35,6 +35,11 @@ def test_setup_demo_publishes_reproduced_numbers_and_is_idempotent(settings, tmp
         assert run.jobs.filter(status=JobStatus.DONE).count() == len(BLIND_CATEGORIES)
     blind_page = client.get("/blind/").content.decode()
     assert all(run.method.name in blind_page for run in blind_runs)
+    # No PL explanation (anomaly by anomaly, per defect type) is kept for the blind suite.
+    from leaderboard.models import BenchmarkJob, Localisation
+
+    assert not Localisation.objects.filter(result__category__dataset__key="blind").exists()
+    assert not any("localisation" in job.output for job in BenchmarkJob.objects.filter(run__in=blind_runs))
 
     runs = list(BenchmarkRun.objects.filter(suite__key="synthetic").select_related("method").order_by("method__key"))
     assert [r.method.key for r in runs] == ["patchcore", "random"]

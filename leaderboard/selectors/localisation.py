@@ -88,7 +88,15 @@ def gallery_choice(anomalies: list[dict[str, Any]], *, size: int = GALLERY_SIZE)
 
 
 def ground_truth_is_public(localisation: Localisation) -> bool:
-    return localisation.result.category.dataset.key in PUBLIC_GROUND_TRUTH_DATASETS
+    dataset = localisation.result.category.dataset
+    return dataset.ground_truth_public and dataset.key in PUBLIC_GROUND_TRUTH_DATASETS
+
+
+#: Localisations of blind datasets are never shown (per-defect-type counts and per-anomaly IoUs
+#: would reveal their hidden ground truth); none is recorded for them, and none is read.
+_PUBLIC_Q = Q(result__category__dataset__ground_truth_public=True) & Q(
+    result__category__dataset__key__in=PUBLIC_GROUND_TRUTH_DATASETS
+)
 
 
 def gallery_allowed(localisation: Localisation) -> str:
@@ -107,7 +115,7 @@ def localisation_get(*, result_pk: int, viewer: Viewer) -> LocalisationDetail:
     """The PL explanation of one result the viewer may see (one query). Raises ``Localisation.DoesNotExist``."""
     localisation = (
         Localisation.objects.select_related("result", "result__method", "result__category", "result__category__dataset")
-        .filter(Q(result__pk=result_pk) & _prefixed(result_visible_q(viewer)))
+        .filter(Q(result__pk=result_pk) & _prefixed(result_visible_q(viewer)) & _PUBLIC_Q)
         .get()
     )
     anomalies = tuple(
@@ -134,7 +142,7 @@ def localisation_for_image(*, result_pk: int, image_index: int, viewer: Viewer) 
     """A visible result's localisation and its anomalies on one test image (for drawing it)."""
     localisation = (
         Localisation.objects.select_related("result", "result__category", "result__category__dataset")
-        .filter(Q(result__pk=result_pk) & _prefixed(result_visible_q(viewer)))
+        .filter(Q(result__pk=result_pk) & _prefixed(result_visible_q(viewer)) & _PUBLIC_Q)
         .get()
     )
     return localisation, [a for a in localisation.anomalies if a["image_index"] == image_index]
@@ -186,7 +194,7 @@ def _defect_table(qs, *, label: str, key: str) -> DefectTable:
 
 def _table_localisations():
     return Localisation.objects.filter(
-        _prefixed(table_results_q()), result__metric="pl", result__is_primary_variant=True
+        _prefixed(table_results_q()), _PUBLIC_Q, result__metric="pl", result__is_primary_variant=True
     )
 
 

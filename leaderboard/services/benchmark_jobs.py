@@ -26,6 +26,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from ..models import BenchmarkJob, BenchmarkRun, JobStatus, Provenance
+from ..selectors.localisation import PUBLIC_GROUND_TRUTH_DATASETS
 from .dispatch import benchmark_jobs_dispatch, benchmark_jobs_dispatch_quietly
 from .jobs import (
     FINISHED_STATUSES,
@@ -158,6 +159,15 @@ def result_extra(job_pk: int, output: Mapping[str, Any], environment: Mapping[st
     }
 
 
+#: Runner output keys that describe the test set image by image or anomaly by anomaly.
+BLIND_HIDDEN_OUTPUT_KEYS = frozenset({"localisation"})
+
+
+def ground_truth_public(category) -> bool:
+    """Whether the category's ground truth may be shown (not a blind dataset)."""
+    return bool(category.dataset.ground_truth_public) and category.dataset.key in PUBLIC_GROUND_TRUTH_DATASETS
+
+
 def _record_results(job: BenchmarkJob, output: Mapping[str, Any]) -> int:
     run = job.run
     base = result_extra(job.pk, output, output.get("environment") or {})
@@ -181,7 +191,8 @@ def _record_results(job: BenchmarkJob, output: Mapping[str, Any]) -> int:
                 benchmark_run=run,
                 extra=extra,
             )
-            if metric == "pl" and isinstance(localisations.get(variant), dict):  # PL explained
+            public = ground_truth_public(job.category)
+            if metric == "pl" and public and isinstance(localisations.get(variant), dict):  # PL explained
                 localisation_record(
                     result=result,
                     document=localisations[variant],
@@ -205,12 +216,16 @@ def benchmark_job_complete(lease: JobLease, *, output: Any, error: str = "") -> 
     with transaction.atomic():
         job = (
             BenchmarkJob.objects.select_for_update()
-            .select_related("run", "run__method", "category")
+            .select_related("run", "run__method", "category", "category__dataset")
             .filter(pk=lease.pk, status__in=BenchmarkJob.RUNNING_STATUSES, celery_task_id=lease.task_id)
             .first()
         )
         if job is None:
             return "lost"
+        if isinstance(output, dict) and not ground_truth_public(job.category):
+            # A blind category: what PL decided anomaly by anomaly (defect types, boxes, per image)
+            # is its hidden ground truth; neither a Localisation row nor the stored output keeps it.
+            output = {k: v for k, v in output.items() if k not in BLIND_HIDDEN_OUTPUT_KEYS}
         if not error:
             try:
                 with transaction.atomic():

@@ -213,10 +213,24 @@ def test_no_route_returns_ground_truth_of_the_blind_suite(blind, tmp_path, djang
     categories = list(Category.objects.filter(key__in=keys).order_by("key"))
     method = MethodFactory(key="reproduced-one", name="Reproduced one", algorithm_key="patchcore")
     run = publish_run(method, categories, uniform(0.9, len(categories)))
+    pl_results = list(Result.objects.filter(category__in=categories, metric="pl"))
+    # A PL explanation of a blind result, as if one had been recorded (the services never record one
+    # for a blind category): per-anomaly rows, defect types and image ids must still never be shown.
+    from leaderboard.services.localisation import localisation_record
+
+    reproduced_pl = next(r for r in pl_results if r.benchmark_run_id == run.pk)
+    secret_id = next(iter(Category.objects.get(pk=reproduced_pl.category_id).test_files))
+    anomaly = {"image_id": secret_id, "image_index": 0, "defect_type": "zqsecretdefect", "center_x": 10.0,
+               "center_y": 10.0, "width": 5.0, "height": 5.0, "angle": 0.0, "iou": 0.5, "best_iou": 0.5,
+               "localised": True, "ious": [0.5]}  # fmt: skip
+    localisation_record(
+        result=reproduced_pl,
+        document={"thresholds": [0.5], "threshold_index": 0, "iou_limit": 0.3, "anomalies": [anomaly]},
+    )
 
     # What must never be served: file names of the test images (hence labels and defect types),
     # mask paths, and the seed; the opaque ids only on the routes that publish them.
-    markers = {"ground_truth/", "_mask", str(SEED)}
+    markers = {"ground_truth/", "_mask", str(SEED), "zqsecretdefect"}
     ids: set[str] = set()
     for category in categories:
         ids.update(category.test_files)
@@ -236,6 +250,8 @@ def test_no_route_returns_ground_truth_of_the_blind_suite(blind, tmp_path, djang
         "api/v1/suites/<slug:key>": ["blind"],
         "api/v1/methods/<slug:key>": [method.key, submission.method.key],
         "api/v1/categories/<path:key>": keys,
+        "results/<int:pk>": [str(r.pk) for r in pl_results],
+        "index": ["0", "1"],
     }
     publishing_ids = {"api/v1/categories/<path:key>/test-ids", "blind/<slug:name>/<slug:split>.zip"}
     clients = {"anonymous": Client(), "owner": Client(), "other": Client()}

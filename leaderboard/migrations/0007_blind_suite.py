@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('leaderboard', '0005_submission_dispatch_quota_exempt'),
+        ('leaderboard', '0006_localisation'),
     ]
 
     operations = [
