@@ -264,16 +264,21 @@ def test_the_new_pages_keep_a_constant_number_of_queries_as_methods_grow(client,
 
 
 def test_a_blind_suite_names_no_test_image_and_no_box(client, catalog):
+    """A dataset whose ground truth is not public shows no PL explanation at all (issue 15: no
+    per-anomaly or per-defect-type figure of a blind suite), even if a localisation was stored."""
+    from leaderboard.models import Localisation
+
     from .factories import CategoryFactory, DatasetFactory
 
     blind = CategoryFactory(dataset=DatasetFactory(key="factory_x", name="Blind"), name="part")
     (loc,) = explain(MethodFactory(key="m1"), [blind])
-    detail = localisation_get(result_pk=loc.result_id, viewer=ANONYMOUS)
-    assert not detail.public and detail.gallery == () and "not public" in detail.gallery_note
-    assert all("image_id" not in a and "center_x" not in a for a in detail.anomalies)
-    html = client.get(reverse("leaderboard:result-localisation", args=[loc.result_id])).content.decode()
-    assert "id000" not in html and "Box (centre" not in html and html.count('data-found="') == loc.n_anomalies
+    with pytest.raises(Localisation.DoesNotExist):
+        localisation_get(result_pk=loc.result_id, viewer=ANONYMOUS)
+    answer = client.get(reverse("leaderboard:result-localisation", args=[loc.result_id]))
+    assert answer.status_code == 404 and "id000" not in answer.content.decode()
     assert client.get(reverse("leaderboard:result-localisation-image", args=[loc.result_id, 0])).status_code == 404
+    page = client.get(reverse("leaderboard:category-detail", args=[blind.key])).content.decode()
+    assert 'id="defect-table"' not in page  # no per-defect-type table for it either
 
 
 def test_the_gallery_drawing_marks_found_and_missed_boxes_and_the_region():
