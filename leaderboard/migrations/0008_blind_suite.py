@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('leaderboard', '0006_localisation'),
+        ('leaderboard', '0007_method_authors_history_withdrawal'),
     ]
 
     operations = [
