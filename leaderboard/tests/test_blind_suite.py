@@ -34,7 +34,7 @@ from leaderboard.services.submissions import QuotaExceeded, submission_create
 
 from .conftest import publish_run, uniform
 from .factories import MethodFactory, UserFactory
-from .test_visibility_matrix import url_patterns
+from .test_visibility_matrix import ALLAUTH_PAGES, url_patterns
 
 pytestmark = pytest.mark.django_db
 
@@ -185,6 +185,8 @@ def _route_urls(route: str, values: dict[str, list[str]]) -> list[str]:
     """Every URL of ``route`` with each parameter set to each of its values (one at a time)."""
     if route.startswith("^"):
         return ["/api/v1/no-such-endpoint/"]
+    if route in ALLAUTH_PAGES:  # django-allauth's pages (regular-expression routes among them)
+        return [ALLAUTH_PAGES[route]]
     names = re.findall(r"<(?:\w+:)?(\w+)>", route)
     urls = ["/" + route]
     for param in names:
@@ -251,6 +253,7 @@ def test_no_route_returns_ground_truth_of_the_blind_suite(blind, tmp_path, djang
         "api/v1/methods/<slug:key>": [method.key, submission.method.key],
         "api/v1/categories/<path:key>": keys,
         "results/<int:pk>": [str(r.pk) for r in pl_results],
+        "accounts/me/methods/<slug:key>": [method.key, submission.method.key],
         "index": ["0", "1"],
     }
     publishing_ids = {"api/v1/categories/<path:key>/test-ids", "blind/<slug:name>/<slug:split>.zip"}
