@@ -30,10 +30,11 @@ from .serializers import SubmissionOutputSerializer
 BUNDLE_FORMAT = """
 Upload one **bundle**: a zip archive holding
 
-* `manifest.json`: `{"format_version": 1, "method": "<name>", "suite": "<suite key>",
+* `manifest.json`: `{"format_version": 2, "method": "<name>", "suite": "<suite key>",
   "categories": ["mvtec/bottle", ...]}`, listing exactly the suite's categories;
-* per category, `<dataset>/<category>/ids.txt` (one test-image id per line, the ids published at
-  `/api/v1/categories/<key>/test-ids`, each exactly once, any order),
+* per category, `<dataset>/<category>/ids.txt` (one test-image id per line, the opaque ids published at
+  `/api/v1/categories/<key>/test-ids`, each exactly once, any order; `/test-files` maps them to file
+  names for suites whose ground truth is public; format 1 with file-path ids is still read for those),
   `scores.npy` (N,) and `maps.npy` (N, H, W): float16 or float32 little-endian `.npy` files, no pickles,
   finite values, 64 <= H, W <= 1024 (maps are resized bilinearly to 256 x 256 for scoring).
 
