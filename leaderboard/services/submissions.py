@@ -554,10 +554,18 @@ def submission_validate(
                     own_input=True,
                 ), "manifest.json")  # fmt: skip
             elif suite is not None:
-                expected = {
-                    key: [str(image_id) for image_id in (ids or [])]
-                    for key, ids in suite.categories.order_by("key").values_list("key", "test_ids")
-                }
+                rows = suite.categories.order_by("key").values_list("key", "test_ids", "test_files")
+                if manifest.format_version == 1 and suite.is_blind:
+                    add("archive", (
+                        f"{INVALID_BUNDLE_PREFIX}manifest.json: format_version 1 (file-path ids) is not accepted "
+                        f"for the {suite.name} suite; write format_version 2 with the ids of the downloaded images"
+                    ), "manifest.json")  # fmt: skip
+                if manifest.format_version == 1 and not suite.is_blind:  # file-path ids, as the worker reads them
+                    expected = {
+                        key: [str((files or {}).get(i, i)) for i in (ids or [])] for key, ids, files in rows
+                    }
+                else:
+                    expected = {key: [str(image_id) for image_id in (ids or [])] for key, ids, _files in rows}
             if method_name and not manifest_method_matches(manifest.method, name=method_name):
                 add("method", _method_mismatch(manifest.method, method_name), "manifest.json")
             for problem in reader.check(suite=suite.key if suite else None, expected_ids=expected):
