@@ -664,6 +664,28 @@ def _server_expected_ids(server: str, suite: str) -> dict[str, list[str]]:
     return {key: published_test_ids(server, key) for key in body.get("categories", [])}
 
 
+def _server_id_tables(server: str, suite: str) -> dict[str, dict[str, str]]:
+    """The suite's ``{id: file name}`` tables from the server (none for a blind suite: its images carry their ids)."""
+    from algorithms.client import ClientError, _error_text, _get
+
+    base = server.rstrip("/")
+    try:
+        status, body, headers = _get(f"{base}/api/v1/suites/{suite}/", token=None, timeout=60)
+        if status != 200:
+            raise BundleWriteError(f"suite {suite!r}: {_error_text(status, body, headers)}")
+        tables = {}
+        for key in body.get("categories", []):
+            status, answer, headers = _get(f"{base}/api/v1/categories/{key}/test-files", token=None, timeout=60)
+            if status == 404:
+                continue  # a blind category: no table (its downloaded images are named by their ids)
+            if status != 200:
+                raise BundleWriteError(f"{key}: {_error_text(status, answer, headers)}")
+            tables[key] = {str(k): str(v) for k, v in (answer.get("files") or {}).items()}
+    except ClientError as exc:
+        raise BundleWriteError(f"cannot read the id tables from {server}: {exc}") from exc
+    return tables
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     """``bundle --check BUNDLE [--server URL]``: every problem, locally and (with a token) on the server."""
     from algorithms.client import ClientError, api_token, format_problems, validate_remote
@@ -676,12 +698,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
         with zipfile.ZipFile(path) as zf:
             manifest = json.loads(zf.read("manifest.json").decode("utf-8-sig"))
         suite = args.suite or str(manifest.get("suite"))
+        version = manifest.get("format_version")
     except Exception:  # reported by check_bundle below
-        suite = args.suite
+        suite, version = args.suite, None
     expected, source = None, "not checked against the published ids (give --server, or have the datasets here)"
     try:
-        if args.server and suite:
+        if version == 1 and args.server:  # file-path ids: the server's dry run below checks them
+            source = "format 1 (file-path ids): ids checked by the server's dry run only"
+        elif args.server and suite:
             expected, source = _server_expected_ids(args.server, suite), f"the ids published by {args.server}"
+        elif version != 1:  # the published ids are keyed by the server's secret: only the server knows them
+            source = "not checked against the published ids (format 2 ids are keyed by the server: give --server)"
         elif suite:
             expected = _local_expected_ids(suite, [])
             if expected is not None:
@@ -722,7 +749,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--check", metavar="BUNDLE", default=None, help="check this bundle instead of writing one")
-    parser.add_argument("--server", default=None, help="with --check: the server's URL (published ids, dry run)")
+    parser.add_argument(
+        "--server",
+        default=None,
+        help="with --check: the server's URL (published ids, dry run); when writing: fetch the suite's id tables "
+        "(GET .../test-files) to turn the runner's file names into the published ids",
+    )
     parser.add_argument("--predictions", type=Path, help="runner output directory (RUN_DIR)")
     parser.add_argument("--method", help="method name shown on the leaderboard")
     parser.add_argument("--suite", help="suite key: vadi, mvtec, visa or synthetic")
@@ -752,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
         tables: dict[str, dict[str, str]] = {}
         for table_path in args.id_table:
             tables.update(load_id_tables(table_path))
+        if args.server and not tables and args.format_version == 2:
+            tables = _server_id_tables(args.server, args.suite)
         path = bundle_from_predictions(
             args.predictions,
             args.out,

@@ -55,7 +55,9 @@ def _broken_bundle(root, tmp_path):
     ids = list(entry["ids"])
     ids[2] = f"/home/me/data/synthetic/screw/{ids[2]}"
     entry["ids"] = ids
-    return write_bundle(tmp_path / "broken.zip", method="Dry net", suite=SUITE_KEY, categories={kept: entry})
+    return write_bundle(  # file-path ids: format 1
+        tmp_path / "broken.zip", method="Dry net", suite=SUITE_KEY, categories={kept: entry}, format_version=1
+    )
 
 
 def _client(owner):

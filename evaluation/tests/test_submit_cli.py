@@ -74,9 +74,10 @@ def server(live_server, settings, tiny_data_root):
 def test_submit_from_our_run_directory_prints_the_results(server, run_dir, tmp_path):
     token = Token.objects.create(user=user("cli")).key
     bundle = tmp_path / "bundle.zip"
-    # the tiny suite is the server's own (algorithms.data does not know it): --partial skips the local set check
+    # the tiny suite is the server's own (algorithms.data does not know it): --partial skips the local set check;
+    # --server fetches its id tables, turning the runner's file names into the published (opaque) ids
     made = _cli("bundle", "--predictions", str(run_dir), "--method", "CLI random", "--suite", SUITE_KEY,
-                "--out", str(bundle), "--partial", token=None, home=tmp_path)  # fmt: skip
+                "--out", str(bundle), "--partial", "--server", server, token=None, home=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o666 & ~_umask()  # readable by others, as the umask allows
 
