@@ -52,9 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--n-test-defect", type=int, default=35)
         parser.add_argument("--device", default="cpu", help="cpu (default), auto or cuda:N")
         parser.add_argument("--no-blind", action="store_true", help="skip the blind suite")
-        parser.add_argument("--blind-n-train", type=int, default=50)
-        parser.add_argument("--blind-n-test-good", type=int, default=12)
-        parser.add_argument("--blind-n-test-defect", type=int, default=18)
+        parser.add_argument("--blind-n-train", type=int, default=30)
+        parser.add_argument("--blind-n-test-good", type=int, default=8)
+        parser.add_argument("--blind-n-test-defect", type=int, default=12)
 
     def _log(self, message: str) -> None:
         self.stdout.write(f"[setup_demo {time.monotonic() - self._t0:6.1f}s] {message}")
