@@ -76,7 +76,30 @@ class SubmissionCreatedSerializer(SubmissionOutputSerializer):
         return self.context["request"].build_absolute_uri(reverse("api-submission-detail", args=[obj.pk]))
 
 
-class SubmissionListCreateApi(SubmissionListApi):
+class BundleSizeLimitMixin:
+    """Upload views: stop storing a body that passes ``VADI_BUNDLE_MAX_BYTES`` before anything reads it."""
+
+    def initialize_request(self, request, *args, **kwargs):
+        self.size_limit = None
+        if request.method == "POST":
+            self.size_limit = BundleSizeLimitHandler(request)
+            request.upload_handlers.insert(0, self.size_limit)
+        return super().initialize_request(request, *args, **kwargs)
+
+    def refuse_oversized_bundle(self) -> None:
+        """Raise ``BundleTooLarge`` (413) when the handler cut the upload short."""
+        if self.size_limit is not None and self.size_limit.exceeded:
+            raise BundleTooLarge(self.size_limit.message)
+
+
+BUNDLE_TOO_LARGE_RESPONSE = OpenApiResponse(
+    ErrorSerializer,
+    description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`.",
+    examples=[examples.error(413, "bundle_too_large", "the bundle is larger than the limit")],
+)
+
+
+class SubmissionListCreateApi(BundleSizeLimitMixin, SubmissionListApi):
     """List submissions (anyone) or upload a bundle for scoring (signed-in users)."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
@@ -107,14 +130,6 @@ class SubmissionListCreateApi(SubmissionListApi):
         visibility = serializers.ChoiceField(choices=Visibility.choices, default=Visibility.PUBLIC)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
 
-    def initialize_request(self, request, *args, **kwargs):
-        # Before anything reads the body: stop storing an upload that passes VADI_BUNDLE_MAX_BYTES.
-        self.size_limit = None
-        if request.method == "POST":
-            self.size_limit = BundleSizeLimitHandler(request)
-            request.upload_handlers.insert(0, self.size_limit)
-        return super().initialize_request(request, *args, **kwargs)
-
     def get_permissions(self):
         if self.request.method in SAFE_METHODS:
             return [AllowAny()]
@@ -127,11 +142,7 @@ class SubmissionListCreateApi(SubmissionListApi):
         request={"multipart/form-data": InputSerializer},
         responses={
             201: SubmissionCreatedSerializer,
-            413: OpenApiResponse(
-                ErrorSerializer,
-                description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`.",
-                examples=[examples.error(413, "bundle_too_large", "the bundle is larger than the limit")],
-            ),
+            413: BUNDLE_TOO_LARGE_RESPONSE,
             429: OpenApiResponse(
                 ErrorSerializer,
                 description="Over the daily or concurrent submission quota.",
@@ -151,8 +162,7 @@ class SubmissionListCreateApi(SubmissionListApi):
     )
     def post(self, request):
         data = request.data
-        if self.size_limit is not None and self.size_limit.exceeded:
-            raise BundleTooLarge(self.size_limit.message)
+        self.refuse_oversized_bundle()
         payload = self.InputSerializer(data=data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
@@ -209,7 +219,7 @@ class ValidateInputSerializer(SubmissionListCreateApi.InputSerializer):
     archive = serializers.FileField(allow_empty_file=True, help_text="The bundle zip.")
 
 
-class SubmissionValidateApi(APIView):
+class SubmissionValidateApi(BundleSizeLimitMixin, APIView):
     """Dry run of an upload: every validation against the published ids; nothing scored, written or counted."""
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
@@ -219,13 +229,6 @@ class SubmissionValidateApi(APIView):
     invalid_example = examples.error(
         400, "invalid", "archive: No file was submitted.", {"archive": ["No file was submitted."]}
     )
-
-    def initialize_request(self, request, *args, **kwargs):
-        self.size_limit = None
-        if request.method == "POST":
-            self.size_limit = BundleSizeLimitHandler(request)
-            request.upload_handlers.insert(0, self.size_limit)
-        return super().initialize_request(request, *args, **kwargs)
 
     @extend_schema(
         operation_id="submissions_validate",
@@ -242,11 +245,7 @@ class SubmissionValidateApi(APIView):
         request={"multipart/form-data": ValidateInputSerializer},
         responses={
             200: ValidationOutputSerializer,
-            413: OpenApiResponse(
-                ErrorSerializer,
-                description="The bundle is larger than `VADI_BUNDLE_MAX_BYTES`.",
-                examples=[examples.error(413, "bundle_too_large", "the bundle is larger than the limit")],
-            ),
+            413: BUNDLE_TOO_LARGE_RESPONSE,
             429: OpenApiResponse(
                 ErrorSerializer,
                 description="Over the dry run's rate limit (`VADI_VALIDATE_RATE`); `Retry-After` says when to retry.",
@@ -266,8 +265,7 @@ class SubmissionValidateApi(APIView):
         ],
     )
     def post(self, request):
-        if self.size_limit is not None and self.size_limit.exceeded:
-            raise BundleTooLarge(self.size_limit.message)
+        self.refuse_oversized_bundle()
         payload = ValidateInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
