@@ -159,8 +159,13 @@ VADI_CATALOG_ON_MIGRATE = env.bool("VADI_CATALOG_ON_MIGRATE", default=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes (web, eager tasks, a worker) may share the file: wait for locks.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several processes (web, eager tasks, the demo's local worker processes) share the file: wait
+    # for locks (30 s), take the write lock when a transaction begins (a deferred one that reads
+    # and then writes fails at once with "database is locked" when another process writes; Django
+    # 5.1+), and let readers go on while one process writes (write-ahead log).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;"
+    )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 

@@ -10,8 +10,10 @@ the Blind board starts with the library's methods.
 Idempotent: the synthetic suite is generated only when missing, and a method that already has a
 complete published run of the same config on the suite is not run again (``--force`` redoes it).
 The re-benchmark goes through the same path as an admin's (``benchmark_runs_create`` -> Celery
-tasks -> ``results_publish``): eagerly in this process when no broker is configured, on the
-workers otherwise (this command then waits for them).
+tasks -> ``results_publish``): on the workers when a broker is configured (this command then
+waits for them); with no broker, in ``--processes`` local processes (default one per core, each
+one torch thread: ``services.local_pool``), as a worker with that concurrency would
+(``--processes 1``: in this process, one job after another).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from leaderboard.services.benchmark_runs import (
     benchmark_runs_create,
 )
 from leaderboard.services.blind import blind_suite_generate
+from leaderboard.services.jobs import tasks_run_eagerly
+from leaderboard.services.local_pool import benchmark_jobs_held, benchmark_jobs_run_locally, local_processes_default
 
 MARKER = ".vadi-suite.json"
 
@@ -55,6 +59,10 @@ class Command(BaseCommand):
         parser.add_argument("--blind-n-train", type=int, default=30)
         parser.add_argument("--blind-n-test-good", type=int, default=8)
         parser.add_argument("--blind-n-test-defect", type=int, default=12)
+        parser.add_argument(
+            "--processes", type=int, default=0,
+            help="local processes training the jobs when there is no broker (default 0: one per core, up to 8)",
+        )  # fmt: skip
 
     def _log(self, message: str) -> None:
         self.stdout.write(f"[setup_demo {time.monotonic() - self._t0:6.1f}s] {message}")
@@ -111,6 +119,10 @@ class Command(BaseCommand):
             self._log(f"config {config.name!r} has no entry for {', '.join(skipped)}: not benchmarked")
         if not chosen:
             raise CommandError(f"no method to benchmark with config {config.name!r}")
+        if options["processes"] < 0:
+            raise CommandError(f"--processes must be 0 (one per core) or more, got {options['processes']}")
+        processes = options["processes"] or local_processes_default()
+        local = tasks_run_eagerly()  # no broker: this command runs the jobs (services.local_pool)
         runs = []
         with job_progress_bar():  # "k of N jobs" and a time estimate on a terminal, eager tasks too
             for suite in suites:  # one run per method and suite, so that each run page links to its suite
@@ -121,9 +133,16 @@ class Command(BaseCommand):
                         config=config,
                         device=options["device"],
                         skip_complete=not options["force"],
+                        dispatch=not local,
                     )
                 except BenchmarkRequestError as exc:
                     raise CommandError(str(exc)) from exc
+            if local:
+                job_ids = benchmark_jobs_held(run_ids=[run.pk for run in runs])
+                threads = max(1, local_processes_default() // processes)
+                self._log(f"{len(job_ids)} jobs in {processes} local processes ({threads} torch thread(s) each)")
+                outcomes = benchmark_jobs_run_locally(job_ids, processes=processes, threads=threads)
+                self._log("jobs: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))
         self._log(f"runs: {', '.join(f'{r.pk} ({r.method.key})' for r in runs)}")
         runs = runs_wait(runs, write=self._log)
         runs_summary(runs, write=self._log)
