@@ -29,7 +29,7 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,9 @@ def write_bundle(
     Parameters
     ----------
     path : path-like
-        The zip file to write; written atomically (a temporary file, then a rename).
+        The zip file to write; written atomically (a temporary file, then a rename). While it is
+        written, a progress bar (one step per category) is drawn on stderr when stderr is a
+        terminal (tqdm); nothing is printed otherwise.
     method : str
         The method's name, as it will appear on the leaderboard.
     suite : str
@@ -315,7 +317,7 @@ def write_bundle(
     try:
         with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             zf.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
-            for key, (ids, scores, maps) in prepared.items():
+            for key, (ids, scores, maps) in _progress(prepared.items(), total=len(prepared), what=out.name):
                 zf.writestr(f"{key}/ids.txt", "".join(f"{image_id}\n" for image_id in ids))
                 for member, array in (("scores.npy", scores), ("maps.npy", maps)):
                     with zf.open(f"{key}/{member}", "w", force_zip64=array.nbytes > (1 << 30)) as fp:
@@ -326,6 +328,17 @@ def write_bundle(
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return out
+
+
+def _progress(items: Any, *, total: int, what: str) -> Any:
+    """``items`` with a tqdm bar (one step per category) on stderr when it is a terminal; ``items`` otherwise."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency of the library
+        return items
+    # disable=None: tqdm draws nothing unless its file (stderr) is a terminal (logs, CI, pipes stay clean)
+    return tqdm(items, total=total, desc=f"writing {what}", unit="category", file=sys.stderr, disable=None,
+                leave=False)  # fmt: skip
 
 
 def _umask() -> int:
@@ -738,12 +751,52 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m algorithms bundle``: predictions -> bundle zip, or ``--check BUNDLE``; returns the exit code."""
+def _anomalib_help() -> str:
+    from algorithms.client import ANOMALIB_HELP
+
+    return ANOMALIB_HELP
+
+
+def _cmd_anomalib(args: argparse.Namespace, build: Callable[..., Any] | None) -> int:
+    """``bundle --anomalib KEY=FILE ...``: anomalib's predictions -> a checked bundle (written only)."""
+    from algorithms.client import parse_anomalib_option
+
+    if build is None:
+        print("error: --anomalib: run this as `python -m algorithms bundle --anomalib ...`", file=sys.stderr)
+        return 2
+    if args.format_version != FORMAT_VERSION or args.variant:
+        print("error: --format-version and --variant do not apply to --anomalib", file=sys.stderr)
+        return 2
+    try:
+        files = [parse_anomalib_option(text) for text in args.anomalib]
+        tables: dict[str, dict[str, str]] = {}
+        for table_path in args.id_table:
+            tables.update(load_id_tables(table_path))
+        made = build(
+            files, path=args.out, method=args.method, suite=args.suite, id_tables=tables or None,
+            server=args.server, allow_ties=args.allow_ties, dtype=args.dtype, partial=args.partial,
+        )  # fmt: skip
+    except ValueError as exc:  # BundleWriteError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for warning in made.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {made.path} ({made.path.stat().st_size:,} bytes; {len(made.counts)} categories, "
+          f"{sum(made.counts.values())} images)")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None, *, build_anomalib: Callable[..., Any] | None = None) -> int:
+    """``python -m algorithms bundle``: predictions -> bundle zip, or ``--check BUNDLE``; returns the exit code.
+
+    ``build_anomalib`` writes the bundle for ``--anomalib``
+    (:func:`algorithms.anomalib_bundle.bundle_from_anomalib_files`, passed by ``python -m algorithms``).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m algorithms bundle",
         description=(
-            "Turn a runner output directory (per-category predictions.npz) into an upload bundle, or check a "
+            "Turn a runner output directory (per-category predictions.npz) or anomalib's predictions (--anomalib) "
+            "into an upload bundle, or check a "
             "bundle (--check BUNDLE) before spending an upload: every problem at once, here and, with --server, "
             "on the server (its dry run: no quota used; the token from $VADI_TOKEN or ~/.config/vadi/token)."
         ),
@@ -753,9 +806,19 @@ def main(argv: list[str] | None = None) -> int:
         "--server",
         default=None,
         help="with --check: the server's URL (published ids, dry run); when writing: fetch the suite's id tables "
-        "(GET .../test-files) to turn the runner's file names into the published ids",
+        "(GET .../test-files) to turn the runner's file names (or anomalib's image paths) into the published ids; "
+        "with --anomalib also the published id lists, to check that every test image is predicted",
     )
     parser.add_argument("--predictions", type=Path, help="runner output directory (RUN_DIR)")
+    parser.add_argument(
+        "--anomalib", action="append", default=[], metavar="CATEGORY_KEY=FILE",
+        help="instead of --predictions: anomalib's predictions (image paths mapped to the published ids through "
+        "--server or --id-table, and checked: docs/anomalib.md). " + _anomalib_help(),
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-ties", action="store_true",
+        help="with --anomalib: write clamped or tied scores (anomalib's normalisation) with a warning, not refuse",
+    )  # fmt: skip
     parser.add_argument("--method", help="method name shown on the leaderboard")
     parser.add_argument("--suite", help="suite key: vadi, mvtec, visa or synthetic")
     parser.add_argument("--out", type=Path, help="bundle zip to write")
@@ -777,9 +840,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         return _cmd_check(args)
-    missing = [f"--{name}" for name in ("predictions", "method", "suite", "out") if getattr(args, name) in (None, "")]
+    if args.anomalib and args.predictions is not None:
+        parser.error("give --predictions or --anomalib, not both")
+    if args.allow_ties and not args.anomalib:
+        parser.error("--allow-ties goes with --anomalib")
+    source = "anomalib" if args.anomalib else "predictions"
+    missing = [f"--{name}" for name in (source, "method", "suite", "out") if getattr(args, name) in (None, "", [])]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)} (or --check BUNDLE)")
+    if args.anomalib:
+        return _cmd_anomalib(args, build_anomalib)
     try:
         tables: dict[str, dict[str, str]] = {}
         for table_path in args.id_table:
