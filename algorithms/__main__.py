@@ -7,6 +7,8 @@ Examples
 ``python -m algorithms run --config algorithms/configs/synthetic_cpu.py --device cpu --out var/runs/demo``
 ``python -m algorithms bundle ...`` (see ``algorithms/bundle.py``; ``bundle --check BUNDLE`` checks one)
 ``python -m algorithms submit bundle.zip --server URL`` (see ``algorithms/client.py``)
+``python -m algorithms submit --anomalib mvtec/bottle=bottle.pt ... --method NAME --suite mvtec --server URL``
+(anomalib's predictions; see ``algorithms/anomalib_bundle.py`` and ``docs/anomalib.md``)
 """
 
 from __future__ import annotations
@@ -124,18 +126,33 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--device", default=None, help=device_help)
     p_run.add_argument("--out", default="var/runs", help="output directory (default var/runs)")
     p_run.add_argument(
-        "--data-root", action="append", type=_parse_root, metavar="DATASET=PATH",
+        "--data-root",
+        action="append",
+        type=_parse_root,
+        metavar="DATASET=PATH",
         help="dataset root override, repeatable (e.g. --data-root synthetic=var/data/synthetic)",
     )
     p_run.add_argument("-v", "--verbose", action="store_true", help="print progress messages")
     p_run.set_defaults(func=_cmd_run)
     # Listed here so that ``--help`` shows every subcommand; ``main`` hands its arguments to
     # ``algorithms.bundle`` (its own parser: ``python -m algorithms bundle --help``).
-    sub.add_parser("bundle", help="write (or check) a submission bundle from a run directory", add_help=False)
     sub.add_parser(
-        "submit", help="upload a bundle to a leaderboard server, follow its scoring, print the results", add_help=False
-    )
+        "bundle", help="write (or check) a submission bundle from a run directory or anomalib's predictions",
+        add_help=False,
+    )  # fmt: skip
+    sub.add_parser(
+        "submit", add_help=False,
+        help="upload a bundle (or build it from anomalib's predictions: --anomalib) to a leaderboard server, follow "
+        "its scoring, print the results",
+    )  # fmt: skip
     return parser
+
+
+def _build_anomalib(*args, **kwargs):
+    """``bundle --anomalib`` and ``submit --anomalib``: the writer, imported only when used."""
+    from .anomalib_bundle import bundle_from_anomalib_files
+
+    return bundle_from_anomalib_files(*args, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,11 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         from . import bundle
 
-        return int(bundle.main(argv[1:]) or 0)
+        return int(bundle.main(argv[1:], build_anomalib=_build_anomalib) or 0)
     if argv and argv[0] == "submit":
         from . import client
 
-        return int(client.main(argv[1:]) or 0)
+        return int(client.main(argv[1:], build_anomalib=_build_anomalib) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

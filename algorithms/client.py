@@ -4,13 +4,16 @@
 (``POST /api/v1/submissions/``) with a progress bar, follows the submission
 (``GET /api/v1/submissions/<id>/``) until it is ``done`` or ``failed``, and prints the
 per-category results or the error; exit code 0 when scored, 1 otherwise.
+``python -m algorithms submit --anomalib mvtec/bottle=bottle.pt [--anomalib KEY=FILE ...] --method NAME
+--suite KEY --server URL`` first builds the bundle from anomalib's saved predictions
+(:mod:`algorithms.anomalib_bundle`: image paths -> published ids, checked; ``docs/anomalib.md``).
 
 The API token (your account page on the site, ``/accounts/me/``) is read from the environment
 variable ``VADI_TOKEN``, else from the file ``$XDG_CONFIG_HOME/vadi/token``
 (``~/.config/vadi/token``), which holds the token alone (keep it ``chmod 600``).
 
-Standard library only (``urllib``); ``tqdm`` draws the bar when it is installed and the output
-is a terminal.
+Standard library only (``urllib``; ``--anomalib`` imports the bundle writer, numpy and torch);
+``tqdm`` draws the bar when it is installed and the output is a terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,6 +38,11 @@ TOKEN_ENV = "VADI_TOKEN"
 SERVER_ENV = "VADI_SERVER"
 FINISHED = ("done", "failed")
 USER_AGENT = "vadi-client/1"
+ANOMALIB_HELP = (
+    "FILE: one category's anomalib predictions, saved with torch.save(engine.predict(...), FILE); repeat "
+    "--anomalib once per category. FILE is unpickled (torch.load(weights_only=False)), which runs code chosen by "
+    "its author: give only files you made yourself"
+)
 
 
 class ClientError(RuntimeError):
@@ -72,9 +81,7 @@ class _MultipartBody:
         self.content_type = f"multipart/form-data; boundary={boundary}"
         head = b""
         for name, value in fields.items():
-            head += (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-            )
+            head += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         head += (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{path.name}"\r\n'
             "Content-Type: application/zip\r\n\r\n"
@@ -303,18 +310,48 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m algorithms submit``: upload, follow, print the results. Returns the exit code."""
+def parse_anomalib_option(text: str) -> tuple[str, Path]:
+    """``KEY=FILE`` (``--anomalib synthetic/woven=preds.pt``) as ``(category key, path)``; ValueError if malformed."""
+    key, sep, file = text.partition("=")
+    if not sep or not key or not file or key.count("/") != 1:
+        raise ValueError(f"--anomalib expects CATEGORY_KEY=FILE (e.g. mvtec/bottle=bottle.pt), got {text!r}")
+    return key, Path(file)
+
+
+def main(argv: Sequence[str] | None = None, *, build_anomalib: Callable[..., Any] | None = None) -> int:
+    """``python -m algorithms submit``: upload, follow, print the results. Returns the exit code.
+
+    ``build_anomalib`` builds the bundle for ``--anomalib``
+    (:func:`algorithms.anomalib_bundle.bundle_from_anomalib_files`; ``python -m algorithms`` passes
+    it, keeping this module free of the writer's imports).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m algorithms submit",
         description=(
-            "Upload a bundle to a leaderboard server, follow its scoring and print the per-category results "
+            "Upload a bundle (or build one from anomalib's predictions: --anomalib) to a leaderboard server, follow "
+            "its scoring and print the per-category results "
             f"(exit code 0) or the error (1). The API token is read from ${TOKEN_ENV} or {token_file()}."
         ),
     )
-    parser.add_argument("bundle", type=Path, help="the bundle zip (python -m algorithms bundle writes one)")
+    parser.add_argument(
+        "bundle", type=Path, nargs="?", default=None,
+        help="the bundle zip (python -m algorithms bundle writes one); or give --anomalib instead",
+    )  # fmt: skip
     parser.add_argument("--method", default="", help="method name (default: the bundle manifest's)")
     parser.add_argument("--suite", default="", help="suite key (default: the bundle manifest's)")
+    parser.add_argument(
+        "--anomalib", action="append", default=[], metavar="CATEGORY_KEY=FILE",
+        help="instead of a bundle: build one from anomalib's predictions (with --method and --suite; the id tables "
+        "and published ids are read from --server), then upload it. " + ANOMALIB_HELP,
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="with --anomalib: keep the bundle in this file (default: a temporary file, deleted after the upload)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-ties", action="store_true",
+        help="with --anomalib: submit clamped or tied scores (anomalib's normalisation) with a warning, not refuse",
+    )  # fmt: skip
     parser.add_argument(
         "--server", default=os.environ.get(SERVER_ENV), required=SERVER_ENV not in os.environ,
         help=f"the server's URL, e.g. https://leaderboard.example.org (default ${SERVER_ENV})",
@@ -327,11 +364,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the final submission as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or status lines")
     args = parser.parse_args(argv)
+    if args.anomalib and args.bundle is not None:
+        parser.error("give a bundle or --anomalib, not both")
+    if not args.anomalib and args.bundle is None:
+        parser.error("the following arguments are required: bundle (or --anomalib CATEGORY_KEY=FILE)")
+    if args.anomalib and (not args.method or not args.suite):
+        parser.error("--anomalib needs --method and --suite (they are written into the bundle's manifest)")
+    if not args.anomalib and (args.out is not None or args.allow_ties):
+        parser.error("--out and --allow-ties go with --anomalib")
 
     def say(text: str) -> None:
         if not args.quiet:
             print(text, file=sys.stderr, flush=True)
 
+    if args.anomalib:
+        try:
+            api_token()  # before the bundle is built: no token, no work
+        except ClientError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        with tempfile.TemporaryDirectory(prefix="vadi-bundle-") as tmp:
+            code = _build_from_anomalib(args, Path(tmp) / "bundle.zip", say, build_anomalib)
+            if code:
+                return code
+            return _submit(args, say)
+    return _submit(args, say)
+
+
+def _build_from_anomalib(
+    args: argparse.Namespace, default_out: Path, say: Callable[[str], None], build: Callable[..., Any] | None
+) -> int:
+    """``submit --anomalib``: write the bundle (``args.bundle`` becomes it); 0, or 1 with the error printed."""
+    if build is None:
+        print("error: --anomalib: run this as `python -m algorithms submit --anomalib ...`", file=sys.stderr)
+        return 1
+    try:
+        files = [parse_anomalib_option(text) for text in args.anomalib]
+        made = build(
+            files, path=args.out or default_out, method=args.method, suite=args.suite, server=args.server,
+            allow_ties=args.allow_ties, description=args.description,
+        )  # fmt: skip
+    except (ValueError, ClientError) as exc:  # BundleWriteError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for warning in made.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    images = sum(made.counts.values())
+    say(f"bundle {made.path if args.out else '(temporary)'}: {len(made.counts)} categories, {images} images")
+    args.bundle = made.path
+    return 0
+
+
+def _submit(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    """Upload ``args.bundle``, follow it, print the results; the exit code."""
     try:
         token = api_token()
         if args.check_first:
