@@ -248,3 +248,49 @@ def test_a_cropping_pre_processor_is_refused(tmp_path):
         _write(tmp_path, batches, model=cropping)
     whole = SimpleNamespace(pre_processor=SimpleNamespace(transform=Compose([Resize((256, 256)), Normalize([0], [1])])))
     assert _write(tmp_path, batches, model=whole).counts == {KEY: 6}
+
+
+def test_the_command_lines_check_their_anomalib_options(tmp_path, capsys, monkeypatch):
+    from algorithms.__main__ import main
+
+    monkeypatch.setenv("VADI_TOKEN", "t")
+    for argv, expected in [
+        (["submit", "--anomalib", f"{KEY}=p.pt", "--server", "http://x"], "--anomalib needs --method and --suite"),
+        (["submit", "b.zip", "--anomalib", f"{KEY}=p.pt", "--server", "http://x"], "a bundle or --anomalib, not both"),
+        (["submit", "--server", "http://x"], "required: bundle (or --anomalib CATEGORY_KEY=FILE)"),
+        (
+            ["bundle", "--anomalib", f"{KEY}=p.pt", "--predictions", "run", "--method", "m", "--suite", "s"],
+            "--predictions or --anomalib, not both",
+        ),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and expected in capsys.readouterr().err, argv
+    # a malformed option and a missing file are named; nothing is written
+    common = ["--method", "m", "--suite", "synthetic", "--out", str(tmp_path / "b.zip"), "--partial"]
+    assert main(["bundle", "--anomalib", "woven=p.pt", *common]) == 2
+    assert "--anomalib expects CATEGORY_KEY=FILE (e.g. mvtec/bottle=bottle.pt), got 'woven=p.pt'" in (
+        capsys.readouterr().err
+    )
+    assert main(["bundle", "--anomalib", f"{KEY}={tmp_path / 'nope.pt'}", *common]) == 2
+    assert f"{tmp_path / 'nope.pt'}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "b.zip").exists()
+
+
+def test_bundle_from_saved_dict_predictions_on_the_command_line(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from algorithms.__main__ import main
+
+    batches, _, maps = _batches()
+    torch.save([{k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in b.items()} for b in batches],
+               tmp_path / "woven.pt")  # fmt: skip
+    (tmp_path / "ids.json").write_text(json.dumps({"category": KEY, "files": TABLE}))
+    code = main(["bundle", "--anomalib", f"{KEY}={tmp_path / 'woven.pt'}", "--id-table", str(tmp_path / "ids.json"),
+                 "--method", "m", "--suite", "synthetic", "--out", str(tmp_path / "b.zip"), "--partial"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "1 categories, 6 images" in capsys.readouterr().out
+    assert _read(tmp_path / "b.zip", "ids.txt") == list(TABLE)
+    np.testing.assert_array_equal(_read(tmp_path / "b.zip", "maps.npy"), maps)
