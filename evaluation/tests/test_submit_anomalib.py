@@ -7,7 +7,9 @@ downloaded) with normalisation off, predicts the test set, and the predictions a
 ``torch.save`` as a user would. ``python -m algorithms submit --anomalib KEY=FILE ...`` then maps
 anomalib's absolute paths to the published ids, writes, uploads, follows and prints the results,
 which must equal ``evaluation.metrics`` on the very arrays anomalib produced. With ``Folder``'s
-defaults (no ``normal_test_dir``) the same command refuses, naming the settings to change.
+defaults (no ``normal_test_dir``) the same command refuses, naming the settings to change, and
+with anomalib's default normalisation (statistics from held-out normal images) it refuses the
+clamped scores, naming ``PostProcessor(enable_normalization=False)``.
 """
 
 # The shared fixtures are imported from the neighbouring modules; pytest injects them by parameter name.
@@ -52,22 +54,31 @@ def local_copy(tmp_path_factory, tiny_data_root) -> Path:
     return root
 
 
-def _anomalib_predictions(category_root: Path, work: Path, *, recommended: bool = True):
-    """anomalib's ``Engine.predict`` output for one category: PaDiM trained on ``train/good``."""
+RECOMMENDED = {"normal_test_dir": "test/good", "val_split_mode": "same_as_test"}  # docs/anomalib.md
+
+
+def _anomalib_predictions(category_root: Path, work: Path, *, folder: dict, normalise: bool = False):
+    """anomalib's ``Engine.predict`` output for one category: PaDiM trained on ``train/good``.
+
+    ``folder``: the ``Folder`` datamodule's split settings; ``normalise``: anomalib's default
+    post-processing (min-max normalisation into [0, 1], clamped) instead of raw scores.
+    """
+    import torch
     from anomalib.data import Folder
     from anomalib.engine import Engine
     from anomalib.models import Padim
     from anomalib.post_processing import PostProcessor
 
+    torch.manual_seed(0)  # PaDiM's random feature selection; Folder's splits take seed=0
     defects = sorted(p.name for p in (category_root / "test").iterdir() if p.is_dir() and p.name != "good")
-    settings = {"normal_test_dir": "test/good", "val_split_mode": "same_as_test"} if recommended else {}
     datamodule = Folder(name=category_root.name, root=category_root, normal_dir="train/good",
                         abnormal_dir=[f"test/{d}" for d in defects], num_workers=0, train_batch_size=8,
-                        eval_batch_size=4, **settings)  # fmt: skip
+                        eval_batch_size=4, seed=0, **folder)  # fmt: skip
     model = Padim(
         backbone="resnet18", pre_trained=False, layers=["layer1", "layer2"], n_features=50,
         pre_processor=Padim.configure_pre_processor(image_size=(64, 64)),  # the whole image, no crop
-        post_processor=PostProcessor(enable_normalization=False), evaluator=False, visualizer=False,
+        post_processor=PostProcessor(enable_normalization=normalise),
+        evaluator=False, visualizer=False,
     )  # fmt: skip
     engine = Engine(max_epochs=1, accelerator="cpu", devices=1, default_root_dir=work, logger=False,
                     enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
@@ -75,14 +86,16 @@ def _anomalib_predictions(category_root: Path, work: Path, *, recommended: bool 
     return engine.predict(model, dataloaders=datamodule.test_dataloader())
 
 
-def _saved(local_copy: Path, tmp_path: Path, *, recommended: bool = True) -> dict[str, Path]:
+def _saved(local_copy: Path, out: Path, *, folder: dict = RECOMMENDED, normalise: bool = False) -> dict[str, Path]:
     """``{category key: .pt file}``: each category's predictions saved with ``torch.save``."""
     import torch
 
     files = {}
+    out.mkdir(parents=True, exist_ok=True)
     for name in NAMES:
-        predictions = _anomalib_predictions(local_copy / name, tmp_path / "anomalib" / name, recommended=recommended)
-        files[f"synthetic/{name}"] = tmp_path / f"{name}.pt"
+        predictions = _anomalib_predictions(local_copy / name, out / "anomalib" / name, folder=folder,
+                                            normalise=normalise)  # fmt: skip
+        files[f"synthetic/{name}"] = out / f"{name}.pt"
         torch.save(predictions, files[f"synthetic/{name}"])
     return files
 
@@ -136,17 +149,31 @@ def test_submit_from_anomalib_predictions_prints_the_results(server, local_copy,
                 np.testing.assert_array_equal(np.lib.format.read_array(fp), entry["maps"])
 
 
-def test_folder_defaults_are_refused_naming_the_settings(server, local_copy, tmp_path):
+def test_folder_defaults_and_normalised_scores_are_refused_naming_the_fix(server, local_copy, tmp_path):
     token = Token.objects.create(user=user("anomalib")).key
-    files = _saved(local_copy, tmp_path, recommended=False)  # Folder's defaults: no normal_test_dir
-    options = [arg for key, file in files.items() for arg in ("--anomalib", f"{key}={file}")]
-    refused = _cli("submit", *options, "--method", "anomalib PaDiM", "--suite", SUITE_KEY, "--server", server,
-                   token=token, home=tmp_path)  # fmt: skip
+    common = ["--method", "anomalib PaDiM", "--suite", SUITE_KEY, "--server", server]
+
+    def options(files):
+        return [arg for key, file in files.items() for arg in ("--anomalib", f"{key}={file}")]
+
+    # Folder's defaults: no normal_test_dir (training images sampled as normal test images), half the test set
+    # moved to validation
+    defaults = options(_saved(local_copy, tmp_path / "defaults", folder={}))
+    refused = _cli("submit", *defaults, *common, token=token, home=tmp_path)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "normal_test_dir='test/good'" in refused.stderr and "val_split_mode='same_as_test'" in refused.stderr
+
+    # anomalib's default normalisation, its statistics from held-out normal images: scores clamped at 1.0 or 0.0
+    folder = {"normal_test_dir": "test/good", "val_split_mode": "from_train"}
+    clamped = options(_saved(local_copy, tmp_path / "normalised", folder=folder, normalise=True))
+    refused = _cli("submit", *clamped, *common, token=token, home=tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "clamped scores, tied in the ranking" in refused.stderr
+    assert "PostProcessor(enable_normalization=False)" in refused.stderr
     assert not Submission.objects.exists()  # refused before anything was uploaded
-    # `bundle --anomalib` writes the bundle only, checked the same way
-    written = _cli("bundle", *options, "--method", "anomalib PaDiM", "--suite", SUITE_KEY, "--server", server,
-                   "--out", str(tmp_path / "b.zip"), token=None, home=tmp_path)  # fmt: skip
-    assert written.returncode == 2 and "normal_test_dir='test/good'" in written.stderr
-    assert not (tmp_path / "b.zip").exists()
+    # `bundle --anomalib --allow-ties` writes them anyway (the bundle only), with a warning
+    accepted = _cli("bundle", *clamped, *common, "--out", str(tmp_path / "b.zip"), "--allow-ties", token=None,
+                    home=tmp_path)  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    assert "warning: synthetic/" in accepted.stderr and "clamped scores" in accepted.stderr
+    assert (tmp_path / "b.zip").is_file()
