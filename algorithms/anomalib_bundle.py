@@ -70,18 +70,12 @@ _FOLDER_FIX = (
 
 @dataclass(frozen=True)
 class AnomalibBundle:
-    """What :func:`bundle_from_anomalib` wrote: the bundle's ``path``, and ``warnings`` (str) it accepted."""
+    """What :func:`bundle_from_anomalib` wrote: the bundle's ``path``, the ``warnings`` (str) it accepted
+    (ties with ``allow_ties``, rescaled maps) and ``counts``, the images written per category key."""
 
     path: Path
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Collected:
-    paths: list[str]
-    scores: np.ndarray  # (N,) float
-    maps: np.ndarray  # (N, H, W) float
 
 
 def _field(batch: Any, *names: str) -> Any:
