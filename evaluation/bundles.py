@@ -918,7 +918,7 @@ class _MemberStream:
                 self.read_exact(min(self.remaining, 1 << 20), what="the rest of the member")
             self.finish()
         except BundleError as exc:
-            if "budget" in str(exc) or "uncompressed limit" in str(exc):
+            if "uncompressed limit" in str(exc):  # the budget is spent: not the member's damage
                 return None
             return exc
         return None
@@ -1837,9 +1837,10 @@ class BundleReader:
         """The image scores of ``key`` in the expected (server) order, as stored (float16/float32)."""
         stream, header, layout = self._array_stream(key, 1)
         rows = np.concatenate([block for _, block in self._chunks(stream, header)])
-        stream.finish()
+        # re-checked before the CRC (as the maps are): a file changed since validation says what it holds now
         if not np.isfinite(rows).all():
             raise BundleError("contains NaN or infinite values", member=stream.name)
+        stream.finish()
         out = np.empty_like(rows)
         out[layout.order] = rows
         return out
@@ -1868,10 +1869,10 @@ class BundleReader:
             gathered = np.empty((last - first, h * w), dtype=header.dtype)  # pixel p = row + h * column
             for pixel, block in self._chunks(stream, header):
                 gathered[:, pixel : pixel + len(block)] = block[:, first:last].T
+            if not np.isfinite(gathered).all():
+                raise BundleError("contains NaN or infinite values", member=stream.name)
             stream.finish()
             maps = np.ascontiguousarray(gathered.reshape(last - first, w, h).transpose(0, 2, 1))
-            if not np.isfinite(maps).all():
-                raise BundleError("contains NaN or infinite values", member=stream.name)
             yield layout.order[first:last], maps
 
 

@@ -1,4 +1,4 @@
-"""The dry run (``evaluation.bundles.check``) and the unknown-id hint, exactly, without Django.
+"""The dry run (``evaluation.bundles.check``), the unknown-id hint and re-reads after validation, without Django.
 
 ``check`` must report every problem of a bundle at once, each naming its member, and nothing for
 a valid one; the hint for unknown ids must offer a prefix to strip only when it is certain.
@@ -6,13 +6,14 @@ a valid one; the hint for unknown ids must offer a prefix to strip only when it 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from evaluation.bundles import BundleLimits, _prefix_to_strip, check, unknown_ids_message
-from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, write_zip
+from evaluation.bundles import BundleError, BundleLimits, BundleReader, _prefix_to_strip, check, unknown_ids_message
+from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, valid_categories, write_zip
 
 SPEC = Spec(
     suite="synthetic",
@@ -196,3 +197,54 @@ def test_unknown_id_message_exactly():
         "'test/good/000.png'); your ids look like published ids with the prefix 'x/' in front: strip it"
     )
     assert unknown_ids_message(["a"], []) == "1 unknown id(s), e.g. 'a'; use the ids published for this category"
+
+
+# A file that changes after validation --------------------------------------------------------
+
+
+def _data_offset(path: Path, name: str) -> int:
+    """Where ``name``'s (stored) bytes begin in the archive file."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    with open(path, "rb") as fp:
+        fp.seek(info.header_offset)
+        local = fp.read(30)
+    return info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+
+
+def _poke_nan(path: Path, name: str, itemsize: int) -> None:
+    """Overwrite the first value after the .npy header of stored member ``name`` with NaN, in place."""
+    start = _data_offset(path, name)
+    with open(path, "r+b") as fp:
+        fp.seek(start + 8)
+        header_len = int.from_bytes(fp.read(2), "little")
+        fp.seek(start + 10 + header_len)
+        fp.write(np.array([np.nan], dtype=f"<f{itemsize}").tobytes())
+
+
+@pytest.mark.parametrize("fortran", [False, True], ids=["c-order", "fortran-order"])
+def test_arrays_changed_after_validation_are_refused_as_they_are_read(tmp_path, fortran):
+    categories = valid_categories(SPEC)
+    if fortran:
+        categories["synthetic/aa"]["maps"] = np.asfortranarray(categories["synthetic/aa"]["maps"])
+    path = write_zip(tmp_path / "stored.zip", members_of(SPEC, categories), compression=zipfile.ZIP_STORED)
+    with BundleReader(path) as reader:
+        summary = reader.validate(suite=SPEC.suite, expected_ids=SPEC.ids)
+        assert summary.categories["synthetic/aa"].maps_fortran_order is fortran
+        scores = reader.read_scores("synthetic/aa")
+        assert scores.dtype == np.float32 and np.isfinite(scores).all()
+        batches = list(reader.iter_map_batches("synthetic/aa"))
+        assert {maps.dtype for _, maps in batches} == {np.dtype(np.float16)}  # as stored, never widened
+        assert sum(len(maps) for _, maps in batches) == len(SPEC.ids["synthetic/aa"])
+        _poke_nan(path, "synthetic/aa/scores.npy", 4)
+        _poke_nan(path, "synthetic/aa/maps.npy", 2)
+        with pytest.raises(BundleError) as raised:
+            reader.read_scores("synthetic/aa")
+        assert str(raised.value) == "synthetic/aa/scores.npy: contains NaN or infinite values"
+        assert raised.value.member == "synthetic/aa/scores.npy"
+        with pytest.raises(BundleError) as raised:
+            list(reader.iter_map_batches("synthetic/aa"))
+        assert str(raised.value) == "synthetic/aa/maps.npy: contains NaN or infinite values"
+        assert raised.value.member == "synthetic/aa/maps.npy"
+        # the untouched category still reads
+        assert np.isfinite(reader.read_scores("synthetic/bb")).all()
