@@ -672,12 +672,13 @@ BAD_BUNDLES: tuple[BadBundle, ...] = (
         ),
         BadBundle(
             "descriptor_flag_without_descriptor",
-            r"ids\.txt: has flag bit 3 \(data descriptor\) but 0 bytes",
+            r"ids\.txt: has flag bit 3 \(data descriptor\) but 0 bytes follow its data; a descriptor takes 12, 16, "
+            r"20 or 24 bytes$",
             _raw(_edit("ids.txt", flags=0x0008)),
         ),
         BadBundle(
             "descriptor_disagrees",
-            r"ids\.txt: its data descriptor and the central directory disagree",
+            r"ids\.txt: its data descriptor and the central directory disagree on the CRC or sizes$",
             _raw(_edit("ids.txt", descriptor="signed", central={"crc": 77}, local={"crc": 0, "csize": 0, "usize": 0})),
         ),
         BadBundle(

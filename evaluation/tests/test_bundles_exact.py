@@ -1,0 +1,159 @@
+"""Exact answers of the bundle reader's small parts: the ``.npy`` header parser, dtype messages, limits' edges.
+
+Each case pins the whole value or message (the uploader reads these), so that a changed boundary,
+a cut-off length or a lost word fails a test; the corpus (``bundle_corpus.py``) covers whole archives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.bundles import (
+    BundleError,
+    BundleLimits,
+    BundleReader,
+    _dtype_problem,
+    _NpyHeaderSyntax,
+    _parse_npy_dict,
+)
+from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, npy_raw, valid_categories, write_zip
+from evaluation.tests.rawzip import Member, build_zip
+
+SPEC = Spec(suite="synthetic", ids={"synthetic/aa": [f"test/good/{i:03d}.png" for i in range(3)]})
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 64, 64), }",
+            {"descr": "<f4", "fortran_order": False, "shape": (3, 64, 64)},
+        ),
+        ("{'a': None, 'b': True, 'c': (3,), 'd': ()}", {"a": None, "b": True, "c": (3,), "d": ()}),
+        ("{'a': " + "9" * 19 + "}", {"a": 9_999_999_999_999_999_999}),  # 19 digits: the longest integer taken
+        ("{'a': 12L}", {"a": 12}),  # Python 2's long suffix, as old numpy wrote it
+        ("{'a': [('x', '<f4')]}", {"a": []}),  # a structured dtype's list is skipped (then refused as such)
+        ("{'a': [[]]}", {"a": []}),
+        ("{'a': " + "[" * 8 + "]" * 8 + "}", {"a": []}),  # 8 levels: the deepest allowed
+        ("{}   \n", {}),
+    ],
+)
+def test_npy_header_dicts_parse_exactly(text, parsed):
+    assert _parse_npy_dict(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{'a': (3 4)}", "unexpected '4'"),
+        ("{'a': (3,", "the header ends early"),
+        ("{'a': (3", "the header ends early"),
+        ("{'a': ", "the header ends early"),
+        ("{'a': 'b'", "the header ends early"),
+        ("{'a': @}", "unexpected text at character 5: ' @}'"),
+        ("{'a': @" + "x" * 30, "unexpected text at character 5: ' @xxxxxxxxxxxxxxxxxx'"),  # 20 characters shown
+        ("{'a' '" + "b" * 25 + "'}", 'unexpected "\'bbbbbbbbbbbbb..."'),
+        ("{'a': " + "9" * 20 + "}", "the integer '99999999999999999999' is too large"),
+        ("{'a': " + "9" * 30 + "}", "the integer '999999999999999999...' is too large"),
+        ("{'a': " + "[" * 9 + "]" * 9 + "}", "nested too deeply"),
+        ("{'a': 1, 'a': 2}", "the key 'a' appears twice"),
+        ("{} 1", "text follows the header dict"),
+        ("{'a': {}}", "unexpected '{'"),
+        ("{'a': )}", "unexpected ')'"),
+        ("{1: 2}", "unexpected '1'"),
+        ("('a')", "unexpected '('"),
+        ("{'a': (1, 'x')}", "unexpected \"'x'\""),
+        ("{'a' 1}", "unexpected '1'"),
+        ("{'a': 1 'b': 2}", "unexpected \"'b'\""),
+    ],
+)
+def test_npy_header_syntax_errors_say_exactly_what(text, message):
+    with pytest.raises(_NpyHeaderSyntax) as raised:
+        _parse_npy_dict(text)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("descr", "message"),
+    [
+        ("<f4x", "has an unsupported dtype '<f4x'; use float16 or float32"),
+        ("<X4", "has dtype <X4 (unknown); use float16 or float32"),
+        ("<i8", "has dtype <i8 (int64); use float16 or float32"),
+        ("<u2", "has dtype <u2 (uint16); use float16 or float32"),
+        ("<c16", "has dtype <c16 (complex128); use float16 or float32"),
+        ("|b1", "has dtype |b1 (bool); use float16 or float32"),
+        ("<S5", "has dtype <S5 (bytes); use float16 or float32"),
+        ("<f8", "has dtype <f8 (float64); use float16 or float32"),
+        (">f4", "is big-endian (>f4); write little-endian float16/float32"),
+        ("=f2", "has dtype =f2 (byte order =); write little-endian '<f2'"),
+        ("|O", "holds Python objects (pickle); only float16/float32 arrays are accepted"),
+        (3, "has a malformed .npy header (descr is the number 3)"),
+        ([1], "has a structured dtype; use float16 or float32"),
+    ],
+)
+def test_dtype_problems_exactly(descr, message):
+    assert _dtype_problem(descr) == message
+
+
+def test_an_error_without_a_member_is_the_message_alone():
+    assert str(BundleError("x")) == "x" and BundleError("x").member is None
+    assert str(BundleError("x", member="m/ids.txt")) == "m/ids.txt: x"
+
+
+def _validate(path, **limits):
+    reader = BundleReader(path, limits=BundleLimits(**limits))
+    reader.validate(suite=SPEC.suite, expected_ids=SPEC.ids)
+    return reader
+
+
+def test_maps_of_exactly_the_largest_and_smallest_sides_are_accepted(tmp_path):
+    for shape in ((3, 64, 1024), (3, 1024, 64), (3, 64, 64)):
+        categories = valid_categories(SPEC)
+        categories["synthetic/aa"]["maps"] = np.zeros(shape, np.float16)
+        with _validate(write_zip(tmp_path / "b.zip", members_of(SPEC, categories))) as reader:
+            assert reader.summary.categories["synthetic/aa"].map_size == shape[1:]
+    categories["synthetic/aa"]["maps"] = np.zeros((3, 64, 1025), np.float16)
+    with pytest.raises(BundleError, match=r"maps are 64 x 1025; each side must be between 64 and 1024 pixels$"):
+        _validate(write_zip(tmp_path / "b.zip", members_of(SPEC, categories)))
+
+
+def test_a_shape_message_quotes_at_most_80_characters(tmp_path):
+    members = [
+        (
+            name,
+            npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (" + "3, " * 40 + "), }")
+            if name.endswith("scores.npy")
+            else data,
+        )
+        for name, data in members_of(SPEC)
+    ]
+    with pytest.raises(BundleError) as raised:
+        _validate(write_zip(tmp_path / "b.zip", members))
+    shown = "(" + ", ".join(["3"] * 40) + ")"
+    assert str(raised.value) == (f"synthetic/aa/scores.npy: has shape {shown[:75]}...); expected (N,) with N = 3")
+
+
+def test_array_data_that_end_early_are_reported_as_truncated(tmp_path):
+    full = npy_bytes(np.zeros(3, np.float32))
+    members = [Member(name, data) for name, data in members_of(SPEC)]
+    scores = next(m for m in members if m.raw_name.endswith(b"scores.npy"))
+    scores.data = full[:-4]  # one value short, while both headers declare the full size (and the true CRC)
+    scores.local = scores.central = {"usize": len(full)}
+    path = tmp_path / "b.zip"
+    path.write_bytes(build_zip(members))
+    with pytest.raises(BundleError) as raised:
+        _validate(path, chunk_bytes=4)
+    # the short read is a content problem, so the reader reads on to the end to report the damage itself
+    assert str(raised.value) == (
+        f"synthetic/aa/scores.npy: truncated: the rest of the member needs 4 bytes but the data end after 0 "
+        f"(the member declares {len(full)} bytes in all)"
+    )
+
+
+def test_reading_after_validation_is_not_charged_to_the_spent_budget(tmp_path):
+    path = write_zip(tmp_path / "b.zip", members_of(SPEC))
+    budget = sum(len(data) for _, data in members_of(SPEC))  # exactly what one validation reads
+    with _validate(path, max_uncompressed_bytes=budget) as reader:
+        assert len(reader.read_scores("synthetic/aa")) == 3
+        assert sum(len(maps) for _, maps in reader.iter_map_batches("synthetic/aa")) == 3
