@@ -157,3 +157,25 @@ def test_reading_after_validation_is_not_charged_to_the_spent_budget(tmp_path):
     with _validate(path, max_uncompressed_bytes=budget) as reader:
         assert len(reader.read_scores("synthetic/aa")) == 3
         assert sum(len(maps) for _, maps in reader.iter_map_batches("synthetic/aa")) == 3
+
+
+def test_the_damage_check_reads_on_only_within_its_limit(tmp_path):
+    members = [Member(name, data, method=0) for name, data in members_of(SPEC)]  # stored
+    ids = next(m for m in members if m.raw_name.endswith(b"ids.txt"))
+    ids.local = ids.central = {"crc": 0x1234}
+    path = tmp_path / "b.zip"
+    path.write_bytes(build_zip(members))
+    with BundleReader(path) as reader:
+        stream = reader._stream("synthetic/aa/ids.txt")
+        stream.read_exact(1, what="a byte")
+        rest = stream.remaining
+        assert stream.corruption(limit=rest - 1) is None  # too much left to read: no verdict
+        found = stream.corruption(limit=rest)  # exactly the limit: read on, find the damage
+        assert found is not None and str(found).startswith("synthetic/aa/ids.txt: CRC-32 mismatch (the data give ")
+        healthy = reader._stream("synthetic/aa/scores.npy")
+        healthy.read_exact(1, what="a byte")
+        assert healthy.corruption(limit=1 << 30) is None  # read to the end, nothing wrong
+    with BundleReader(path) as reader:
+        stream = reader._stream("synthetic/aa/ids.txt")
+        reader._budget.used = reader._budget.limit - 1  # the archive's budget is all but spent
+        assert stream.corruption(limit=1 << 30) is None  # the budget stops the reading: not the member's damage
