@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from django.core.cache import cache
 
+from leaderboard.cache import cache_key
 from leaderboard.models import ReviewStatus, Visibility
 from leaderboard.selectors.leaderboard import (
     Cell,
@@ -317,6 +318,8 @@ def test_cached_board_equals_the_board_and_follows_writes(catalog, django_assert
     first = suite_leaderboard_cached(suite_key="vadi", sort="image_auroc")
     assert first == suite_leaderboard(suite_key="vadi", sort="image_auroc")
     assert first.sort_metric == "image_auroc"
+    # kept under the board's own name in the cache (the pages and the API share it)
+    assert cache.get(cache_key("board", suite_key="vadi", sort="image_auroc")) == first
     with django_assert_num_queries(1):  # the data stamp only: the board comes from the cache
         assert suite_leaderboard_cached(suite_key="vadi", sort="image_auroc") == first
     other = suite_leaderboard_cached(suite_key="vadi", dataset_key="visa")
@@ -359,3 +362,15 @@ def test_method_cost_takes_one_cost_per_category_means_times_and_maxima():
     assert only_partial == Cost(None, None, None, "", None, None, ())
     assert method_cost([_cost_cell(1, None), _cost_cell(2, {})]) is None
     assert method_cost([]) is None
+
+
+def test_breakdown_names_its_suite_and_breaks_ties_by_the_lower_cased_name(catalog):
+    cats = vadi_cats(catalog)
+    tied = [MethodFactory(name=name) for name in ("xab", "X_b", "best")]
+    for method in tied[:2]:
+        publish_run(method, cats, uniform(0.5, 5))
+    publish_run(tied[2], cats, uniform(0.7, 5))
+    table = category_breakdown(suite_key="vadi", metric="pl")
+    assert (table.suite_key, table.suite_name) == ("vadi", "VADI")
+    # best first; then the tie in lower case: "x_b" < "xab" ("_" sorts before "a"; in upper case it would not)
+    assert [m.name for m in table.methods] == ["best", "X_b", "xab"]
