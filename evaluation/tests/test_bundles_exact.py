@@ -6,6 +6,9 @@ a cut-off length or a lost word fails a test; the corpus (``bundle_corpus.py``) 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +19,7 @@ from evaluation.bundles import (
     _dtype_problem,
     _NpyHeaderSyntax,
     _parse_npy_dict,
+    _text_problem,
 )
 from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, npy_raw, valid_categories, write_zip
 from evaluation.tests.rawzip import Member, build_zip
@@ -179,3 +183,148 @@ def test_the_damage_check_reads_on_only_within_its_limit(tmp_path):
         stream = reader._stream("synthetic/aa/ids.txt")
         reader._budget.used = reader._budget.limit - 1  # the archive's budget is all but spent
         assert stream.corruption(limit=1 << 30) is None  # the budget stops the reading: not the member's damage
+
+
+# ``.npy`` headers, ids.txt and manifest text: exact messages at each boundary -----------------------
+
+
+def _scores_member(data: bytes):
+    return [(name, data if name == "synthetic/aa/scores.npy" else raw) for name, raw in members_of(SPEC)]
+
+
+def _message(members, **limits) -> str:
+    with pytest.raises(BundleError) as raised:
+        _validate(write_zip(Path(tempfile.mkdtemp()) / "b.zip", members), **limits)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "is empty; not a .npy file"),
+        (b"\x93NUMPY\x01\x00\x10", "is only 9 bytes long; not a .npy file"),  # 9 bytes: too short for any header
+        (b"\x93NUMPY\x01\x00\x10\x00", "truncated: its .npy header claims 16 bytes but the member holds 10 in all"),
+        (
+            b"\x93NUMPY\x02\x00\x10\x00",
+            "truncated: the .npy header length needs 4 bytes but the member declares only 2 more",
+        ),
+        (b"\x93NUMPY\x03\x00\x10\x00\x00", "uses .npy format version 3.0; write version 1.0 or 2.0"),
+    ],
+)
+def test_npy_prefix_problems_exactly(data, message):
+    assert _message(_scores_member(data)) == f"synthetic/aa/scores.npy: {message}"
+
+
+def test_the_npy_header_limit_is_inclusive():
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"
+    values = np.zeros(3, np.float32).tobytes()
+    with _validate(
+        write_zip(Path(tempfile.mkdtemp()) / "b.zip", _scores_member(npy_raw(header.ljust(200), values))),
+        max_npy_header_bytes=200,
+    ):
+        pass
+    assert _message(_scores_member(npy_raw(header.ljust(201), values)), max_npy_header_bytes=200) == (
+        "synthetic/aa/scores.npy: its .npy header claims 201 bytes; the limit is 200 (a numpy.save header takes "
+        "about 128)"
+    )
+
+
+def _ids_member(text: str):
+    return [(name, text.encode() if name == "synthetic/aa/ids.txt" else raw) for name, raw in members_of(SPEC)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\n" * 22, "line 1 is empty"),  # 2N + 16 lines for N = 3: split and read
+        ("\n" * 21 + "x", "line 1 is empty"),  # the last line needs no newline: 22 lines too
+        ("\n" * 23, "has 23 lines; the category has 3 test images (one id per line)"),
+        ("\n" * 22 + "x", "has 23 lines; the category has 3 test images (one id per line)"),
+        (
+            "test/good/000.png\n",
+            "missing 2 of the category's 3 test ids, e.g. 'test/good/001.png', 'test/good/002.png'",
+        ),
+    ],
+)
+def test_ids_txt_line_counts_and_missing_ids_exactly(text, message):
+    assert _message(_ids_member(text)) == f"synthetic/aa/ids.txt: {message}"
+
+
+def test_missing_ids_show_three_examples():
+    spec = Spec(suite="synthetic", ids={"synthetic/aa": [f"test/good/{i:03d}.png" for i in range(6)]})
+    members = [
+        (n, b"test/good/000.png\ntest/good/001.png\n" if n.endswith("ids.txt") else d) for n, d in members_of(spec)
+    ]
+    path = write_zip(Path(tempfile.mkdtemp()) / "b.zip", members)
+    with pytest.raises(BundleError) as raised, BundleReader(path) as reader:
+        reader.validate(suite="synthetic", expected_ids=spec.ids)
+    assert str(raised.value) == (
+        "synthetic/aa/ids.txt: missing 4 of the category's 6 test ids, e.g. 'test/good/002.png', "
+        "'test/good/003.png', 'test/good/004.png'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "newlines", "problem"),
+    [
+        ("a\x1fb", False, "contains the control character '\\x1f'"),
+        ("a\x7fb", False, "contains the control character '\\x7f'"),  # DEL, the first of 127..159
+        ("a\x9fb", True, "contains the control character '\\x9f'"),  # the last C1 control
+        ("a\xa0b", False, None),  # no-break space: text
+        ("a\ud800b", False, "contains an unpaired UTF-16 surrogate"),
+        ("a\udfffb", False, "contains an unpaired UTF-16 surrogate"),  # the last surrogate
+        ("a\ue000b", False, None),  # the first code point after them
+        ("a\tb\r\n", False, "contains the control character '\\t'"),
+        ("a\tb\r\n", True, None),  # a description may hold tabs and line breaks
+        ("a\u202eb", True, "contains the bidirectional control character U+202E"),
+    ],
+)
+def test_manifest_text_problems_exactly(text, newlines, problem):
+    assert _text_problem(text, newlines=newlines) == problem
+    if not newlines:
+        assert _text_problem(text) == problem  # the default: no line breaks allowed
+
+
+# validate(): format-1 ids, progress, the layout it returns ----------------------------------------
+
+
+def test_format_1_bundles_use_the_legacy_ids_or_are_refused_for_a_blind_suite(tmp_path):
+    path = write_zip(tmp_path / "b.zip", members_of(SPEC))  # the corpus writes format 1: file-path ids
+    opaque = {"synthetic/aa": ["id-a", "id-b", "id-c"]}
+    with BundleReader(path) as reader:
+        summary = reader.validate(suite="synthetic", expected_ids=opaque, legacy_ids=SPEC.ids)
+        assert reader.expected_ids("synthetic/aa") == SPEC.ids["synthetic/aa"]
+        assert summary.categories["synthetic/aa"].n_images == 3
+    with pytest.raises(BundleError) as raised, BundleReader(path) as reader:
+        reader.validate(suite="synthetic", expected_ids=SPEC.ids, allow_legacy=False)
+    assert raised.value.member == "manifest.json"
+    assert str(raised.value) == (
+        "manifest.json: format_version 1 (file-path ids) is not accepted for suite 'synthetic', whose ground truth "
+        "is not public; write format_version 2 with the ids the server publishes"
+    )
+
+
+def test_validate_reports_progress_and_the_layout_of_each_category(tmp_path):
+    spec = Spec(
+        suite="synthetic", ids={"synthetic/aa": SPEC.ids["synthetic/aa"], "synthetic/bb": ["test/good/000.png"]}
+    )
+    members = members_of(spec)
+    calls = []
+    with BundleReader(write_zip(tmp_path / "b.zip", members)) as reader:
+        summary = reader.validate(suite="synthetic", expected_ids=spec.ids, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 2, "synthetic/aa"), (2, 2, "synthetic/bb")]
+    layout = summary.categories["synthetic/aa"]
+    assert (layout.key, layout.n_images, layout.map_size) == ("synthetic/aa", 3, (64, 64))
+    assert (layout.scores_dtype, layout.maps_dtype) == (np.dtype("<f4"), np.dtype("<f2"))
+    assert summary.uncompressed_bytes == sum(len(data) for _, data in members)
+    assert summary.members == len(members)
+
+
+def test_a_nan_names_its_row_and_id_from_row_0(tmp_path):
+    categories = valid_categories(SPEC)
+    entry = categories["synthetic/aa"]
+    entry["scores"] = np.array([np.nan, 1.0, 2.0], np.float32)
+    members = members_of(SPEC, categories)
+    assert _message(members) == (
+        f"synthetic/aa/scores.npy: contains NaN or infinite values (first at row 0, id {entry['ids'][0]!r})"
+    )
