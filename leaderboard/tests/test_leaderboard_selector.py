@@ -374,3 +374,32 @@ def test_breakdown_names_its_suite_and_breaks_ties_by_the_lower_cased_name(catal
     assert (table.suite_key, table.suite_name) == ("vadi", "VADI")
     # best first; then the tie in lower case: "x_b" < "xab" ("_" sorts before "a"; in upper case it would not)
     assert [m.name for m in table.methods] == ["best", "X_b", "xab"]
+
+
+def _set_extra(method, **extra):
+    from leaderboard.models import Result
+
+    for result in Result.objects.filter(method=method):
+        result.extra = {**result.extra, **extra}
+        result.save(update_fields=["extra"])
+
+
+def test_rows_flag_random_init_spread_seeds_of_complete_rows_only_and_break_ties_in_lower_case(catalog):
+    cats = vadi_cats(catalog)
+    plain, seeded, partial = MethodFactory(name="xab"), MethodFactory(name="X_b"), MethodFactory(name="partial")
+    for method in (plain, seeded):
+        publish_run(method, cats, uniform(0.5, 5))
+    publish_run(partial, cats[:3], uniform(0.9, 3))
+    _set_extra(seeded, pretrained=False, seed_values=[0.4, 0.6])
+    _set_extra(partial, pretrained=True, seed_values=[0.8, 1.0])
+    board = suite_leaderboard(suite_key="vadi")
+    # equal means share rank 1; the tie is ordered by the lower-cased name ("x_b" < "xab"; not so in upper case)
+    assert [(r.method.name, r.rank) for r in board.rows] == [("X_b", 1), ("xab", 1)]
+    rows = {r.method.name: r for r in (*board.rows, *board.incomplete)}
+    assert [rows[name].random_init for name in ("X_b", "xab", "partial")] == [True, False, False]
+    assert (rows["X_b"].n_seeds, rows["xab"].n_seeds) == (2, 1)
+    assert rows["X_b"].seed_std["pl"] == pytest.approx(statistics.stdev([0.4, 0.6]))
+    # an incomplete row has no suite mean, hence no spread of its seeds' suite means either
+    assert rows["partial"].n_seeds == 1 and rows["partial"].seed_std == {} and rows["partial"].metrics == {}
+    with pytest.raises(ValueError, match="unknown provenance 'typed'"):
+        suite_leaderboard(suite_key="vadi", provenance="typed")
