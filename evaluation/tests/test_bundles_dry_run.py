@@ -167,6 +167,7 @@ VALID = ["test/good/000.png", "test/crack/001.png", "test/crack/002.png"]
         (["a/test/good/000.png", "a/nothing.png"], None),  # one id with no valid id inside
         (["nothing.png"], None),  # no "/" at all
         (["test/good/000.png/"], None),  # cut at the end: an empty rest is no id
+        (["x//test/good/000.png"], "x//"),  # the next cut is the very next character
         ([], None),
     ],
 )

@@ -20,6 +20,7 @@ from evaluation.bundles import (
     _NpyHeaderSyntax,
     _parse_npy_dict,
     _text_problem,
+    check,
 )
 from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, npy_raw, valid_categories, write_zip
 from evaluation.tests.rawzip import Member, build_zip
@@ -328,3 +329,88 @@ def test_a_nan_names_its_row_and_id_from_row_0(tmp_path):
     assert _message(members) == (
         f"synthetic/aa/scores.npy: contains NaN or infinite values (first at row 0, id {entry['ids'][0]!r})"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{'a': (3: 4)}", "unexpected ':'"),  # only a comma separates a tuple's items
+        ("{'a' , 1}", "unexpected ','"),  # only a colon follows a key
+        ("{'a': 1: 'b': 2}", "unexpected ':'"),  # only a comma separates items
+        ("{'a': 1]", "unexpected ']'"),
+        ("{'a': (3, 4]", "unexpected ']'"),
+        ("['a': 1}", "unexpected '['"),
+        ("{'a': 1, 'b': 2)", "unexpected ')'"),
+    ],
+)
+def test_npy_header_punctuation_is_exact(text, message):
+    with pytest.raises(_NpyHeaderSyntax) as raised:
+        _parse_npy_dict(text)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            "{'descr': '<f4', 'shape': (3,), }",
+            "has a malformed .npy header (keys 'descr', 'shape'; expected 'descr', 'fortran_order' and 'shape')",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': 1}",
+            "has a malformed .npy header (keys 'descr', 'fortran_order', 'shape', 'x'; expected 'descr', "
+            "'fortran_order' and 'shape')",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': 1, 'shape': (3,), }",
+            "has a malformed .npy header (fortran_order must be True or False)",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': 3, }",
+            "has a malformed .npy header (shape must be a tuple of integers)",
+        ),
+    ],
+)
+def test_malformed_npy_headers_exactly(header, message):
+    members = _scores_member(npy_raw(header, np.zeros(3, np.float32).tobytes()))
+    assert _message(members) == f"synthetic/aa/scores.npy: {message}"
+
+
+def test_a_member_shorter_than_its_header_promises_exactly():
+    members = _scores_member(npy_bytes(np.zeros(3, np.float32))[:-4])
+    assert _message(members) == (
+        "synthetic/aa/scores.npy: truncated: the header promises 12 data bytes for shape (3,) but the member holds 8"
+    )
+
+
+def test_the_fortran_order_limit_is_inclusive(tmp_path):
+    categories = valid_categories(SPEC)
+    categories["synthetic/aa"]["maps"] = np.asfortranarray(categories["synthetic/aa"]["maps"])
+    size = 3 * 64 * 64 * 2
+    path = write_zip(tmp_path / "b.zip", members_of(SPEC, categories))
+    _validate(path, max_fortran_bytes=size).close()
+    with pytest.raises(BundleError, match=r"^synthetic/aa/maps\.npy: is a Fortran-order array of 24\.0 KiB"):
+        _validate(path, max_fortran_bytes=size - 1)
+
+
+def test_the_dry_run_names_the_row_and_id_and_goes_on_past_a_missing_member(tmp_path):
+    categories = valid_categories(SPEC)
+    entry = categories["synthetic/aa"]
+    entry["scores"] = np.array([np.nan, 1.0, 2.0], np.float32)
+    path = write_zip(tmp_path / "nan.zip", members_of(SPEC, categories))
+    assert [str(p) for p in check(path, suite=None, expected_ids=SPEC.ids)] == [
+        f"synthetic/aa/scores.npy: contains NaN or infinite values (first at row 0, id {entry['ids'][0]!r})"
+    ]
+    members = [
+        (name, npy_bytes(np.zeros((3, 8, 8), np.float32)) if name.endswith("maps.npy") else data)
+        for name, data in members_of(SPEC)
+        if not name.endswith("scores.npy")
+    ]
+    problems = check(
+        write_zip(tmp_path / "b.zip", members), suite=None, expected_ids={**SPEC.ids, "synthetic/zz": ["a"]}
+    )
+    assert [str(p) for p in problems] == [
+        "manifest.json: missing category 'synthetic/zz' of suite 'synthetic'",  # no suite given: the manifest's
+        "synthetic/aa/scores.npy: missing member",
+        "synthetic/aa/maps.npy: maps are 8 x 8; each side must be between 64 and 1024 pixels",
+    ]
