@@ -403,3 +403,26 @@ def test_rows_flag_random_init_spread_seeds_of_complete_rows_only_and_break_ties
     assert rows["partial"].n_seeds == 1 and rows["partial"].seed_std == {} and rows["partial"].metrics == {}
     with pytest.raises(ValueError, match="unknown provenance 'typed'"):
         suite_leaderboard(suite_key="vadi", provenance="typed")
+
+
+def test_cells_carry_their_result_version_and_only_well_typed_extras(catalog):
+    from leaderboard.models import Result
+
+    cats = vadi_cats(catalog)
+    baseline = MethodFactory(name="Base", is_baseline=True)
+    publish_run(baseline, cats, uniform(0.5, 5))
+    _set_extra(baseline, pretrained="yes", cost="n/a")  # not a bool, not a dict: ignored
+    ev = method_metric_evidence(suite_key="vadi", method_id=baseline.pk, metric="pl")
+    ids = dict(Result.objects.filter(method=baseline, metric="pl").values_list("category__key", "pk"))
+    assert [(c.result_id, c.evaluator_version) for c in ev.cells] == [(ids[c.category_key], "test-eval") for c in ev.cells]
+    assert all(c.pretrained is None and c.cost is None for c in ev.cells)
+    (row,) = suite_leaderboard(suite_key="vadi").rows
+    assert row.method.is_baseline is True and row.random_init is False
+
+
+def test_incomplete_rows_break_ties_in_lower_case(catalog):
+    cats = vadi_cats(catalog)
+    for name in ("xab", "X_b"):
+        publish_run(MethodFactory(name=name), cats[:2], uniform(0.5, 2))
+    board = suite_leaderboard(suite_key="vadi")
+    assert [r.method.name for r in board.incomplete] == ["X_b", "xab"]
