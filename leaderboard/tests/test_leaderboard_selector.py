@@ -414,7 +414,8 @@ def test_cells_carry_their_result_version_and_only_well_typed_extras(catalog):
     _set_extra(baseline, pretrained="yes", cost="n/a")  # not a bool, not a dict: ignored
     ev = method_metric_evidence(suite_key="vadi", method_id=baseline.pk, metric="pl")
     ids = dict(Result.objects.filter(method=baseline, metric="pl").values_list("category__key", "pk"))
-    assert [(c.result_id, c.evaluator_version) for c in ev.cells] == [(ids[c.category_key], "test-eval") for c in ev.cells]
+    expected = [(ids[c.category_key], "test-eval") for c in ev.cells]
+    assert [(c.result_id, c.evaluator_version) for c in ev.cells] == expected
     assert all(c.pretrained is None and c.cost is None for c in ev.cells)
     (row,) = suite_leaderboard(suite_key="vadi").rows
     assert row.method.is_baseline is True and row.random_init is False
