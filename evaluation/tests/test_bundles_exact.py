@@ -414,3 +414,12 @@ def test_the_dry_run_names_the_row_and_id_and_goes_on_past_a_missing_member(tmp_
         "synthetic/aa/scores.npy: missing member",
         "synthetic/aa/maps.npy: maps are 8 x 8; each side must be between 64 and 1024 pixels",
     ]
+
+
+def test_the_dry_run_reports_a_nan_without_an_id_when_the_ids_are_unreadable(tmp_path):
+    categories = valid_categories(SPEC)
+    categories["synthetic/aa"]["scores"] = np.array([1.0, np.nan, 2.0], np.float32)
+    members = [(n, b"nope\n" if n.endswith("ids.txt") else d) for n, d in members_of(SPEC, categories)]
+    problems = [str(p) for p in check(write_zip(tmp_path / "b.zip", members), suite="synthetic", expected_ids=SPEC.ids)]
+    assert problems[1:] == ["synthetic/aa/scores.npy: contains NaN or infinite values (first at row 1)"]
+    assert problems[0].startswith("synthetic/aa/ids.txt: 1 unknown id(s), e.g. 'nope'")
