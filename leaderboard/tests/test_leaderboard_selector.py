@@ -427,3 +427,19 @@ def test_incomplete_rows_break_ties_in_lower_case(catalog):
         publish_run(MethodFactory(name=name), cats[:2], uniform(0.5, 2))
     board = suite_leaderboard(suite_key="vadi")
     assert [r.method.name for r in board.incomplete] == ["X_b", "xab"]
+
+
+@pytest.mark.parametrize("newer_where", ["hidden submission", "other suite"])
+def test_the_default_evaluator_version_comes_from_this_suites_public_results_only(catalog, newer_where):
+    cats = vadi_cats(catalog)
+    shown = MethodFactory(name="Shown")
+    publish_run(shown, cats, uniform(0.5, 5), evaluator_version="v1")
+    later = MethodFactory(name="Later")
+    if newer_where == "hidden submission":  # a private upload scored by a newer evaluator
+        publish_submission(later, cats, uniform(0.9, 5), evaluator_version="v9", visibility=Visibility.PRIVATE)
+    else:  # the synthetic suite's categories, scored later by another version
+        synthetic = catalog["categories"]["synthetic"]
+        publish_run(later, synthetic, uniform(0.9, len(synthetic)), evaluator_version="v9")
+    board = suite_leaderboard(suite_key="vadi")
+    assert board.evaluator_version == "v1" and board.evaluator_versions == ("v1",)
+    assert [r.method.name for r in board.rows] == ["Shown"]
