@@ -28,8 +28,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections
-from django.db.models import Q
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from ..local_worker import run_job, worker_init
@@ -47,17 +46,17 @@ def local_processes_default(cpu_count: int | None = None) -> int:
     """How many local processes to use: one per CPU core, at most 8, at least 1."""
     if cpu_count is None:
         cpu_count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cpu_count
-    return max(1, min(8, int(cores or 1)))
+    return max(1, min(8, int(cpu_count or 1)))
+
+
+def _held_jobs():
+    """The jobs still held in the database: queued and never dispatched (to a broker or a local process)."""
+    return BenchmarkJob.objects.filter(status=JobStatus.QUEUED, dispatched_at__isnull=True).order_by("pk")
 
 
 def benchmark_jobs_held(*, run_ids: Iterable[int]) -> list[int]:
     """The pks of the runs' jobs still held in the database (queued, never dispatched), in pk order."""
-    return list(
-        BenchmarkJob.objects.filter(run_id__in=list(run_ids), status=JobStatus.QUEUED, dispatched_at__isnull=True)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    return list(_held_jobs().filter(run_id__in=list(run_ids)).values_list("pk", flat=True))
 
 
 def settings_snapshot() -> dict[str, Any]:
@@ -128,13 +127,9 @@ def benchmark_jobs_run_locally(
     if isinstance(threads, bool) or int(threads) < 1:
         raise ValueError(f"threads must be at least 1, got {threads!r}")
     wanted = [int(pk) for pk in job_ids]
-    held = BenchmarkJob.objects.filter(Q(pk__in=wanted), status=JobStatus.QUEUED, dispatched_at__isnull=True).order_by(
-        "pk"
-    )
-    pks = list(held.values_list("pk", flat=True))
-    BenchmarkJob.objects.filter(pk__in=pks, dispatched_at__isnull=True).update(
-        dispatched_at=timezone.now(), progress_message=LOCAL_MESSAGE
-    )
+    with transaction.atomic():  # taken under a row lock (PostgreSQL) or the write lock (SQLite IMMEDIATE)
+        pks = list(_held_jobs().filter(pk__in=wanted).select_for_update().values_list("pk", flat=True))
+        BenchmarkJob.objects.filter(pk__in=pks).update(dispatched_at=timezone.now(), progress_message=LOCAL_MESSAGE)
     outcomes: Counter = Counter()
     if not pks:
         return outcomes
