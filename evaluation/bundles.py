@@ -1606,17 +1606,15 @@ class BundleReader:
         on: the manifest against ``suite`` and ``method``, the categories missing and extra, the
         member set, then each member of each category the bundle and the suite share (its ids,
         its scores, its maps) on its own. Only a problem that leaves nothing to check stops it
-        (an unreadable manifest, the archive's uncompressed budget spent).
+        (an unreadable archive or manifest). The budget cannot run out here: the declared sizes
+        were checked against it when the archive was opened, and each member is read at most once.
 
         ``expected_ids`` is None when the suite is not known: then only the manifest and member
         set are checked. Returns the problems (an empty list: the bundle would be accepted).
         """
+        # Each problem names its own member and each member is read once, so no two are the same.
         problems: list[BundleError] = []
-
-        def add(problem: BundleError) -> None:
-            if str(problem) not in {str(seen) for seen in problems}:
-                problems.append(problem)
-
+        add = problems.append
         self._budget = _Budget(self.limits.max_uncompressed_bytes)
         self._manifest = None
         try:
@@ -1659,7 +1657,8 @@ class BundleReader:
                 add(problem)
 
             def row_id(row: int, order=order, expected=expected) -> str:
-                return f", id {_shown(expected[order[row]])}" if order is not None and 0 <= row < len(order) else ""
+                # row < N: the array's shape was checked against the N ids before its values were read
+                return f", id {_shown(expected[order[row]])}" if order is not None else ""
 
             for name, ndim in ((scores_name, 1), (maps_name, 3)):
                 if name not in self._infos:
@@ -1668,8 +1667,6 @@ class BundleReader:
                     self._scan_array(name, ndim=ndim, n=len(expected), row_id=row_id)
                 except BundleError as problem:
                     add(problem)
-                    if "uncompressed limit" in str(problem):
-                        return problems  # the budget is spent: every later read would say the same
         return problems
 
     def _validate_category(self, key: str, expected: list[str]) -> CategoryLayout:
@@ -1678,7 +1675,7 @@ class BundleReader:
         n = len(expected)
 
         def row_id(row: int) -> str:
-            return f", id {_shown(expected[order[row]])}" if 0 <= row < len(order) else ""
+            return f", id {_shown(expected[order[row]])}"  # row < N: the shape was checked first
 
         scores_header = self._scan_array(scores_name, ndim=1, n=n, row_id=row_id)
         maps_header = self._scan_array(maps_name, ndim=3, n=n, row_id=row_id)

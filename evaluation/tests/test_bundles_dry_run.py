@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from evaluation.bundles import BundleError, BundleLimits, BundleReader, _prefix_to_strip, check, unknown_ids_message
-from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, valid_categories, write_zip
+from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, raw_members, valid_categories, write_zip
+from evaluation.tests.rawzip import STORED, UNIX_DIR, Member, build_zip
 
 SPEC = Spec(
     suite="synthetic",
@@ -141,6 +142,37 @@ def test_an_unreadable_manifest_or_archive_is_the_only_problem(tmp_path):
     not_zip.write_bytes(b"this is not a zip file at all" * 10)
     (only,) = check(not_zip, suite="synthetic", expected_ids=SPEC.ids)
     assert "zip" in str(only)
+
+
+def test_a_damaged_directory_entry_on_the_way_to_a_member_is_reported_once_by_name(tmp_path):
+    # an empty directory entry whose CRC-32 is not that of no data: read (and refused) while the
+    # member set is checked, which then stops; every other problem is still reported
+    members = raw_members(SPEC)
+    members.insert(1, Member("synthetic/", b"", method=STORED, external_attr=UNIX_DIR,
+                             local={"crc": 0x1234ABCD}, central={"crc": 0x1234ABCD}))  # fmt: skip
+    members = [m for m in members if m.name != "synthetic/bb/scores.npy"]
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(build_zip(members))
+    crc = (
+        "synthetic/: CRC-32 mismatch (the data give 00000000, the archive says 1234abcd): the member is corrupt"
+    )
+    for expected_ids in (None, SPEC.ids):
+        problems = [(p.member, str(p)) for p in check(path, suite="synthetic", expected_ids=expected_ids)]
+        assert problems == [("synthetic/", crc)]
+    with pytest.raises(BundleError) as raised, BundleReader(path) as reader:
+        reader.validate(suite="synthetic", expected_ids=SPEC.ids)
+    assert str(raised.value) == crc
+
+
+def test_a_checked_reader_reports_the_same_after_a_full_read(tmp_path):
+    # check() starts a fresh uncompressed budget: one spent by validate() and a re-check does not count
+    members = _replaced(members_of(SPEC), {"synthetic/bb/scores.npy": npy_bytes(np.zeros(5, np.float64))})
+    path = write_zip(tmp_path / "bundle.zip", members)
+    declared = sum(len(data) for _, data in members)
+    with BundleReader(path, limits=BundleLimits(max_uncompressed_bytes=declared)) as reader:
+        first = [str(p) for p in reader.check(suite="synthetic", expected_ids=SPEC.ids)]
+        again = [str(p) for p in reader.check(suite="synthetic", expected_ids=SPEC.ids)]
+    assert first == again == ["synthetic/bb/scores.npy: has dtype <f8 (float64); use float16 or float32"]
 
 
 def test_an_archive_over_a_limit_is_one_problem_before_any_member_is_read(tmp_path):
