@@ -1521,8 +1521,8 @@ class BundleReader:
                     f'{manifest.method!r}, or change the manifest\'s "method" to {names[0]!r}',
                     member=MANIFEST_NAME,
                 )
-        if categories is not None:
-            self._check_categories(manifest, manifest.suite if suite is None else suite, list(categories))
+        if categories is not None:  # the form's suite, if any, is the manifest's (checked above)
+            self._check_categories(manifest, manifest.suite, list(categories))
         self._check_member_set(manifest.categories)
         return Precheck(manifest, self.size, len(self._infos), self._index.declared)
 
