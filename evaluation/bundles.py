@@ -1694,8 +1694,7 @@ class BundleReader:
     def _read_npy_header(self, stream: _MemberStream, *, ndim: int, n: int) -> _NpyHeader:
         name, limits = stream.name, self.limits
         size = stream.entry.file_size
-        if size < 10:
-            prefix = stream.read_exact(size, what="the .npy magic")
+        if size < 10:  # nothing read here: _scan_array's damage check reads the few bytes (CRC)
             problem = "is empty" if not size else f"is only {size} bytes long"
             raise BundleError(f"{problem}; not a .npy file", member=name)
         prefix = stream.read_exact(8, what="the .npy magic and version")

@@ -163,6 +163,38 @@ def test_array_data_that_end_early_are_reported_as_truncated(tmp_path):
     )
 
 
+BIG = Spec(suite="synthetic", ids={"synthetic/aa": [f"test/good/{i:03d}.png" for i in range(20)]})
+BIG_HEADER = npy_bytes(np.zeros((20, 1024, 1024), np.float32))[:128]  # numpy's 128-byte header, then data
+BIG_SIZE = len(BIG_HEADER) + 20 * 1024 * 1024 * 4  # 80 MiB declared: more than the damage check reads on
+
+
+@pytest.mark.parametrize(
+    ("kept", "message"),
+    [
+        (5, "the .npy magic and version needs 8 bytes but the data end after 5"),
+        (9, "the .npy header length needs 2 bytes but the data end after 1"),
+        (20, "the .npy header needs 118 bytes but the data end after 10"),
+        (128 + 1000, "the array data from unit 0 needs 8,388,608 bytes but the data end after 1,000"),
+        (128 + (8 << 20) + 1000, "the array data from unit 2 needs 8,388,608 bytes but the data end after 1,000"),
+    ],
+    ids=["magic", "header-length", "header", "data", "second-chunk"],
+)
+def test_a_large_member_that_ends_early_says_what_was_being_read(tmp_path, kept, message):
+    # more than 64 MiB left to read: the damage check does not read on, so the short read is the problem
+    full_start = BIG_HEADER + bytes((8 << 20) + 1000)
+    members = [Member(name, data) for name, data in members_of(BIG) if not name.endswith("maps.npy")]
+    members.append(Member("synthetic/aa/maps.npy", full_start[:kept], local={"usize": BIG_SIZE},
+                          central={"usize": BIG_SIZE}))  # fmt: skip
+    path = tmp_path / "b.zip"
+    path.write_bytes(build_zip(members))
+    reader = BundleReader(path, limits=BundleLimits(max_compression_ratio=1e9))
+    with pytest.raises(BundleError) as raised:
+        reader.validate(suite=BIG.suite, expected_ids=BIG.ids)
+    assert str(raised.value) == (
+        f"synthetic/aa/maps.npy: truncated: {message} (the member declares {BIG_SIZE:,} bytes in all)"
+    )
+
+
 def test_reading_after_validation_is_not_charged_to_the_spent_budget(tmp_path):
     path = write_zip(tmp_path / "b.zip", members_of(SPEC))
     budget = sum(len(data) for _, data in members_of(SPEC))  # exactly what one validation reads
