@@ -991,7 +991,6 @@ class _NpyHeader:
     shape: tuple[int, ...]
     fortran_order: bool
     dtype: np.dtype
-    header_bytes: int  # magic, version, length field and header text
 
     @property
     def data_bytes(self) -> int:
@@ -1477,9 +1476,7 @@ class BundleReader:
             expected.update(member_names(key))
         parents = {f"{parent}/" for name in expected for parent in PurePosixPath(name).parents if str(parent) != "."}
         for name, entry in self._infos.items():
-            if name in expected:
-                if entry.is_dir:
-                    yield BundleError("is a directory entry, not a file", member=name)
+            if name in expected:  # never a directory entry: expected names do not end with "/"
                 continue
             if entry.is_dir and name in parents:
                 stream = self._stream(name)  # a directory entry on the way to an expected member: empty
@@ -1739,7 +1736,7 @@ class BundleReader:
             raise BundleError("has a malformed .npy header (shape must be a tuple of integers)", member=name)
         if not isinstance(descr, str) or descr not in _ALLOWED_DESCR:
             raise BundleError(_dtype_problem(descr), member=name)
-        header = _NpyHeader(shape, fortran_order, _ALLOWED_DESCR[descr], header_bytes)
+        header = _NpyHeader(shape, fortran_order, _ALLOWED_DESCR[descr])
         self._check_header(header, name=name, ndim=ndim, n=n)
         data_bytes = header.data_bytes
         if size < header_bytes + data_bytes:

@@ -81,6 +81,54 @@ def test_missing_and_extra_categories_are_named_in_the_suite_that_was_asked_for(
     assert first == ("manifest.json", f"manifest.json: missing categories {shown}, ... of suite 'synthetic'")
 
 
+def _category_messages(tmp_path: Path, bundle: list[str], suite: list[str]) -> list[str]:
+    spec = Spec(suite="synthetic", ids={key: ["test/good/000.png"] for key in bundle})
+    path = write_zip(tmp_path / "categories.zip", members_of(spec))
+    return [str(p) for p in check(path, suite="synthetic", expected_ids={key: ["test/good/000.png"] for key in suite})]
+
+
+KEYS = [f"synthetic/k{i:02d}" for i in range(12)]
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(repr(key) for key in keys)
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 11, 12])
+def test_missing_categories_list_ten_then_an_ellipsis(tmp_path, n):
+    (message,) = _category_messages(tmp_path, ["synthetic/zz"], ["synthetic/zz", *KEYS[:n]])
+    noun = "category" if n == 1 else "categories"
+    more = ", ..." if n > 10 else ""
+    assert message == f"manifest.json: missing {noun} {_listed(KEYS[:min(n, 10)])}{more} of suite 'synthetic'"
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 11, 12])
+def test_extra_categories_list_ten_then_an_ellipsis(tmp_path, n):
+    (message,) = _category_messages(tmp_path, ["synthetic/zz", *KEYS[:n]], ["synthetic/zz"])
+    noun, verb = ("category", "is") if n == 1 else ("categories", "are")
+    more = ", ..." if n > 10 else ""
+    assert message == f"manifest.json: {noun} {_listed(KEYS[:min(n, 10)])}{more} {verb} not in suite 'synthetic'"
+
+
+def test_validate_names_the_suite_a_category_is_missing_from(tmp_path):
+    path = write_zip(tmp_path / "bundle.zip", members_of(SPEC))
+    expected = {**SPEC.ids, "synthetic/cc": ["test/good/000.png"]}
+    with pytest.raises(BundleError) as raised, BundleReader(path) as reader:
+        reader.validate(suite="synthetic", expected_ids=expected)
+    assert str(raised.value) == "manifest.json: missing category 'synthetic/cc' of suite 'synthetic'"
+
+
+def test_a_directory_entry_on_the_way_does_not_end_the_member_set_check(tmp_path):
+    members = raw_members(SPEC)
+    members.insert(1, Member("synthetic/", b"", method=STORED, external_attr=UNIX_DIR))
+    members.append(Member("synthetic/aa/extra.txt", b"x"))
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(build_zip(members))
+    for expected_ids in (None, SPEC.ids):
+        problems = [(p.member, str(p)) for p in check(path, suite="synthetic", expected_ids=expected_ids)]
+        assert problems == [("synthetic/aa/extra.txt", f"synthetic/aa/extra.txt: {UNEXPECTED}")]
+
+
 def test_member_set_problems_without_the_suite_ids(tmp_path):
     members = [m for m in members_of(SPEC) if not m[0].startswith("synthetic/bb/")]
     members.append(("synthetic/bb/extra.txt", b"x"))
