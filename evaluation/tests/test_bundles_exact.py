@@ -6,6 +6,7 @@ a cut-off length or a lost word fails a test; the corpus (``bundle_corpus.py``) 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from evaluation.bundles import (
     BundleLimits,
     BundleReader,
     _dtype_problem,
+    _json_depth,
     _NpyHeaderSyntax,
+    _parse_manifest,
     _parse_npy_dict,
     _text_problem,
     check,
@@ -444,3 +447,104 @@ def test_the_dry_run_reports_a_nan_without_an_id_when_the_ids_are_unreadable(tmp
     problems = [str(p) for p in check(write_zip(tmp_path / "b.zip", members), suite="synthetic", expected_ids=SPEC.ids)]
     assert problems[1:] == ["synthetic/aa/scores.npy: contains NaN or infinite values (first at row 1)"]
     assert problems[0].startswith("synthetic/aa/ids.txt: 1 unknown id(s), e.g. 'nope'")
+
+
+# The manifest: exact messages at each boundary ------------------------------------------------------
+
+GOOD = {"format_version": 2, "method": "M", "suite": "mvtec", "categories": ["mvtec/bottle"]}
+
+
+def _manifest_problem(payload: dict | str) -> str:
+    raw = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+    with pytest.raises(BundleError) as raised:
+        _parse_manifest(raw)
+    return str(raised.value).removeprefix("manifest.json: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [("{}", 1), ('{"a": [[1]], "b": [[1]], "c": [[1]]}', 3), ('{"a": "[[[{{{", "b": []}', 2), ("1", 0)],
+)
+def test_json_depth_counts_the_deepest_nesting_not_the_brackets(text, depth):
+    assert _json_depth(text) == depth
+
+
+def test_a_manifest_nested_16_levels_is_read_and_17_is_refused():
+    def nested(levels: int) -> str:  # the object itself is level 1
+        return '{"x": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+
+    assert _manifest_problem(nested(16)) == (
+        "missing key(s) 'categories', 'format_version', 'method', 'suite'"
+    )
+    assert _manifest_problem(nested(17)) == (
+        "nests JSON arrays/objects 17 levels deep; a manifest is one flat object (at most 16 levels are read)"
+    )
+
+
+def test_an_integer_json_cannot_convert_is_quoted_cut_to_about_80_characters():
+    message = _manifest_problem('{"format_version": ' + "9" * 5000 + "}")
+    assert message.startswith("is not valid JSON ('Exceeds the limit (4300 digits) for integer string conv")
+    quoted = message.removeprefix("is not valid JSON (").removesuffix(")")
+    assert len(quoted) == 79 and quoted.endswith("...'")  # the first 75 characters, "...", the closing quote
+
+
+@pytest.mark.parametrize(
+    ("extra", "shown"),
+    [
+        (["zz"], "'zz'"),
+        ([f"k{i}" for i in range(5)], "'k0', 'k1', 'k2', 'k3', 'k4'"),
+        ([f"k{i}" for i in range(6)], "'k0', 'k1', 'k2', 'k3', 'k4', ..."),
+        (["k" * 38], "'" + "k" * 38 + "'"),  # 40 characters with its quotes: shown whole
+        (["k" * 39], "'" + "k" * 34 + "...'"),  # 41: cut to 40
+    ],
+)
+def test_unknown_keys_show_five_of_at_most_40_characters(extra, shown):
+    assert _manifest_problem({**GOOD, **{key: 1 for key in extra}}) == f"unknown key(s) {shown}"
+
+
+def test_missing_keys_are_all_named():
+    assert _manifest_problem({"method": "M", "suite": "mvtec"}) == "missing key(s) 'categories', 'format_version'"
+
+
+def test_an_unsupported_format_version_is_quoted_cut_to_24_characters():
+    assert _manifest_problem({**GOOD, "format_version": 10**30}) == (
+        "format_version 1000000000000000000...0 is not supported (this server reads versions 1 and 2; write "
+        "version 2)"
+    )
+    assert _manifest_problem({**GOOD, "format_version": 10**23}) == (
+        "format_version 100000000000000000000000 is not supported (this server reads versions 1 and 2; write "
+        "version 2)"
+    )
+
+
+def test_method_and_suite_lengths_at_their_limits():
+    assert _parse_manifest(json.dumps({**GOOD, "method": " " + "m" * 120 + " "}).encode()).method == "m" * 120
+    assert _manifest_problem({**GOOD, "method": "m" * 121}) == (
+        "method must be a non-empty string of at most 120 characters, got 121 characters"
+    )
+    assert _parse_manifest(json.dumps({**GOOD, "suite": "S" * 64}).encode()).suite == "S" * 64
+    assert _manifest_problem({**GOOD, "suite": "s" * 65}) == (
+        f"suite must be a suite key such as 'mvtec' or 'vadi', got the string '{'s' * 54}...'"
+    )
+    assert _parse_manifest(json.dumps({**GOOD, "suite": "MVTec-AD_2.v1"}).encode()).suite == "MVTec-AD_2.v1"
+
+
+@pytest.mark.parametrize(("given", "kept"), [({}, ""), ({"description": None}, ""), ({"description": "a\nb"}, "a\nb")])
+def test_the_description_is_kept_and_empty_when_absent_or_null(given, kept):
+    manifest = _parse_manifest(json.dumps({**GOOD, **given}).encode())
+    assert manifest.description == kept and manifest.method == "M" and manifest.categories == ("mvtec/bottle",)
+
+
+def test_finishing_a_member_before_its_end_names_the_trailing_bytes(tmp_path):
+    path = write_zip(tmp_path / "b.zip", members_of(SPEC))
+    with BundleReader(path) as reader:
+        reader.read_manifest()
+        stream = reader._stream("synthetic/aa/ids.txt")
+        stream.read_exact(3, what="three bytes")
+        with pytest.raises(BundleError) as raised:
+            stream.finish()
+    left = stream.entry.file_size - 3
+    assert str(raised.value) == (
+        f"synthetic/aa/ids.txt: holds {left:,} bytes more than its content needs (trailing data)"
+    )
+    assert raised.value.member == "synthetic/aa/ids.txt"
