@@ -1418,17 +1418,13 @@ class BundleReader:
         return BundleError("missing member", member=name)
 
     def _stream(self, name: str, *, charge: bool = True) -> _MemberStream:
-        entry = self._infos.get(name)
-        if entry is None:
-            raise self._missing(name)
-        return _MemberStream(self._file, entry, self.limits, self._budget if charge else None)
+        """A member known to be in the archive (every caller checked the member set or the name)."""
+        return _MemberStream(self._file, self._infos[name], self.limits, self._budget if charge else None)
 
     def _read_small(self, name: str, *, limit: int) -> bytes:
         entry = self._infos.get(name)
-        if entry is None:
+        if entry is None:  # (a name without a trailing "/", so never a directory entry)
             raise self._missing(name)
-        if entry.is_dir:
-            raise BundleError("is a directory entry, not a file", member=name)
         if entry.file_size > limit:
             raise BundleError(
                 f"is {_human(entry.file_size)}; the limit for this member is {_human(limit)}", member=name

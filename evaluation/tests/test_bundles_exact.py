@@ -7,7 +7,9 @@ a cut-off length or a lost word fails a test; the corpus (``bundle_corpus.py``) 
 from __future__ import annotations
 
 import json
+import lzma
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from evaluation.bundles import (
     check,
 )
 from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, npy_raw, valid_categories, write_zip
-from evaluation.tests.rawzip import Member, build_zip
+from evaluation.tests.rawzip import LZMA, Member, build_zip, lzma_payload
 
 SPEC = Spec(suite="synthetic", ids={"synthetic/aa": [f"test/good/{i:03d}.png" for i in range(3)]})
 
@@ -548,3 +550,123 @@ def test_finishing_a_member_before_its_end_names_the_trailing_bytes(tmp_path):
         f"synthetic/aa/ids.txt: holds {left:,} bytes more than its content needs (trailing data)"
     )
     assert raised.value.member == "synthetic/aa/ids.txt"
+
+
+# Compressed members: how a stream ends, and what follows it ----------------------------------------
+
+IDS_NAME = "synthetic/aa/ids.txt"
+IDS = dict(members_of(SPEC))[IDS_NAME]
+
+
+def _ids_problem(tmp_path: Path, member: Member) -> BundleError | None:
+    """Validate SPEC's bundle with ``member`` as its ids.txt: the problem raised, or None."""
+    members = [member if m.raw_name == IDS_NAME.encode() else m for m in (Member(n, d) for n, d in members_of(SPEC))]
+    path = tmp_path / "ids.zip"
+    path.write_bytes(build_zip(members))
+    try:
+        _validate(path).close()
+    except BundleError as problem:
+        assert problem.member == IDS_NAME
+        return problem
+    return None
+
+
+def _deflate(data: bytes, flush: int = zlib.Z_FINISH) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush(flush)
+
+
+def test_a_deflate_stream_without_its_final_block_does_not_end(tmp_path):
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, payload=_deflate(IDS, zlib.Z_SYNC_FLUSH)))
+    assert str(problem) == f"{IDS_NAME}: truncated or corrupt deflate data (the compressed stream does not end)"
+
+
+def test_compressed_bytes_after_the_stream_are_counted_read_or_not(tmp_path):
+    # 100,000 bytes: part of them already read with the stream's end (unused data), the rest not yet read
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, payload=_deflate(IDS) + bytes(100_000)))
+    assert str(problem) == f"{IDS_NAME}: 100,000 bytes of compressed data follow the end of its stream"
+
+
+def test_undecodable_deflate_data_are_named_with_the_decoder_error(tmp_path):
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, payload=b"\xff" * 16))
+    assert str(problem) == (
+        f"{IDS_NAME}: corrupt deflate data (error: Error -3 while decompressing data: invalid block type)"
+    )
+
+
+def test_a_decoder_error_after_the_last_byte_is_found_when_the_member_is_finished(tmp_path):
+    # the data, then empty blocks filling the first 64 KiB input chunk exactly, then a block of the
+    # reserved type: every byte of the member is produced before the bad block is read
+    stream = _deflate(IDS, zlib.Z_SYNC_FLUSH)  # ends byte-aligned
+    stored = b"\x00\x00\x00\xff\xff"  # an empty stored block (BFINAL 0, LEN 0, NLEN 0xffff): 5 bytes
+    fixed_then_stored = b"\x02\x00\x00\x00\xff\xff"  # an empty fixed-Huffman block, then one stored: 6 bytes
+    pad = 64 * 1024 - len(stream)
+    sixes = next(b for b in range(5) if (pad - 6 * b) % 5 == 0)
+    stream += fixed_then_stored * sixes + stored * ((pad - 6 * sixes) // 5)
+    assert len(stream) == 64 * 1024 and zlib.decompressobj(-15).decompress(stream) == IDS
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, payload=stream + b"\xff" * 16))
+    assert str(problem) == (
+        f"{IDS_NAME}: corrupt deflate data (error: Error -3 while decompressing data: invalid block type)"
+    )
+
+
+def _marker_less_lzma(data: bytes) -> bytes:
+    """The zip LZMA payload of ``data`` without its end-of-stream marker: the shortest prefix of the
+    raw stream that still decodes to every byte (found with the lzma module itself)."""
+    payload = lzma_payload(data)
+    header, raw = payload[:9], payload[9:]
+    filters = [{"id": lzma.FILTER_LZMA1, "dict_size": 1 << 16, "lc": 3, "lp": 0, "pb": 2}]
+    for cut in range(len(raw) - 1, 0, -1):
+        decoder = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)
+        if decoder.decompress(raw[:cut], len(data)) != data or decoder.eof:
+            return header + raw[: cut + 1]
+    raise AssertionError("no marker-less prefix")
+
+
+def test_lzma_without_an_end_marker_is_accepted_only_when_its_flag_says_so(tmp_path):
+    payload = _marker_less_lzma(IDS)
+    no_marker = {"flags": 0}  # general-purpose bit 1 clear: the stream may end without the marker
+    assert _ids_problem(tmp_path, Member(IDS_NAME, IDS, method=LZMA, payload=payload, local=no_marker,
+                                          central=no_marker)) is None  # fmt: skip
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, method=LZMA, payload=payload))  # bit 1 set
+    assert str(problem) == f"{IDS_NAME}: truncated or corrupt lzma data (the compressed stream does not end)"
+
+
+def test_an_lzma_member_without_compressed_bytes_is_too_short_for_its_header(tmp_path):
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, method=LZMA, payload=b""))
+    assert str(problem) == f"{IDS_NAME}: corrupt LZMA data (too short for its header)"
+
+
+def test_an_archive_cut_short_after_validation_says_so_when_read(tmp_path):
+    path = write_zip(tmp_path / "stored.zip", members_of(SPEC), compression=0)
+    with _validate(path) as reader:
+        size = path.stat().st_size
+        with open(path, "r+b") as fp:
+            fp.truncate(size // 2)  # the maps member's data are past the middle
+        with pytest.raises(BundleError) as raised:
+            list(reader.iter_map_batches("synthetic/aa"))
+    assert str(raised.value) == "synthetic/aa/maps.npy: the archive changed or ended while it was read (truncated?)"
+    assert raised.value.member == "synthetic/aa/maps.npy"
+
+
+def test_the_manifest_may_be_exactly_its_limit(tmp_path):
+    manifest = dict(members_of(SPEC))["manifest.json"]
+    path = write_zip(tmp_path / "b.zip", members_of(SPEC))
+    _validate(path, max_manifest_bytes=len(manifest)).close()
+    with pytest.raises(BundleError) as raised:
+        _validate(path, max_manifest_bytes=len(manifest) - 1)
+    assert str(raised.value) == (
+        f"manifest.json: is {len(manifest)} bytes; the limit for this member is {len(manifest) - 1} bytes"
+    )
+
+
+def test_a_bad_local_header_signature_names_its_member(tmp_path):
+    data = bytearray(build_zip([Member(n, d) for n, d in members_of(SPEC)]))
+    second = data.find(b"PK\x03\x04", 4)  # the local header of the second member: ids.txt
+    data[second : second + 4] = b"PK\x03\x05"
+    path = tmp_path / "b.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as raised:
+        _validate(path)
+    assert str(raised.value) == f"{IDS_NAME}: bad local header signature (corrupt zip archive)"
+    assert raised.value.member == IDS_NAME
