@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import struct
 import tempfile
 import zlib
 from pathlib import Path
@@ -670,3 +671,63 @@ def test_a_bad_local_header_signature_names_its_member(tmp_path):
         _validate(path)
     assert str(raised.value) == f"{IDS_NAME}: bad local header signature (corrupt zip archive)"
     assert raised.value.member == IDS_NAME
+
+
+# Local headers: each disagreement with the central directory, named exactly -----------------------
+
+
+def _ids_local_header_problem(tmp_path: Path, patch=None, **fields) -> str:
+    """Validate SPEC's bundle whose ids.txt member has ``fields`` (rawzip.Member) and ``patch(data, start,
+    next_start)`` applied to the archive's bytes; the problem's text (its member checked)."""
+    members = [Member(n, d, **(fields if n == IDS_NAME else {})) for n, d in members_of(SPEC)]
+    data = bytearray(build_zip(members))
+    if patch is not None:
+        start = data.find(b"PK\x03\x04", 4)  # ids.txt is the second member
+        patch(data, start, data.find(b"PK\x03\x04", start + 4))
+    path = tmp_path / "local.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as raised:
+        _validate(path)
+    assert raised.value.member == IDS_NAME
+    return str(raised.value).removeprefix(f"{IDS_NAME}: ")
+
+
+def _extra_len_reaching(data: bytearray, start: int, next_start: int) -> None:
+    name_len = int.from_bytes(data[start + 26 : start + 28], "little")
+    reach = next_start - (start + 30 + name_len) + 1  # one byte into the next local header
+    data[start + 28 : start + 30] = reach.to_bytes(2, "little")
+
+
+def test_a_local_header_one_byte_into_the_next_record(tmp_path):
+    assert _ids_local_header_problem(tmp_path, _extra_len_reaching) == (
+        "its local header runs into the next record (overlapping or corrupt entries)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"local_name": b"synthetic/aa/idz.txt"},
+            "its local header names it 'synthetic/aa/idz.txt'; the central directory and the local header must "
+            "agree on every name",
+        ),
+        (
+            {"local_extra": struct.pack("<2HB", 0x7075, 5 + 5, 1) + bytes(4) + b"other"},
+            "the Unicode-path extra field of its local header names another file than its header (ambiguous name)",
+        ),
+        ({"local_extra": struct.pack("<2H", 0x9901, 7) + b"\x02\x00AE\x03\x08\x00"}, "encrypted members are not allowed"),
+        (
+            {"local": {"usize": 0xFFFFFFFF}},
+            "its local header marks uncompressed size, compressed size as zip64 (0xFFFFFFFF) but has no zip64 extra "
+            "field",
+        ),
+        (
+            {"local": {"usize": 0xFFFFFFFF}, "local_extra": struct.pack("<2HQ", 0x0001, 8, len(IDS))},
+            "the zip64 extra field of its local header is too short for its compressed size",
+        ),
+    ],
+    ids=["name", "unicode-path", "aes", "zip64-missing", "zip64-short"],
+)
+def test_local_header_disagreements_are_named_exactly(tmp_path, fields, message):
+    assert _ids_local_header_problem(tmp_path, **fields) == message
