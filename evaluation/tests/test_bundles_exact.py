@@ -716,7 +716,10 @@ def test_a_local_header_one_byte_into_the_next_record(tmp_path):
             {"local_extra": struct.pack("<2HB", 0x7075, 5 + 5, 1) + bytes(4) + b"other"},
             "the Unicode-path extra field of its local header names another file than its header (ambiguous name)",
         ),
-        ({"local_extra": struct.pack("<2H", 0x9901, 7) + b"\x02\x00AE\x03\x08\x00"}, "encrypted members are not allowed"),
+        (
+            {"local_extra": struct.pack("<2H", 0x9901, 7) + b"\x02\x00AE\x03\x08\x00"},  # an AES record
+            "encrypted members are not allowed",
+        ),
         (
             {"local": {"usize": 0xFFFFFFFF}},
             "its local header marks uncompressed size, compressed size as zip64 (0xFFFFFFFF) but has no zip64 extra "
