@@ -67,7 +67,8 @@ def _workdir(module: str, tests: list[str], project: dict, fresh: bool) -> Path:
 
 
 def _sync_tests(work: Path, tests: list[str]) -> None:
-    """Copy the module's tests into ``mutants/`` again (mutmut copies a file only once)."""
+    """Copy the module's tests (and the JSON data beside them) into ``mutants/`` again (mutmut copies a
+    file only once)."""
     for test in tests:
         if test.startswith("-"):
             continue  # a pytest option (e.g. --deselect=...), not a path
@@ -79,6 +80,8 @@ def _sync_tests(work: Path, tests: list[str]) -> None:
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             shutil.copy2(source, target)
+            for data in source.parent.glob("*.json"):  # the tests' data files (expected messages)
+                shutil.copy2(data, target.parent / data.name)
 
 
 def _statuses(work: Path, mutmut: str, env: dict) -> dict[str, str]:

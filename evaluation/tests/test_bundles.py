@@ -7,6 +7,7 @@ import json
 import re
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,15 +80,31 @@ def _validate_and_score(path, spec: Spec = SPEC, **limits):
         return summary, score_bundle(reader, ground_truths(spec))
 
 
-@pytest.mark.parametrize("case", BAD_BUNDLES, ids=[case.name for case in BAD_BUNDLES])
-def test_every_bad_bundle_fails_with_its_message(case, tmp_path):
-    path = case.build(tmp_path / f"{case.name}.zip", SPEC)
+#: Every corpus case's exact problem, ``[member, message]``: what the uploader reads, reviewed case by
+#: case. After a deliberate change of wording: ``python -m evaluation.tests.test_bundles`` rewrites
+#: it; review the diff.
+CORPUS_MESSAGES = Path(__file__).with_name("bundle_corpus_messages.json")
+EXPECTED_PROBLEMS = json.loads(CORPUS_MESSAGES.read_text(encoding="utf-8"))
+
+
+def _corpus_problem(case, directory: Path) -> list:
+    path = case.build(directory / f"{case.name}.zip", SPEC)
     with pytest.raises(BundleError, match=case.message) as caught:
         _validate(path, **case.limits)
-    message = str(caught.value)
-    if caught.value.member is not None:  # the member is named first, as the uploader would write it
-        assert message.startswith(f"{caught.value.member}: ")
+    return [caught.value.member, str(caught.value)]
+
+
+@pytest.mark.parametrize("case", BAD_BUNDLES, ids=[case.name for case in BAD_BUNDLES])
+def test_every_bad_bundle_fails_with_its_message(case, tmp_path):
+    member, message = _corpus_problem(case, tmp_path)
+    if member is not None:  # the member is named first, as the uploader would write it
+        assert message.startswith(f"{member}: ")
     assert len(message) < 600  # quotes from the upload are cut short
+    assert [member, message] == EXPECTED_PROBLEMS[case.name]
+
+
+def test_the_expected_problems_are_those_of_the_corpus():
+    assert list(EXPECTED_PROBLEMS) == [case.name for case in BAD_BUNDLES]
 
 
 def test_the_corpus_covers_every_kind_with_distinct_cases(tmp_path):
@@ -537,3 +554,12 @@ def test_message_helpers_quote_sizes_values_and_dtypes_exactly():
         "<U5": "has dtype <U5 (str); use float16 or float32",
     }
     assert {descr: _dtype_problem(descr) for descr in expected} == expected
+
+
+if __name__ == "__main__":  # rewrite bundle_corpus_messages.json from the reader's answers (review the diff)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        problems = {case.name: _corpus_problem(case, Path(directory)) for case in BAD_BUNDLES}
+    CORPUS_MESSAGES.write_text(json.dumps(problems, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(problems)} problems to {CORPUS_MESSAGES}")
