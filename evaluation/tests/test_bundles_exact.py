@@ -734,3 +734,9 @@ def test_a_local_header_one_byte_into_the_next_record(tmp_path):
 )
 def test_local_header_disagreements_are_named_exactly(tmp_path, fields, message):
     assert _ids_local_header_problem(tmp_path, **fields) == message
+
+
+def test_method_99_alone_marks_an_encrypted_member(tmp_path):
+    # WinZip AES: method 99, here without the encryption flag bit and without the AES extra record
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, method=99, payload=IDS))
+    assert str(problem) == f"{IDS_NAME}: encrypted members are not allowed"
