@@ -740,3 +740,155 @@ def test_method_99_alone_marks_an_encrypted_member(tmp_path):
     # WinZip AES: method 99, here without the encryption flag bit and without the AES extra record
     problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, method=99, payload=IDS))
     assert str(problem) == f"{IDS_NAME}: encrypted members are not allowed"
+
+
+# Zip structure at its edges: names, extra fields, attributes, ratios -------------------------------
+
+
+def _with_extra_member(tmp_path: Path, member: Member, **limits) -> str | None:
+    """Validate SPEC's bundle plus ``member``: the problem's text, or None (the extra member is then
+    refused as unexpected, which shows its name and headers passed every structural check)."""
+    data = build_zip([*(Member(n, d) for n, d in members_of(SPEC)), member])
+    path = tmp_path / "extra.zip"
+    path.write_bytes(data)
+    with pytest.raises(BundleError) as raised:
+        _validate(path, **limits)
+    return raised.value.member, str(raised.value)
+
+
+UNEXPECTED_TAIL = (
+    "unexpected member (a bundle holds only manifest.json and <dataset>/<category>/{ids.txt, scores.npy, "
+    "maps.npy} for the suite's categories)"
+)
+
+
+NAME_23 = "synthetic/" + "z" * 9 + ".txt"  # as long as the bundle's longest name, synthetic/aa/scores.npy
+
+
+@pytest.mark.parametrize(
+    ("name", "limit", "member", "message"),
+    [
+        (NAME_23.encode(), 23, NAME_23, f"{NAME_23}: {UNEXPECTED_TAIL}"),  # at the limit
+        (
+            b"synthetic/" + b"z" * 10 + b".txt",
+            23,
+            "synthetic/zzzzzzzzzz.txt...",
+            "synthetic/zzzzzzzzzz.txt...: member name is 24 bytes long; the limit is 23",
+        ),
+        (
+            b"synthetic/\x80.txt",
+            255,
+            "synthetic/\\x80.txt",
+            "synthetic/\\x80.txt: member name contains non-ASCII characters; names are ASCII letters, digits, '.', "
+            "'_', '-' and '/'",
+        ),
+        (b"c:/x.txt", 255, "c:/x.txt", "c:/x.txt: absolute member name 'c:/x.txt' is not allowed"),
+        (b"syn//X", 255, "syn//X", "syn//X: member name 'syn//X' has an empty or '.' path component"),
+    ],
+    ids=["name-at-limit", "name-over-limit", "byte-128", "lower-case-drive", "empty-component-before-X"],
+)
+def test_member_names_at_their_edges(tmp_path, name, limit, member, message):
+    assert _with_extra_member(tmp_path, Member(name, b"x"), max_name_bytes=limit) == (member, message)
+
+
+@pytest.mark.parametrize("length", [120, 121, 130])
+def test_a_differing_local_name_is_quoted_whole_up_to_120_characters(tmp_path, length):
+    local = ("synthetic/" + "n" * length)[:length].encode()
+    problem = _ids_problem(tmp_path, Member(IDS_NAME, IDS, local_name=local))
+    shown = local.decode() if length <= 120 else local.decode()[:115] + "..."
+    assert str(problem) == (
+        f"{IDS_NAME}: its local header names it {shown!r}; the central directory and the local header must agree "
+        "on every name"
+    )
+
+
+@pytest.mark.parametrize(
+    ("central_extra", "problem"),
+    [
+        (struct.pack("<2H", 0x5455, 0), None),  # a record of size 0: exactly its 4-byte header
+        (struct.pack("<2HB", 0x5455, 1, 0) + b"\x01\x02", "ends with 2 stray bytes"),  # after a record
+        (struct.pack("<2H", 0x5455, 3) + b"\x01\x02", "is malformed (record 0x5455 runs past its end)"),  # by 1
+    ],
+    ids=["empty-record", "stray-after-record", "overrun-by-one"],
+)
+def test_extra_fields_tile_exactly(tmp_path, central_extra, problem):
+    got = _ids_problem(tmp_path, Member(IDS_NAME, IDS, central_extra=central_extra))
+    if problem is None:
+        assert got is None
+    else:
+        assert str(got) == f"{IDS_NAME}: the extra field of its central directory entry {problem}"
+
+
+def test_a_unicode_path_record_followed_by_another_is_read_to_its_own_end(tmp_path):
+    unicode_path = struct.pack("<2HB", 0x7075, 5 + len(IDS_NAME), 1) + bytes(4) + IDS_NAME.encode()
+    timestamp = struct.pack("<2HB", 0x5455, 1, 0)
+    assert _ids_problem(tmp_path, Member(IDS_NAME, IDS, central_extra=unicode_path + timestamp)) is None
+
+
+def test_a_zip64_disk_number_alone_is_read_from_its_4_bytes(tmp_path):
+    zip64_disk = struct.pack("<2HL", 0x0001, 4, 0)  # only the disk number is marked (0xFFFF): 4 bytes
+    member = Member(IDS_NAME, IDS, central={"disk": 0xFFFF}, central_extra=zip64_disk)
+    assert _ids_problem(tmp_path, member) is None
+
+
+@pytest.mark.parametrize(
+    ("external_attr", "problem"),
+    [
+        (0x10, "is marked as a directory but its name does not end with '/'"),  # MS-DOS directory bit alone
+        (0x01, None),  # MS-DOS read-only bit: a plain file
+    ],
+)
+def test_ms_dos_attributes(tmp_path, external_attr, problem):
+    got = _ids_problem(tmp_path, Member(IDS_NAME, IDS, external_attr=external_attr, made_by=20))
+    assert (None if got is None else str(got)) == (None if problem is None else f"{IDS_NAME}: {problem}")
+
+
+def test_the_compression_ratio_limit_is_inclusive(tmp_path):
+    data = bytes(4096)
+    payload = _deflate(data)
+    ratio = len(data) / len(payload)
+    name = "synthetic/zeros.bin"
+    at_limit = _with_extra_member(tmp_path, Member(name, data, payload=payload), max_compression_ratio=ratio,
+                                  ratio_min_bytes=len(data))  # fmt: skip
+    assert at_limit == (name, f"{name}: {UNEXPECTED_TAIL}")
+    over = _with_extra_member(tmp_path, Member(name, data, payload=payload), max_compression_ratio=ratio - 0.01,
+                              ratio_min_bytes=len(data))  # fmt: skip
+    assert over == (name, f"{name}: compression ratio {ratio:,.0f}:1 exceeds the limit of {ratio - 0.01:,.0f}:1 "
+                          "(zip bomb?)")  # fmt: skip
+
+
+def test_a_ratio_over_one_compressed_byte_is_computed_against_that_byte(tmp_path):
+    name = "synthetic/one.bin"
+    member = Member(name, bytes(3000), payload=b"\x00", central={"csize": 1}, local={"csize": 1})
+    assert _with_extra_member(tmp_path, member, ratio_min_bytes=1000) == (
+        name, f"{name}: compression ratio 3,000:1 exceeds the limit of 1,100:1 (zip bomb?)"
+    )
+
+
+def _patch_last_central(data: bytearray, offset: int, value: int) -> None:
+    start = data.rfind(b"PK\x01\x02")
+    data[start + offset : start + offset + 2] = value.to_bytes(2, "little")
+
+
+def test_the_last_central_entry_one_byte_past_the_directory(tmp_path):
+    members = [Member(n, d) for n, d in members_of(SPEC)]
+    members[-1].central_extra = struct.pack("<2HB", 0x5455, 1, 0)
+    data = bytearray(build_zip(members))
+    _patch_last_central(data, 32, 1)  # comment length 1: the entry now ends one byte into the end record
+    path = tmp_path / "cd.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as raised:
+        _validate(path)
+    assert str(raised.value) == "central directory entry 4 runs past the central directory (corrupt)"
+
+
+def test_a_bad_central_signature_names_the_entry_by_its_position(tmp_path):
+    data = bytearray(build_zip([Member(n, d) for n, d in members_of(SPEC)]))
+    first = data.find(b"PK\x01\x02")
+    third = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02", first + 4) + 4)
+    data[third : third + 4] = b"PK\x01\x09"
+    path = tmp_path / "cd.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError) as raised:
+        _validate(path)
+    assert str(raised.value) == "bad signature in central directory entry 3 (corrupt zip archive)"
