@@ -6,6 +6,7 @@ a cut-off length or a lost word fails a test; the corpus (``bundle_corpus.py``) 
 
 from __future__ import annotations
 
+import io
 import json
 import lzma
 import struct
@@ -892,3 +893,43 @@ def test_a_bad_central_signature_names_the_entry_by_its_position(tmp_path):
     with pytest.raises(BundleError) as raised:
         _validate(path)
     assert str(raised.value) == "bad signature in central directory entry 3 (corrupt zip archive)"
+
+
+# Limits and the reader's own file handling ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"max_members": 0}, "bundle limit max_members must be a positive integer, got 0"),
+        ({"chunk_bytes": -1}, "bundle limit chunk_bytes must be a positive integer, got -1"),
+        ({"max_bytes": True}, "bundle limit max_bytes must be a positive integer, got True"),
+        ({"max_bytes": 1.5}, "bundle limit max_bytes must be a positive integer, got 1.5"),
+        ({"max_compression_ratio": 0.99}, "bundle limit max_compression_ratio must be >= 1, got 0.99"),
+        ({"max_compression_ratio": True}, "bundle limit max_compression_ratio must be >= 1, got True"),
+        ({"max_compression_ratio": "9"}, "bundle limit max_compression_ratio must be >= 1, got '9'"),
+        ({"min_map_side": 65, "max_map_side": 64}, "bundle limit min_map_side must not exceed max_map_side"),
+    ],
+)
+def test_limits_refused_exactly(given, message):
+    with pytest.raises(ValueError) as raised:
+        BundleLimits(**given)
+    assert str(raised.value) == message
+
+
+def test_the_smallest_limits_are_accepted():
+    limits = BundleLimits(max_members=1, chunk_bytes=1, max_compression_ratio=1, min_map_side=64, max_map_side=64)
+    assert (limits.max_members, limits.chunk_bytes, limits.max_compression_ratio) == (1, 1, 1)
+    assert BundleLimits(max_compression_ratio=1.5).max_compression_ratio == 1.5
+
+
+def test_a_reader_of_a_caller_file_puts_it_back_and_tolerates_it_closed(tmp_path):
+    handle = io.BytesIO(write_zip(tmp_path / "b.zip", members_of(SPEC)).read_bytes())
+    handle.seek(5)
+    reader = BundleReader(handle)
+    assert reader.read_manifest().suite == SPEC.suite  # read from the archive's start
+    reader.close()
+    assert handle.tell() == 5  # where the caller left it
+    reader = BundleReader(handle)
+    handle.close()
+    reader.close()  # the caller closed it first: nothing to put back, no error
