@@ -651,27 +651,15 @@ class _ZipIndex:
                 other = f"member {following.name!r}" if following is not None else "the central directory"
                 raise BundleError(f"its local header overlaps {other} (overlapping entries)", member=entry.name)
             self._local_header(entry, next_start)
+            # never past next_start: _local_header refused data that run past it, and a descriptor fills its gap
             end = entry.data_end + entry.descriptor_bytes
             if end == next_start:
                 continue
-            if following is None:
-                if end > next_start:
-                    raise BundleError(
-                        "its data run past the start of the central directory (truncated or corrupt archive)",
-                        member=entry.name,
-                    )
-                raise BundleError(
-                    f"{next_start - end:,} unaccounted bytes lie between the last member and the central directory "
-                    "(hidden data is not allowed)",
-                    member=entry.name,
-                )
-            if end > next_start:
-                raise BundleError(
-                    f"its data overlap member {following.name!r} (overlapping entries: zip bomb?)", member=entry.name
-                )
+            between = "the last member and the central directory" if following is None else (
+                f"this member and member {following.name!r}"
+            )
             raise BundleError(
-                f"{next_start - end:,} unaccounted bytes lie between this member and member {following.name!r} "
-                "(hidden data is not allowed)",
+                f"{next_start - end:,} unaccounted bytes lie between {between} (hidden data is not allowed)",
                 member=entry.name,
             )
 

@@ -30,7 +30,7 @@ from evaluation.bundles import (
     check,
 )
 from evaluation.tests.bundle_corpus import Spec, members_of, npy_bytes, npy_raw, valid_categories, write_zip
-from evaluation.tests.rawzip import LZMA, Member, build_zip, lzma_payload
+from evaluation.tests.rawzip import LZMA, STORED, Member, build_zip, lzma_payload
 
 SPEC = Spec(suite="synthetic", ids={"synthetic/aa": [f"test/good/{i:03d}.png" for i in range(3)]})
 
@@ -858,11 +858,12 @@ def test_the_compression_ratio_limit_is_inclusive(tmp_path):
                           "(zip bomb?)")  # fmt: skip
 
 
-def test_a_ratio_over_one_compressed_byte_is_computed_against_that_byte(tmp_path):
+@pytest.mark.parametrize("size", [2000, 3000])
+def test_a_ratio_over_one_compressed_byte_is_computed_against_that_byte(tmp_path, size):
     name = "synthetic/one.bin"
-    member = Member(name, bytes(3000), payload=b"\x00", central={"csize": 1}, local={"csize": 1})
+    member = Member(name, bytes(size), payload=b"\x00", central={"csize": 1}, local={"csize": 1})
     assert _with_extra_member(tmp_path, member, ratio_min_bytes=1000) == (
-        name, f"{name}: compression ratio 3,000:1 exceeds the limit of 1,100:1 (zip bomb?)"
+        name, f"{name}: compression ratio {size:,}:1 exceeds the limit of 1,100:1 (zip bomb?)"
     )
 
 
@@ -933,3 +934,39 @@ def test_a_reader_of_a_caller_file_puts_it_back_and_tolerates_it_closed(tmp_path
     reader = BundleReader(handle)
     handle.close()
     reader.close()  # the caller closed it first: nothing to put back, no error
+
+
+def _layout_problem(tmp_path: Path, members: list[Member], **zip_options) -> tuple[str | None, str]:
+    path = tmp_path / "layout.zip"
+    path.write_bytes(build_zip(members, **zip_options))
+    with pytest.raises(BundleError) as raised:
+        _validate(path)
+    return raised.value.member, str(raised.value)
+
+
+def test_bytes_before_a_first_member_that_looks_like_a_zip(tmp_path):
+    members = [Member(n, d) for n, d in members_of(SPEC)]
+    assert _layout_problem(tmp_path, members, prefix=b"PK\x03\x04" + bytes(10)) == (
+        "manifest.json",
+        "manifest.json: 14 unaccounted bytes precede the first member (prepended data is not allowed)",
+    )
+
+
+@pytest.mark.parametrize("index", [1, -1], ids=["middle", "last"])
+def test_data_declared_longer_than_the_gap_to_the_next_record(tmp_path, index):
+    members = [Member(n, d, method=STORED) for n, d in members_of(SPEC)]
+    grown = members[index]
+    size = len(grown.data) + 5
+    grown.local = grown.central = {"csize": size, "usize": size}
+    name = grown.raw_name.decode()
+    assert _layout_problem(tmp_path, members) == (
+        name, f"{name}: its data run past the start of the next record (overlapping, truncated or corrupt archive)"
+    )
+
+
+def test_a_streamed_member_whose_local_header_keeps_a_wrong_value(tmp_path):
+    members = [Member(n, d) for n, d in members_of(SPEC)]
+    members[1] = Member(IDS_NAME, IDS, descriptor="plain", local={"crc": 0x1234})  # neither 0 nor the true CRC
+    assert _layout_problem(tmp_path, members) == (
+        IDS_NAME, f"{IDS_NAME}: its local header and central directory disagree on the CRC or sizes"
+    )
