@@ -129,6 +129,15 @@ def test_a_directory_entry_on_the_way_does_not_end_the_member_set_check(tmp_path
         assert problems == [("synthetic/aa/extra.txt", f"synthetic/aa/extra.txt: {UNEXPECTED}")]
 
 
+def test_a_nested_archive_does_not_end_the_member_set_check(tmp_path):
+    members = [*members_of(SPEC), ("synthetic/inner.zip", b"PK"), ("synthetic/notes.txt", b"x")]
+    problems = _problems(tmp_path, members, suite="synthetic", expected_ids=SPEC.ids)
+    assert problems == [
+        ("synthetic/inner.zip", "synthetic/inner.zip: nested archives are not allowed in a bundle"),
+        ("synthetic/notes.txt", f"synthetic/notes.txt: {UNEXPECTED}"),
+    ]
+
+
 def test_member_set_problems_without_the_suite_ids(tmp_path):
     members = [m for m in members_of(SPEC) if not m[0].startswith("synthetic/bb/")]
     members.append(("synthetic/bb/extra.txt", b"x"))

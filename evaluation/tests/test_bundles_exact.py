@@ -467,7 +467,14 @@ def _manifest_problem(payload: dict | str) -> str:
 
 @pytest.mark.parametrize(
     ("text", "depth"),
-    [("{}", 1), ('{"a": [[1]], "b": [[1]], "c": [[1]]}', 3), ('{"a": "[[[{{{", "b": []}', 2), ("1", 0)],
+    [
+        ("{}", 1),
+        ('{"a": [[1]], "b": [[1]], "c": [[1]]}', 3),
+        ('{"a": "[[[{{{", "b": []}', 2),
+        ("1", 0),
+        ("[][]", 1),  # siblings: a closed bracket gives its level back
+        ('{"a": [[], [[]]]}', 4),  # deeper after a sibling closed
+    ],
 )
 def test_json_depth_counts_the_deepest_nesting_not_the_brackets(text, depth):
     assert _json_depth(text) == depth
@@ -970,3 +977,21 @@ def test_a_streamed_member_whose_local_header_keeps_a_wrong_value(tmp_path):
     assert _layout_problem(tmp_path, members) == (
         IDS_NAME, f"{IDS_NAME}: its local header and central directory disagree on the CRC or sizes"
     )
+
+
+def test_an_archive_of_exactly_the_size_limit_is_read(tmp_path):
+    path = write_zip(tmp_path / "b.zip", members_of(SPEC))
+    size = path.stat().st_size
+    _validate(path, max_bytes=size).close()
+    with pytest.raises(BundleError) as raised:
+        _validate(path, max_bytes=size - 1)
+    assert str(raised.value) == f"the archive is {size / 1024:,.1f} KiB; the limit is {(size - 1) / 1024:,.1f} KiB"
+
+
+@pytest.mark.parametrize("magic", [b"PK00", b"PK\x07\x08"])
+def test_a_spanned_archive_marker_is_named(tmp_path, magic):
+    path = tmp_path / "spanned.zip"
+    path.write_bytes(magic + write_zip(tmp_path / "b.zip", members_of(SPEC)).read_bytes())
+    with pytest.raises(BundleError) as raised:
+        _validate(path)
+    assert str(raised.value) == "the archive is split or spanned over several files; upload one plain zip archive"
