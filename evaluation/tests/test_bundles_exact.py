@@ -995,3 +995,55 @@ def test_a_spanned_archive_marker_is_named(tmp_path, magic):
     with pytest.raises(BundleError) as raised:
         _validate(path)
     assert str(raised.value) == "the archive is split or spanned over several files; upload one plain zip archive"
+
+
+# End records: the archive comment, counts, disks --------------------------------------------------
+
+
+def _archive_problem(data: bytes, **limits) -> str | None:
+    try:
+        with BundleReader(io.BytesIO(data), limits=BundleLimits(**limits)) as reader:
+            reader.validate(suite=SPEC.suite, expected_ids=SPEC.ids)
+    except BundleError as problem:
+        return str(problem)
+    return None
+
+
+def _members() -> list[Member]:
+    return [Member(n, d) for n, d in members_of(SPEC)]
+
+
+def test_an_archive_comment_of_the_greatest_length_is_read():
+    # 65,535 bytes: the end record starts at the very first byte searched
+    assert _archive_problem(build_zip(_members(), comment=b"c" * 65535)) is None
+
+
+def test_a_signature_too_close_to_the_end_for_a_record_is_trailing_data():
+    assert _archive_problem(build_zip(_members()) + b"PK\x05\x06") == (
+        "4 bytes follow the end of the zip archive; trailing data is not allowed (remove them)"
+    )
+
+
+def test_the_member_count_limit_is_inclusive():
+    assert _archive_problem(build_zip(_members()), max_members=4) is None
+    assert _archive_problem(build_zip(_members()), max_members=3) == "the archive has 4 members; the limit is 3"
+
+
+@pytest.mark.parametrize("field", ["disk", "cd_disk"])
+def test_either_disk_number_alone_marks_a_spanned_archive(field):
+    assert _archive_problem(build_zip(_members(), eocd={field: 1})) == (
+        "the archive spans several disks (split or spanned zip archives are not supported)"
+    )
+
+
+def test_a_central_directory_one_byte_longer_than_the_room_before_its_end_record():
+    data = build_zip(_members())
+    cd_size = struct.unpack_from("<L", data, data.rfind(b"PK\x05\x06") + 12)[0]
+    assert _archive_problem(build_zip(_members(), eocd={"cd_size": cd_size + 1})) == (
+        "the central directory runs past its end record (corrupt or truncated zip archive)"
+    )
+
+
+def test_a_local_header_then_an_end_record_of_no_entries_holds_no_members():
+    data = b"PK\x03\x04" + bytes(26) + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, 0, 30, 0)
+    assert _archive_problem(data) == "the zip archive holds no members (manifest.json is missing)"
