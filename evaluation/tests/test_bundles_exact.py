@@ -831,6 +831,8 @@ def test_a_unicode_path_record_followed_by_another_is_read_to_its_own_end(tmp_pa
     unicode_path = struct.pack("<2HB", 0x7075, 5 + len(IDS_NAME), 1) + bytes(4) + IDS_NAME.encode()
     timestamp = struct.pack("<2HB", 0x5455, 1, 0)
     assert _ids_problem(tmp_path, Member(IDS_NAME, IDS, central_extra=unicode_path + timestamp)) is None
+    # the same agreeing record in the local header is accepted there too
+    assert _ids_problem(tmp_path, Member(IDS_NAME, IDS, local_extra=unicode_path + timestamp)) is None
 
 
 def test_a_zip64_disk_number_alone_is_read_from_its_4_bytes(tmp_path):
