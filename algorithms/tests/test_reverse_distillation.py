@@ -154,10 +154,17 @@ def test_bad_settings_and_inputs_are_rejected():
 
 
 # sha256 of the tiny RD network's parameters, training outputs, loss, gradients, eval maps and
-# scores, recorded once by running this same digest on the code BEFORE the OCBE and decoder moved
-# to ``algorithms/components/distillation.py`` (commit 641994f, torch 2.x CPU, one thread). The move
-# must leave every byte unchanged.
-_RD_TINY_DIGEST = "21d5db14a74bb1030c12f4a5b14df95225d02d614c368c3ff96ff8c2e193bce4"
+# scores, recorded by running this same digest on the code BEFORE the OCBE and decoder moved to
+# ``algorithms/components/distillation.py`` (commit 641994f, torch 2.x CPU, one thread). The move
+# must leave every byte unchanged. Float kernels differ in the last bits between CPU kinds, so the
+# pre-move code was run on each kind this suite has met; on a new kind, record its digest the same
+# way (check out 641994f, run this digest there) rather than loosening the test.
+_RD_TINY_DIGESTS = {
+    "21d5db14a74bb1030c12f4a5b14df95225d02d614c368c3ff96ff8c2e193bce4": "30 Nov 2026 CI machine",
+    "7284438e6fed58153822526e3eceb3fc0c4fb858c1234a9fbb42dc215d756c56": "1 Dec 2026 CI machine (AVX2)",
+}
+#: The initial parameters alone come from the seeded generator: the same bytes on every machine.
+_RD_TINY_INIT_DIGEST = "33c3155ba0c6bd13944bd24e808ac340aa9a97f4d6db29874dc81aa49afa999e"
 
 
 def test_tiny_network_outputs_are_bitwise_those_before_the_components_move():
@@ -178,9 +185,10 @@ def test_tiny_network_outputs_are_bitwise_those_before_the_components_move():
                 decoder_blocks=(1, 1, 1),
             )
         images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-        digest = hashlib.sha256()
+        digest, init = hashlib.sha256(), hashlib.sha256()
         for value in model.state_dict().values():
             digest.update(value.detach().contiguous().numpy().tobytes())
+            init.update(value.detach().contiguous().numpy().tobytes())
         model.train()
         teacher, student = model(images)
         loss = model.loss(teacher, student)
@@ -201,4 +209,5 @@ def test_tiny_network_outputs_are_bitwise_those_before_the_components_move():
     # [1.9241185188293457, 2.0012412071228027]
     assert float(loss.detach()) == pytest.approx(1.8359570503234863, rel=1e-6)
     assert maps.amax(dim=(1, 2)).tolist() == pytest.approx([1.9241185188293457, 2.0012412071228027], rel=1e-6)
-    assert digest.hexdigest() == _RD_TINY_DIGEST
+    assert init.hexdigest() == _RD_TINY_INIT_DIGEST
+    assert digest.hexdigest() in _RD_TINY_DIGESTS, f"new CPU kind? digest {digest.hexdigest()}"
