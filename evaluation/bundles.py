@@ -1595,7 +1595,6 @@ class BundleReader:
         """
         # Each problem names its own member and each member is read once, so no two are the same.
         problems: list[BundleError] = []
-        add = problems.append
         self._budget = _Budget(self.limits.max_uncompressed_bytes)
         self._manifest = None
         try:
@@ -1603,7 +1602,7 @@ class BundleReader:
         except BundleError as problem:
             return [problem]
         if suite is not None and manifest.suite != suite:
-            add(BundleError(
+            problems.append(BundleError(
                 f"the manifest says suite {manifest.suite!r} but the submission is for suite {suite!r}: choose suite "
                 f"{manifest.suite!r}, or make the bundle for suite {suite!r}",
                 member=MANIFEST_NAME,
@@ -1611,7 +1610,7 @@ class BundleReader:
         if method is not None:
             names = [method] if isinstance(method, str) else list(method)
             if names and manifest.method.casefold() not in {name.casefold() for name in names}:
-                add(BundleError(
+                problems.append(BundleError(
                     f"the manifest names method {manifest.method!r} but the submission is for {names[0]!r}: choose "
                     f'method {manifest.method!r}, or change the manifest\'s "method" to {names[0]!r}',
                     member=MANIFEST_NAME,
@@ -1619,12 +1618,12 @@ class BundleReader:
         keys = list(expected_ids) if expected_ids is not None else list(manifest.categories)
         if expected_ids is not None:
             for problem in self._category_problems(manifest, suite or manifest.suite, keys):
-                add(problem)
+                problems.append(problem)
         try:
             for problem in self._member_set_problems(manifest.categories):
-                add(problem)
+                problems.append(problem)
         except BundleError as problem:
-            add(problem)
+            problems.append(problem)
         if expected_ids is None:
             return problems
         for key in (key for key in keys if key in manifest.categories):
@@ -1635,7 +1634,7 @@ class BundleReader:
                 if ids_name in self._infos:
                     order = _parse_ids(self._read_small(ids_name, limit=self.limits.max_ids_bytes), expected, ids_name)
             except BundleError as problem:
-                add(problem)
+                problems.append(problem)
 
             def row_id(row: int, order=order, expected=expected) -> str:
                 # row < N: the array's shape was checked against the N ids before its values were read
@@ -1647,7 +1646,7 @@ class BundleReader:
                 try:
                     self._scan_array(name, ndim=ndim, n=len(expected), row_id=row_id)
                 except BundleError as problem:
-                    add(problem)
+                    problems.append(problem)
         return problems
 
     def _validate_category(self, key: str, expected: list[str]) -> CategoryLayout:
